@@ -1,0 +1,17 @@
+"""Hamiltonian families (physics only: no I/O)."""
+
+from hamsim.hamiltonians.base import Hamiltonian, families, family
+from hamsim.hamiltonians.coupled import CoupledOscillators
+from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
+from hamsim.hamiltonians.network import NetworkTerms, TermGradients
+
+__all__ = [
+    "CoupledOscillators",
+    "Hamiltonian",
+    "LinearHRU",
+    "NetworkTerms",
+    "NonlinearHRU",
+    "TermGradients",
+    "families",
+    "family",
+]

@@ -1,0 +1,274 @@
+"""Numba kernels of the canonical network (see :mod:`hamsim.hamiltonians.network`).
+
+Batched over rows: states ``phi``/``pi`` have shape (B, n), one input step ``u_k`` shape (B, d).
+Pure functions of their arguments; outputs are written into caller-provided arrays so that the
+integrator loops allocate nothing per step.  Literals are typed from the data (``dtype.type``) so
+float32 stays float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hamsim._jit import kernel
+
+
+@kernel
+def drive(input_t, u_k, out):
+    """out[b, i] = sum_j input_t[j, i] u_k[b, j]  (the drive B u of each row)."""
+    B, n = out.shape
+    d = input_t.shape[0]
+    for b in range(B):
+        for i in range(n):
+            out[b, i] = 0.0
+        for j in range(d):
+            ub = u_k[b, j]
+            for i in range(n):
+                out[b, i] += input_t[j, i] * ub
+
+
+#: the "poly" nonlinearity saturates at |z| = POLY_KNEE; slope 1 at the origin like tanh
+POLY_KNEE = 15.0 / 8.0
+
+
+@kernel
+def nl_slope(kind, z, one):
+    """g'(z): tanh z (log cosh); z / sqrt(1 + z^2) (sqrt); for "poly" the C2 quintic soft clip
+    p(s) = (15 s - 10 s^3 + 3 s^5) / 8 of s = clip(z / knee, -1, 1) (polynomial: no libm call)."""
+    if kind == 1:
+        return np.tanh(z)
+    if kind == 2:
+        return z / np.sqrt(one + z * z)
+    T = type(one)
+    s = min(max(z * T(1.0 / POLY_KNEE), -one), one)
+    s2 = s * s
+    return s * (T(1.875) - s2 * (T(1.25) - s2 * T(0.375)))
+
+
+@kernel
+def nl_value(kind, z, one):
+    """g(z): log cosh z (overflow-free form), sqrt(1 + z^2) - 1, or the integral of the soft clip
+    (knee (15 s^2 - 5 s^4 + s^6) / 16 inside, linear outside)."""
+    if kind == 1:
+        a = abs(z)
+        return a + np.log1p(np.exp(-(a + a))) - np.log(one + one)
+    if kind == 2:
+        return np.sqrt(one + z * z) - one
+    T = type(one)
+    knee = T(POLY_KNEE)
+    a = abs(z)
+    if a >= knee:
+        return T(POLY_KNEE * 11.0 / 16.0) + (a - knee)
+    s2 = (z / knee) * (z / knee)
+    return knee * s2 * (T(15.0) - s2 * (T(5.0) - s2)) / T(16.0)
+
+
+@kernel
+def nl_curvature(kind, z, one):
+    """g''(z): 1 - tanh^2 z, (1 + z^2)^(-3/2), or (15 / (8 knee)) (1 - s^2)^2 inside the knee."""
+    if kind == 1:
+        t = np.tanh(z)
+        return one - t * t
+    if kind == 2:
+        s = one + z * z
+        return one / (s * np.sqrt(s))
+    T = type(one)
+    knee = T(POLY_KNEE)
+    if abs(z) >= knee:
+        return T(0.0)
+    s2 = (z / knee) * (z / knee)
+    return T(1.875 / POLY_KNEE) * (one - s2) * (one - s2)
+
+
+@kernel
+def grad_potential(t, phi, dlin, dnl, scratch, out):
+    """out = dV/dphi for every row.  ``dlin``/``dnl`` are the drives B_lin u and B_nl u;
+    ``scratch`` (B, n) is work space for the dense coupling product."""
+    B, n = phi.shape
+    one = phi.dtype.type(1.0)
+    onsite = t.onsite
+    for b in range(B):
+        for i in range(n):
+            out[b, i] = onsite[i] * phi[b, i] - dlin[b, i]
+    if t.has_quartic:
+        q = t.quartic
+        for b in range(B):
+            for i in range(n):
+                x = phi[b, i]
+                out[b, i] += q[i] * x * x * x
+    if t.nl_kind != 0:
+        w, c, bias, kind = t.nl_w, t.nl_c, t.nl_bias, t.nl_kind
+        for b in range(B):
+            for i in range(n):
+                z = w[i] * phi[b, i] + dnl[b, i] + bias[i]
+                out[b, i] += c[i] * nl_slope(kind, z, one)
+    if t.coupling.shape[0] > 0:
+        np.dot(phi, t.coupling, scratch)  # coupling is symmetric
+        deg = t.degree
+        for b in range(B):
+            for i in range(n):
+                out[b, i] += deg[i] * phi[b, i] - scratch[b, i]
+    edges, ek = t.edges, t.edge_k
+    for e in range(edges.shape[0]):
+        i, j = edges[e, 0], edges[e, 1]
+        for b in range(B):
+            f = ek[e] * (phi[b, i] - phi[b, j])
+            out[b, i] += f
+            out[b, j] -= f
+
+
+@kernel
+def hessian_vector(t, phi, dnl, v, scratch, out):
+    """out = (d^2 V / dphi^2) v for every row (used by the exact adjoint)."""
+    B, n = phi.shape
+    one = phi.dtype.type(1.0)
+    three = phi.dtype.type(3.0)
+    for b in range(B):
+        for i in range(n):
+            out[b, i] = t.onsite[i] * v[b, i]
+    if t.has_quartic:
+        for b in range(B):
+            for i in range(n):
+                x = phi[b, i]
+                out[b, i] += three * t.quartic[i] * x * x * v[b, i]
+    if t.nl_kind != 0:
+        for b in range(B):
+            for i in range(n):
+                z = t.nl_w[i] * phi[b, i] + dnl[b, i] + t.nl_bias[i]
+                out[b, i] += t.nl_c[i] * t.nl_w[i] * nl_curvature(t.nl_kind, z, one) * v[b, i]
+    if t.coupling.shape[0] > 0:
+        np.dot(v, t.coupling, scratch)
+        for b in range(B):
+            for i in range(n):
+                out[b, i] += t.degree[i] * v[b, i] - scratch[b, i]
+    for e in range(t.edges.shape[0]):
+        i, j = t.edges[e, 0], t.edges[e, 1]
+        for b in range(B):
+            f = t.edge_k[e] * (v[b, i] - v[b, j])
+            out[b, i] += f
+            out[b, j] -= f
+
+
+@kernel
+def unit_potential(t, phi, dlin, dnl, out):
+    """out[b, i] = the part of V that belongs to unit i alone (everything but the couplings)."""
+    B, n = phi.shape
+    one = phi.dtype.type(1.0)
+    half = phi.dtype.type(0.5)
+    quarter = phi.dtype.type(0.25)
+    for b in range(B):
+        for i in range(n):
+            x = phi[b, i]
+            v = half * t.onsite[i] * x * x - x * dlin[b, i]
+            if t.has_quartic:
+                v += quarter * t.quartic[i] * x * x * x * x
+            if t.nl_kind != 0:
+                z = t.nl_w[i] * x + dnl[b, i] + t.nl_bias[i]
+                v += t.nl_c[i] / t.nl_w[i] * nl_value(t.nl_kind, z, one)
+            out[b, i] = v
+
+
+@kernel
+def energy(t, phi, pi, dlin, dnl, unit_buf, scratch, out):
+    """out[b] = H(phi_b, pi_b; u_b) for every row."""
+    B, n = phi.shape
+    half = phi.dtype.type(0.5)
+    unit_potential(t, phi, dlin, dnl, unit_buf)
+    if t.coupling.shape[0] > 0:
+        np.dot(phi, t.coupling, scratch)
+    for b in range(B):
+        e = 0.0 * phi[b, 0]
+        for i in range(n):
+            p = pi[b, i]
+            e += half * t.inv_mass[i] * p * p + unit_buf[b, i]
+        if t.coupling.shape[0] > 0:
+            # 1/4 sum_ij K_ij (x_i - x_j)^2 = 1/2 (x . deg x - x . K x)
+            for i in range(n):
+                x = phi[b, i]
+                e += half * x * (t.degree[i] * x - scratch[b, i])
+        for k in range(t.edges.shape[0]):
+            dx = phi[b, t.edges[k, 0]] - phi[b, t.edges[k, 1]]
+            e += half * t.edge_k[k] * dx * dx
+        out[b] = e
+
+
+@kernel
+def accumulate_potential(t, phi, u_k, dlin, dnl, dt_vec, coef, row_scale, g, unit_buf, wphi, dhdu_k):
+    """Add coef * row_scale[b] * dt_i * dV/dtheta at ``phi`` to the accumulators ``g``.
+
+    Also adds coef * row_scale[b] * V_i to ``g.dt`` (derivative w.r.t. a per-unit step) and
+    coef * sum_i dt_i dV/du to ``dhdu_k[b]`` (unscaled by row_scale: each row keeps its own).
+    ``wphi`` (B, n) is work space.
+    """
+    B, n = phi.shape
+    d = t.input_t.shape[0]
+    one = phi.dtype.type(1.0)
+    half = phi.dtype.type(0.5)
+    quarter = phi.dtype.type(0.25)
+    unit_potential(t, phi, dlin, dnl, unit_buf)
+    for b in range(B):
+        s = coef * row_scale[b]
+        for i in range(n):
+            x = phi[b, i]
+            w = s * dt_vec[i]
+            g.onsite[i] += w * half * x * x
+            g.dt[i] += s * unit_buf[b, i]
+            wphi[b, i] = w * x
+        if t.has_quartic:
+            for i in range(n):
+                x = phi[b, i]
+                g.quartic[i] += s * dt_vec[i] * quarter * x * x * x * x
+        for j in range(d):
+            ub = u_k[b, j]
+            acc = 0.0 * ub
+            for i in range(n):
+                g.input_t[j, i] -= wphi[b, i] * ub
+                acc -= coef * dt_vec[i] * phi[b, i] * t.input_t[j, i]
+            dhdu_k[b, j] += acc
+        if t.nl_kind != 0:
+            kind = t.nl_kind
+            for i in range(n):
+                x = phi[b, i]
+                wi = t.nl_w[i]
+                ci = t.nl_c[i]
+                z = wi * x + dnl[b, i] + t.nl_bias[i]
+                gz = nl_value(kind, z, one)
+                sz = nl_slope(kind, z, one)
+                w = s * dt_vec[i]
+                g.nl_c[i] += w * gz / wi
+                g.nl_w[i] += w * (ci * sz * x / wi - ci * gz / (wi * wi))
+                g.nl_bias[i] += w * ci * sz / wi
+                # reuse wphi for dV/dz_i * dt_i (unscaled) -> input gradients
+                wphi[b, i] = dt_vec[i] * ci * sz / wi
+            for j in range(d):
+                ub = u_k[b, j]
+                acc = 0.0 * ub
+                for i in range(n):
+                    g.nl_input_t[j, i] += s * wphi[b, i] * ub
+                    acc += coef * wphi[b, i] * t.nl_input_t[j, i]
+                dhdu_k[b, j] += acc
+        for e in range(t.edges.shape[0]):
+            dx = phi[b, t.edges[e, 0]] - phi[b, t.edges[e, 1]]
+            g.edge_k[e] += s * dt_vec[0] * half * dx * dx
+    if t.coupling.shape[0] > 0:
+        # sum_b s_b dt x_b x_b^T and sum_b s_b dt x_b^2: coupling gradient = (sq_i + sq_j)/2 - outer_ij
+        for b in range(B):
+            s = coef * row_scale[b] * dt_vec[0]
+            for i in range(n):
+                wphi[b, i] = s * phi[b, i]
+                g.coupling_sq[i] += s * phi[b, i] * phi[b, i]
+        g.coupling_outer[:, :] += np.dot(wphi.T, phi)
+
+
+@kernel
+def accumulate_kinetic(t, pi, dt_vec, coef, row_scale, g):
+    """Add coef * row_scale[b] * dt_i * dT/dinv_mass and coef * row_scale[b] * T_i (to g.dt)."""
+    B, n = pi.shape
+    half = pi.dtype.type(0.5)
+    for b in range(B):
+        s = coef * row_scale[b]
+        for i in range(n):
+            p = pi[b, i]
+            k = half * p * p
+            g.inv_mass[i] += s * dt_vec[i] * k
+            g.dt[i] += s * t.inv_mass[i] * k

@@ -1,0 +1,177 @@
+"""The canonical separable oscillator network that every kernel integrates.
+
+All Hamiltonian families (coupled oscillators, linear and nonlinear HRUs, ...) are instances of
+
+    H(phi, pi; u) = T(pi) + V(phi; u)
+    T = sum_i inv_mass_i pi_i^2 / 2
+    V = sum_i onsite_i phi_i^2 / 2 + quartic_i phi_i^4 / 4
+      + 1/4 sum_ij coupling_ij (phi_i - phi_j)^2          (dense, symmetric, zero diagonal)
+      + 1/2 sum_e edge_k_e (phi_a(e) - phi_b(e))^2         (sparse edge list)
+      - phi . (B_lin u)                                   (B_lin = input_t.T, shape (n, d))
+      + sum_i (c_i / w_i) g(w_i phi_i + (B_nl u)_i + bias_i)   (g = log cosh, sqrt(1+z^2)-1, or a C2 polynomial soft clip)
+
+A family maps its *named* parameters onto these arrays (:class:`NetworkTerms`) and maps the
+accumulated canonical derivatives (:class:`TermGradients`) back onto its named parameters by the
+chain rule.  The kernels therefore exist once, not once per family.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+#: nonlinearity codes understood by the kernels
+NL_NONE, NL_LOGCOSH, NL_SQRT, NL_POLY = 0, 1, 2, 3
+NONLINEARITIES = {"logcosh": NL_LOGCOSH, "sqrt": NL_SQRT, "poly": NL_POLY}
+
+
+class NetworkTerms(NamedTuple):
+    """Arrays of the canonical network (one dtype throughout, edges int64)."""
+
+    inv_mass: np.ndarray  # (n,)
+    onsite: np.ndarray  # (n,)
+    quartic: np.ndarray  # (n,)
+    coupling: np.ndarray  # (n, n) or (0, 0)
+    degree: np.ndarray  # (n,) row sums of coupling
+    edges: np.ndarray  # (E, 2) int64
+    edge_k: np.ndarray  # (E,)
+    input_t: np.ndarray  # (d, n)
+    nl_w: np.ndarray  # (n,)
+    nl_c: np.ndarray  # (n,)
+    nl_bias: np.ndarray  # (n,)
+    nl_input_t: np.ndarray  # (d, n)
+    nl_kind: int
+    has_quartic: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.inv_mass.shape[0])
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.input_t.shape[0])
+
+    @property
+    def coupled(self) -> bool:
+        """True when oscillators interact (dense or sparse springs)."""
+        return self.coupling.shape[0] > 0 or self.edges.shape[0] > 0
+
+
+class TermGradients(NamedTuple):
+    """Accumulated derivatives of (dt-weighted) H with respect to every canonical array.
+
+    ``dt`` holds d(dt_i H)/d(dt_i) summed over stages (the unit energies): the derivative with
+    respect to a per-unit step.  ``coupling_outer`` and ``coupling_sq`` accumulate sum(w x x^T) and
+    sum(w x^2); :func:`coupling_gradient` turns them into dH/dcoupling_ij = (x_i - x_j)^2 / 2.
+    """
+
+    inv_mass: np.ndarray
+    onsite: np.ndarray
+    quartic: np.ndarray
+    coupling_outer: np.ndarray
+    coupling_sq: np.ndarray
+    edge_k: np.ndarray
+    input_t: np.ndarray
+    nl_w: np.ndarray
+    nl_c: np.ndarray
+    nl_bias: np.ndarray
+    nl_input_t: np.ndarray
+    dt: np.ndarray
+
+
+def make_terms(
+    n: int,
+    d: int,
+    dtype: np.dtype | type = np.float64,
+    *,
+    inv_mass: np.ndarray | None = None,
+    onsite: np.ndarray | None = None,
+    quartic: np.ndarray | None = None,
+    coupling: np.ndarray | None = None,
+    edges: np.ndarray | None = None,
+    edge_k: np.ndarray | None = None,
+    input_matrix: np.ndarray | None = None,
+    nonlinearity: str | None = None,
+    nl_w: np.ndarray | None = None,
+    nl_c: np.ndarray | None = None,
+    nl_bias: np.ndarray | None = None,
+    nl_input_matrix: np.ndarray | None = None,
+) -> NetworkTerms:
+    """Assemble :class:`NetworkTerms`; absent terms become zeros / empty arrays.
+
+    ``input_matrix`` and ``nl_input_matrix`` have shape (n, d) (the maths' B); they are stored
+    transposed for the kernels.  Inputs are assumed validated by the calling family.
+    """
+    dt = np.dtype(dtype)
+
+    def vec(x: np.ndarray | None, fill: float) -> np.ndarray:
+        return np.full(n, fill, dt) if x is None else np.ascontiguousarray(x, dt)
+
+    if coupling is None:
+        cpl = np.zeros((0, 0), dt)
+        degree = np.zeros(n, dt)
+    else:
+        cpl = np.ascontiguousarray(coupling, dt)
+        degree = cpl.sum(axis=1)
+    if edges is None:
+        e = np.zeros((0, 2), np.int64)
+        ek = np.zeros(0, dt)
+    else:
+        e = np.ascontiguousarray(edges, np.int64)
+        ek = np.ascontiguousarray(edge_k, dt)
+
+    def inp(b: np.ndarray | None) -> np.ndarray:
+        if b is None:
+            return np.zeros((d, n), dt)
+        return np.ascontiguousarray(np.asarray(b).T, dt)
+
+    kind = 0 if nonlinearity is None else NONLINEARITIES[nonlinearity]
+    return NetworkTerms(
+        inv_mass=vec(inv_mass, 1.0),
+        onsite=vec(onsite, 0.0),
+        quartic=vec(quartic, 0.0),
+        coupling=cpl,
+        degree=degree,
+        edges=e,
+        edge_k=ek,
+        input_t=inp(input_matrix),
+        nl_w=vec(nl_w, 1.0),
+        nl_c=vec(nl_c, 0.0),
+        nl_bias=vec(nl_bias, 0.0),
+        nl_input_t=inp(nl_input_matrix),
+        nl_kind=kind,
+        has_quartic=quartic is not None and bool(np.any(np.asarray(quartic) != 0)),
+    )
+
+
+def zero_gradients(terms: NetworkTerms) -> TermGradients:
+    """Fresh zero accumulators shaped like ``terms``."""
+    z = np.zeros_like
+    return TermGradients(
+        inv_mass=z(terms.inv_mass),
+        onsite=z(terms.onsite),
+        quartic=z(terms.quartic),
+        coupling_outer=z(terms.coupling),
+        coupling_sq=np.zeros(terms.coupling.shape[0], terms.inv_mass.dtype),
+        edge_k=z(terms.edge_k),
+        input_t=z(terms.input_t),
+        nl_w=z(terms.nl_w),
+        nl_c=z(terms.nl_c),
+        nl_bias=z(terms.nl_bias),
+        nl_input_t=z(terms.nl_input_t),
+        dt=z(terms.inv_mass),
+    )
+
+
+def coupling_gradient(g: TermGradients) -> np.ndarray:
+    """dH/dcoupling_ij = sum w (x_i - x_j)^2 / 2 (symmetric, zero diagonal) from the accumulators."""
+    s = g.coupling_sq
+    out = 0.5 * (s[:, None] + s[None, :]) - g.coupling_outer
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def add_gradients(a: TermGradients, b: TermGradients, scale: float = 1.0) -> TermGradients:
+    """a + scale * b, field by field."""
+    return TermGradients(*(x + scale * y for x, y in zip(a, b)))

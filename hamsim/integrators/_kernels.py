@@ -1,0 +1,312 @@
+"""Numba kernels of the splitting integrators.
+
+Time-outer loops over a batch of rows (B, n): the dense coupling then is one matrix product per force
+evaluation for the whole batch.  Uncoupled networks (every HRU, on-site-only oscillators) take a fused
+path instead: each oscillator is advanced through all stages and all steps in registers, batch rows
+independent (and spread over threads in the parallel variant).  Both paths perform the same
+floating-point operations in the same order, so they agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hamsim._jit import kernel, parallel_kernel, prange
+from hamsim.hamiltonians._kernels import (
+    POLY_KNEE,
+    accumulate_kinetic,
+    accumulate_potential,
+    drive,
+    grad_potential,
+    nl_slope,
+)
+
+
+@kernel
+def make_work(t, B, dtype_probe):
+    """Scratch arrays for :func:`step`: (drive_lin, drive_nl, force, scratch, unit_buf, wphi)."""
+    n = t.inv_mass.shape[0]
+    z = np.zeros((B, n), dtype_probe.dtype)
+    return (z.copy(), z.copy(), z.copy(), z.copy(), z.copy(), z.copy())
+
+
+@kernel
+def drift(t, phi, pi, dt_vec, a):
+    B, n = phi.shape
+    for b in range(B):
+        for i in range(n):
+            phi[b, i] += a * dt_vec[i] * t.inv_mass[i] * pi[b, i]
+
+
+@kernel
+def kick(pi, f, dt_vec, c):
+    B, n = pi.shape
+    for b in range(B):
+        for i in range(n):
+            pi[b, i] -= c * dt_vec[i] * f[b, i]
+
+
+@kernel
+def step(t, phi, pi, u_k, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, dhdu_k):
+    """Advance every row by one step.  With ``accumulate`` the dt-weighted dH/dtheta of every
+    sub-step is added to ``g`` (scaled per row by ``row_scale``) and dH/du to ``dhdu_k``."""
+    dlin, dnl, f, scratch, unit_buf, wphi = work
+    if t.input_t.shape[0] > 0:
+        drive(t.input_t, u_k, dlin)
+    if t.nl_kind != 0 and t.nl_input_t.shape[0] > 0:
+        drive(t.nl_input_t, u_k, dnl)
+    S = kick_c.shape[0]
+    for s in range(S + 1):
+        a = drift_c[s]
+        if a != 0.0:
+            if accumulate:
+                accumulate_kinetic(t, pi, dt_vec, a, row_scale, g)
+            drift(t, phi, pi, dt_vec, a)
+        if s < S and kick_c[s] != 0.0:
+            c = kick_c[s]
+            grad_potential(t, phi, dlin, dnl, scratch, f)
+            if accumulate:
+                accumulate_potential(
+                    t, phi, u_k, dlin, dnl, dt_vec, c, row_scale, g, unit_buf, wphi, dhdu_k
+                )
+            kick(pi, f, dt_vec, c)
+
+
+@kernel
+def run(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi, g):
+    """Integrate ``u.shape[0]`` steps in place; record every ``rec_every`` steps (row 0 = start)."""
+    K, B = u.shape[0], phi.shape[0]
+    work = make_work(t, B, phi)
+    row_scale = np.ones(B, phi.dtype)
+    dummy = np.zeros((B, u.shape[2]), phi.dtype)
+    if rec_every > 0:
+        rec_phi[0] = phi
+        rec_pi[0] = pi
+    for k in range(K):
+        step(t, phi, pi, u[k], dt_vec, drift_c, kick_c, work, False, g, row_scale, dummy)
+        if rec_every > 0 and (k + 1) % rec_every == 0:
+            r = (k + 1) // rec_every
+            rec_phi[r] = phi
+            rec_pi[r] = pi
+
+
+@kernel
+def _kick_row(t, x, p, dl, dz, kc, one):
+    """p -= kc * dV/dphi(x) for one uncoupled row (kc = kick coefficient times dt, per unit)."""
+    n = x.shape[0]
+    if t.nl_kind != 0:
+        for i in range(n):
+            f = t.onsite[i] * x[i] - dl[i]
+            if t.has_quartic:
+                f += t.quartic[i] * x[i] * x[i] * x[i]
+            z = t.nl_w[i] * x[i] + dz[i] + t.nl_bias[i]
+            f += t.nl_c[i] * nl_slope(t.nl_kind, z, one)
+            p[i] -= kc[i] * f
+    elif t.has_quartic:
+        for i in range(n):
+            f = t.onsite[i] * x[i] - dl[i]
+            f += t.quartic[i] * x[i] * x[i] * x[i]
+            p[i] -= kc[i] * f
+    else:
+        for i in range(n):
+            p[i] -= kc[i] * (t.onsite[i] * x[i] - dl[i])
+
+
+@kernel
+def _pack_row_coefficients(t, d0, d1, k0, bl, bn):
+    """Per-unit coefficients of the fused step in one table (rows: drift0, drift1, kick, onsite,
+    drive, quartic, w, nl drive, bias, c).  With a dozen separate arrays LLVM gives up on the
+    run-time alias checks and the step loop stays scalar."""
+    cf = np.empty((10, d0.shape[0]), d0.dtype)
+    cf[0] = d0
+    cf[1] = d1
+    cf[2] = k0
+    cf[3] = t.onsite
+    cf[4] = bl
+    cf[5] = t.quartic
+    cf[6] = t.nl_w
+    cf[7] = bn
+    cf[8] = t.nl_bias
+    cf[9] = t.nl_c
+    return cf
+
+
+@kernel
+def _fused_step_row(kind, quartic, cf, x, p, ul, un, one):
+    """One drift-kick-drift step of an uncoupled row in a single vectorisable pass.
+
+    Same operations in the same order as :func:`step` (absent terms have zero coefficients, and
+    adding an exact zero changes no value).  The "poly" soft clip is inlined (no call, no branch)."""
+    n = x.shape[0]
+    T = type(one)
+    if kind == 0 and not quartic:
+        for i in range(n):
+            xi = x[i] + cf[0, i] * p[i]
+            pn = p[i] - cf[2, i] * (cf[3, i] * xi - cf[4, i] * ul)
+            x[i] = xi + cf[1, i] * pn
+            p[i] = pn
+    elif kind == 0:
+        for i in range(n):
+            xi = x[i] + cf[0, i] * p[i]
+            f = cf[3, i] * xi - cf[4, i] * ul + cf[5, i] * xi * xi * xi
+            pn = p[i] - cf[2, i] * f
+            x[i] = xi + cf[1, i] * pn
+            p[i] = pn
+    elif kind == 3:
+        inv_knee = T(1.0 / POLY_KNEE)
+        c1, c3, c5 = T(1.875), T(1.25), T(0.375)
+        for i in range(n):
+            xi = x[i] + cf[0, i] * p[i]
+            f = cf[3, i] * xi - cf[4, i] * ul + cf[5, i] * xi * xi * xi
+            z = cf[6, i] * xi + cf[7, i] * un + cf[8, i]
+            s = min(max(z * inv_knee, -one), one)
+            s2 = s * s
+            f += cf[9, i] * (s * (c1 - s2 * (c3 - s2 * c5)))
+            pn = p[i] - cf[2, i] * f
+            x[i] = xi + cf[1, i] * pn
+            p[i] = pn
+    else:
+        for i in range(n):
+            xi = x[i] + cf[0, i] * p[i]
+            f = cf[3, i] * xi - cf[4, i] * ul + cf[5, i] * xi * xi * xi
+            z = cf[6, i] * xi + cf[7, i] * un + cf[8, i]
+            f += cf[9, i] * nl_slope(kind, z, one)
+            pn = p[i] - cf[2, i] * f
+            x[i] = xi + cf[1, i] * pn
+            p[i] = pn
+
+
+@kernel
+def _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """Fused path for an uncoupled network: row ``b`` through all steps while it stays in cache.
+
+    Per oscillator the arithmetic is exactly that of :func:`step` (same operations, same order:
+    the per-stage coefficients (a dt_i) inv_mass_i and c dt_i are the same left-to-right products);
+    the loops over oscillators are innermost so they vectorise.  Single-kick schemes (leapfrog,
+    symplectic Euler) run drift-kick-drift in one pass per step."""
+    K = u.shape[0]
+    n = phi.shape[1]
+    d = t.input_t.shape[0]
+    dn = t.nl_input_t.shape[0]
+    S = kick_c.shape[0]
+    one = phi.dtype.type(1.0)
+    x = phi[b].copy()
+    p = pi[b].copy()
+    dl = np.zeros(n, phi.dtype)
+    dz = np.zeros(n, phi.dtype)
+    dcoef = np.empty((S + 1, n), phi.dtype)
+    kcoef = np.empty((S, n), phi.dtype)
+    for s in range(S + 1):
+        for i in range(n):
+            dcoef[s, i] = drift_c[s] * dt_vec[i] * t.inv_mass[i]
+            if s < S:
+                kcoef[s, i] = kick_c[s] * dt_vec[i]
+    fuse = S == 1 and d <= 1 and dn <= 1
+    d0 = dcoef[0]
+    d1 = dcoef[1]
+    k0 = kcoef[0]
+    zero = phi.dtype.type(0.0)
+    # scalar-drive columns (zeros when absent: adding 0 * 0 leaves every value unchanged)
+    bl = t.input_t[0].copy() if d == 1 else np.zeros(n, phi.dtype)
+    bn = t.nl_input_t[0].copy() if dn == 1 else np.zeros(n, phi.dtype)
+    cf = _pack_row_coefficients(t, d0, d1, k0, bl, bn)
+    for k in range(K):
+        if fuse:
+            ul = u[k, b, 0] if d == 1 else zero
+            un = u[k, b, 0] if dn == 1 and t.nl_kind != 0 else zero
+            _fused_step_row(t.nl_kind, t.has_quartic, cf, x, p, ul, un, one)
+        else:
+            if d > 0:
+                dl[:] = 0.0
+                for j in range(d):
+                    ukj = u[k, b, j]
+                    for i in range(n):
+                        dl[i] += t.input_t[j, i] * ukj
+            if t.nl_kind != 0 and dn > 0:
+                dz[:] = 0.0
+                for j in range(dn):
+                    ukj = u[k, b, j]
+                    for i in range(n):
+                        dz[i] += t.nl_input_t[j, i] * ukj
+            for s in range(S + 1):
+                if drift_c[s] != 0.0:
+                    dc = dcoef[s]
+                    for i in range(n):
+                        x[i] += dc[i] * p[i]
+                if s < S and kick_c[s] != 0.0:
+                    _kick_row(t, x, p, dl, dz, kcoef[s], one)
+        if rec_every > 0 and (k + 1) % rec_every == 0:
+            r = (k + 1) // rec_every
+            rec_phi[r, b] = x
+            rec_pi[r, b] = p
+    phi[b] = x
+    pi[b] = p
+
+
+@kernel
+def run_uncoupled(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """Serial fused integration of an uncoupled network (see :func:`_advance_row`)."""
+    if rec_every > 0:
+        rec_phi[0] = phi
+        rec_pi[0] = pi
+    for b in range(phi.shape[0]):
+        _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
+
+
+@parallel_kernel
+def run_uncoupled_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """As :func:`run_uncoupled`, batch rows spread over threads (no per-step synchronisation)."""
+    if rec_every > 0:
+        rec_phi[0] = phi
+        rec_pi[0] = pi
+    for b in prange(phi.shape[0]):
+        _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
+
+
+@kernel
+def run_fixed_point(t, phi_q, pi_q, u, dt_vec, drift_c, kick_c, q_phi, q_pi, limit, rec_every, rec_phi, rec_pi):
+    """Integer leapfrog: ``phi = phi_q * q_phi``, ``pi = pi_q * q_pi`` with int64 registers.
+
+    Each drift adds rint(pi_q * c) with c = a dt inv_mass q_pi / q_phi, an exactly odd function of
+    pi_q; each kick subtracts rint(c dV/dphi(phi_q q_phi) / q_pi), a deterministic function of phi_q.
+    Both are undone exactly by the momentum-flipped run, so a symmetric scheme is *bit-exactly*
+    reversible for any network, chaotic or not.  ``limit > 0`` saturates registers to [-limit, limit]
+    (a hardware non-ideality that breaks reversibility once it clips).
+    """
+    K, B = u.shape[0], phi_q.shape[0]
+    n = phi_q.shape[1]
+    work = make_work(t, B, dt_vec.reshape(1, -1))
+    dlin, dnl, f, scratch, _, _ = work
+    x = np.empty((B, n), dt_vec.dtype)
+    S = kick_c.shape[0]
+    if rec_every > 0:
+        rec_phi[0] = phi_q
+        rec_pi[0] = pi_q
+    for k in range(K):
+        if t.input_t.shape[0] > 0:
+            drive(t.input_t, u[k], dlin)
+        if t.nl_kind != 0 and t.nl_input_t.shape[0] > 0:
+            drive(t.nl_input_t, u[k], dnl)
+        for s in range(S + 1):
+            a = drift_c[s]
+            if a != 0.0:
+                for b in range(B):
+                    for i in range(n):
+                        c = a * dt_vec[i] * t.inv_mass[i] * q_pi / q_phi
+                        phi_q[b, i] += np.int64(np.rint(pi_q[b, i] * c))
+                        if limit > 0:
+                            phi_q[b, i] = min(max(phi_q[b, i], -limit), limit)
+            if s < S and kick_c[s] != 0.0:
+                for b in range(B):
+                    for i in range(n):
+                        x[b, i] = phi_q[b, i] * q_phi
+                grad_potential(t, x, dlin, dnl, scratch, f)
+                for b in range(B):
+                    for i in range(n):
+                        pi_q[b, i] -= np.int64(np.rint(kick_c[s] * dt_vec[i] * f[b, i] / q_pi))
+                        if limit > 0:
+                            pi_q[b, i] = min(max(pi_q[b, i], -limit), limit)
+        if rec_every > 0 and (k + 1) % rec_every == 0:
+            r = (k + 1) // rec_every
+            rec_phi[r] = phi_q
+            rec_pi[r] = pi_q

@@ -1,0 +1,131 @@
+"""Integrate a Hamiltonian system over an input sequence: the simulator's entry point.
+
+Pure computation (no I/O); :mod:`hamsim.trajectory_file` writes the result to HDF5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hamsim import validation
+from hamsim.errors import ValidationError
+from hamsim.hamiltonians.base import Hamiltonian
+from hamsim.hamiltonians.network import zero_gradients
+from hamsim.integrators import _kernels
+from hamsim.integrators.splitting import Splitting, get_integrator
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Result of :func:`simulate`.
+
+    ``phi``/``pi`` are the recorded states, shape (R, B, n), row r at step r * record_every (row 0 is
+    the initial state); empty when nothing was recorded.  ``final_phi``/``final_pi`` (B, n) are
+    always present.
+    """
+
+    phi: np.ndarray
+    pi: np.ndarray
+    final_phi: np.ndarray
+    final_pi: np.ndarray
+    dt: float
+    record_every: int
+    integrator: str
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Step index of every recorded row."""
+        return np.arange(self.phi.shape[0]) * self.record_every
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.steps * self.dt
+
+
+def check_inputs(u: Any, batch: int | None, input_dim: int) -> np.ndarray:
+    """Validate an input sequence: (K, B, d), or (K, d) for a single system.  Returns (K, B, d)."""
+    arr = validation.array(u, "u")
+    if arr.ndim == 2:
+        arr = arr[:, None, :]
+    if arr.ndim != 3:
+        raise ValidationError("u", f"must have shape (K, B, d) or (K, d), got {np.shape(u)}")
+    if arr.shape[0] < 1:
+        raise ValidationError("u", "must contain at least one step")
+    if arr.shape[2] != input_dim:
+        raise ValidationError("u", f"last axis must be the input dimension {input_dim}, got {arr.shape[2]}")
+    if batch is not None and arr.shape[1] not in (1, batch):
+        raise ValidationError("u", f"batch axis has {arr.shape[1]} rows, the state {batch}")
+    return arr
+
+
+def initial_state(hamiltonian: Hamiltonian, phi0: Any, pi0: Any, batch: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and broadcast initial positions/momenta to (B, n) float64 copies."""
+    n = hamiltonian.n
+
+    def one(x: Any, name: str) -> np.ndarray | None:
+        if x is None:
+            return None
+        a = validation.array(x, name)
+        if a.ndim == 1:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape[1] != n:
+            raise ValidationError(name, f"must have shape (n,) or (B, n) with n={n}, got {np.shape(x)}")
+        return a
+
+    p, q = one(phi0, "phi0"), one(pi0, "pi0")
+    rows = {a.shape[0] for a in (p, q) if a is not None} | ({batch} if batch else set())
+    rows.discard(1)
+    if len(rows) > 1:
+        raise ValidationError("pi0", f"batch sizes disagree: {sorted(rows)}")
+    B = rows.pop() if rows else 1
+    p = np.zeros((B, n)) if p is None else np.broadcast_to(p, (B, n))
+    q = np.zeros((B, n)) if q is None else np.broadcast_to(q, (B, n))
+    return np.array(p, dtype=np.float64), np.array(q, dtype=np.float64)
+
+
+def simulate(
+    hamiltonian: Hamiltonian,
+    u: Any,
+    dt: float,
+    *,
+    phi0: Any = None,
+    pi0: Any = None,
+    integrator: str | Splitting = "leapfrog",
+    dtype: Any = np.float64,
+    record_every: int = 1,
+    parallel: bool = False,
+) -> Trajectory:
+    """Integrate ``hamiltonian`` over inputs ``u`` (K, B, d) with step ``dt``.
+
+    Memory is O(B n) when ``record_every`` is 0 (only the final state is kept); otherwise every
+    ``record_every``-th state is stored.  ``parallel`` spreads independent batch rows over threads
+    (uncoupled networks only; a no-op for coupled ones, whose batch is one matrix product).
+    """
+    if not isinstance(hamiltonian, Hamiltonian):
+        raise ValidationError("hamiltonian", f"must be a Hamiltonian, got {type(hamiltonian).__name__}")
+    scheme = get_integrator(integrator)
+    dt = validation.positive_scalar(dt, "dt")
+    dtype = validation.as_dtype(dtype)
+    if isinstance(record_every, bool) or not isinstance(record_every, (int, np.integer)) or record_every < 0:
+        raise ValidationError("record_every", f"must be an integer >= 0, got {record_every!r}")
+    u_arr = check_inputs(u, None, hamiltonian.input_dim)
+    phi, pi = initial_state(hamiltonian, phi0, pi0, u_arr.shape[1] if u_arr.shape[1] > 1 else None)
+    B, n = phi.shape
+    u_arr = np.ascontiguousarray(np.broadcast_to(u_arr, (u_arr.shape[0], B, hamiltonian.input_dim)), dtype)
+    phi, pi = phi.astype(dtype), pi.astype(dtype)
+    terms = hamiltonian.terms(dtype)
+    a, c = scheme.coefficients(dtype)
+    dt_vec = (dt * hamiltonian.time_scale()).astype(dtype)
+    K = u_arr.shape[0]
+    R = K // record_every + 1 if record_every > 0 else 0
+    rec_phi = np.empty((R, B, n), dtype)
+    rec_pi = np.empty((R, B, n), dtype)
+    if terms.coupled:
+        _kernels.run(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi, zero_gradients(terms))
+    else:
+        fn = _kernels.run_uncoupled_parallel if parallel else _kernels.run_uncoupled
+        fn(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
+    return Trajectory(rec_phi, rec_pi, phi, pi, dt, record_every, scheme.name)
