@@ -76,11 +76,15 @@ def initial_state(hamiltonian: Hamiltonian, phi0: Any, pi0: Any, batch: int | No
         return a
 
     p, q = one(phi0, "phi0"), one(pi0, "pi0")
-    rows = {a.shape[0] for a in (p, q) if a is not None} | ({batch} if batch else set())
-    rows.discard(1)
-    if len(rows) > 1:
-        raise ValidationError("pi0", f"batch sizes disagree: {sorted(rows)}")
-    B = rows.pop() if rows else 1
+    B = batch or 1
+    for arr, name in ((p, "phi0"), (q, "pi0")):
+        if arr is None or arr.shape[0] == 1:
+            continue
+        if B == 1:
+            B = arr.shape[0]
+        elif arr.shape[0] != B:
+            raise ValidationError(name, f"has {arr.shape[0]} rows, expected {B} (the batch of the inputs "
+                                        "and the other initial condition)")
     p = np.zeros((B, n)) if p is None else np.broadcast_to(p, (B, n))
     q = np.zeros((B, n)) if q is None else np.broadcast_to(q, (B, n))
     return np.array(p, dtype=np.float64), np.array(q, dtype=np.float64)

@@ -1,0 +1,35 @@
+"""Shared fixtures: one small random system of every family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hamsim
+
+
+def all_systems(n: int = 5, d: int = 2, seed: int = 3) -> dict[str, hamsim.Hamiltonian]:
+    """Every family and option, small and random."""
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [0, 4], [1, 3]])[: max(n, 2)]
+    edges = edges[(edges < n).all(axis=1)]
+    return {
+        "coupled_dense": hamsim.CoupledOscillators.random(n, d, seed=seed),
+        "coupled_sparse_duffing": hamsim.CoupledOscillators.random(n, d, seed=seed, edges=edges, duffing=True),
+        "linear_hru": hamsim.LinearHRU.random(n, d, seed=seed),
+        "nonlinear_logcosh": hamsim.NonlinearHRU.random(n, d, seed=seed, potential="logcosh"),
+        "nonlinear_sqrt": hamsim.NonlinearHRU.random(n, d, seed=seed, potential="sqrt"),
+        "nonlinear_poly": hamsim.NonlinearHRU.random(n, d, seed=seed, potential="poly"),
+    }
+
+
+SYSTEM_NAMES = list(all_systems())
+
+
+@pytest.fixture(params=SYSTEM_NAMES)
+def system(request: pytest.FixtureRequest) -> hamsim.Hamiltonian:
+    return all_systems()[request.param]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
