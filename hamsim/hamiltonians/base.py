@@ -29,6 +29,8 @@ class Hamiltonian(ABC):
     family: ClassVar[str]
     #: True when each unit may have its own time step (uncoupled families only)
     per_unit_steps: ClassVar[bool] = False
+    #: units of positions, momenta, energy and time (dimensionless families use "1")
+    units: ClassVar[dict[str, str]] = {"phi": "1", "pi": "1", "energy": "1", "time": "1"}
 
     def __init__(self, n: int, input_dim: int, params: Mapping[str, Any], **options: Any) -> None:
         self.n = validation.positive_int(n, "n")

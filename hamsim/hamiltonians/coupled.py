@@ -37,6 +37,7 @@ class CoupledOscillators(Hamiltonian):
     """Masses on on-site springs, coupled pairwise by springs, driven through an input matrix."""
 
     family = "coupled_oscillators"
+    units = {"phi": "m", "pi": "kg m/s", "energy": "J", "time": "s"}
 
     def __init__(self, n: int, input_dim: int, params: dict[str, Any], *, edges: Any = None,
                  duffing: bool = False) -> None:
