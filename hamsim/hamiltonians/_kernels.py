@@ -272,3 +272,54 @@ def accumulate_kinetic(t, pi, dt_vec, coef, row_scale, g):
             k = half * p * p
             g.inv_mass[i] += s * dt_vec[i] * k
             g.dt[i] += s * t.inv_mass[i] * k
+
+
+@kernel
+def accumulate_mixed(t, phi, v, u_k, dnl, weight, g, dudot):
+    """Add weight_i * d/dtheta (v . dV/dphi) at ``phi`` to ``g`` and d/du (v . dV/dphi) (weighted) to
+    ``dudot`` (B, d): the second derivatives a discrete adjoint (BPTT) needs at every kick.
+
+    For the dense coupling the pair derivative (phi_i - phi_j)(v_i - v_j) is stored in the
+    (coupling_sq, coupling_outer) form of :class:`TermGradients`: sq_i = 2 phi_i v_i,
+    outer_ij = phi_i v_j + phi_j v_i.
+    """
+    B, n = phi.shape
+    d = t.input_t.shape[0]
+    one = phi.dtype.type(1.0)
+    for b in range(B):
+        for i in range(n):
+            x = phi[b, i]
+            w = weight[i] * v[b, i]
+            g.onsite[i] += w * x
+            if t.has_quartic:
+                g.quartic[i] += w * x * x * x
+        for j in range(d):
+            ub = u_k[b, j]
+            acc = 0.0 * ub
+            for i in range(n):
+                w = weight[i] * v[b, i]
+                g.input_t[j, i] -= w * ub
+                acc -= w * t.input_t[j, i]
+            dudot[b, j] += acc
+        if t.nl_kind != 0:
+            for i in range(n):
+                x = phi[b, i]
+                wi, ci = t.nl_w[i], t.nl_c[i]
+                z = wi * x + dnl[b, i] + t.nl_bias[i]
+                s1 = nl_slope(t.nl_kind, z, one)
+                s2 = nl_curvature(t.nl_kind, z, one)
+                w = weight[i] * v[b, i]
+                g.nl_c[i] += w * s1
+                g.nl_w[i] += w * ci * s2 * x
+                g.nl_bias[i] += w * ci * s2
+                for j in range(d):
+                    g.nl_input_t[j, i] += w * ci * s2 * u_k[b, j]
+                    dudot[b, j] += w * ci * s2 * t.nl_input_t[j, i]
+        for e in range(t.edges.shape[0]):
+            a, c = t.edges[e, 0], t.edges[e, 1]
+            g.edge_k[e] += weight[0] * (phi[b, a] - phi[b, c]) * (v[b, a] - v[b, c])
+        if t.coupling.shape[0] > 0:
+            for i in range(n):
+                g.coupling_sq[i] += weight[0] * (one + one) * phi[b, i] * v[b, i]
+                for j in range(n):
+                    g.coupling_outer[i, j] += weight[0] * (phi[b, i] * v[b, j] + phi[b, j] * v[b, i])

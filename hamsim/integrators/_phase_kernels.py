@@ -1,0 +1,166 @@
+"""Numba kernels of the echo-learning phases on the simulator (constant memory in the sequence length).
+
+``forward_with_loss`` integrates the forward phase while evaluating a per-step readout loss online
+(value, readout gradients, and — only for the linearised-nudge variant — the loss-gradient sequence).
+``paired_echoes`` runs S echoes (rows s*B .. s*B+B-1 for echo s) in lockstep from the momentum-flipped
+final state, replaying the inputs backwards, nudging the momenta after every step, and accumulating
+sum_s weight_s * (dt-weighted dH/dtheta along echo s) on the fly.
+
+Index bookkeeping (science.md 2.3/2.7): forward step j maps Phi_j -> Phi_{j+1} with input u[j]; the
+per-step loss scores Phi_j for j = 1..K with targets y[j-1].  Echo step k uses input u[K-1-k] and
+lands near Sigma_z Phi_{K-1-k}, so the nudge after it is the loss gradient of index j = K-1-k (none
+for j = 0); the initial echo nudge is that of index K.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hamsim._jit import kernel
+from hamsim.integrators._kernels import make_work, step
+
+#: where the echo nudge is evaluated
+NUDGE_SEQUENCE, NUDGE_ECHO, NUDGE_MIDPOINT = 0, 1, 2
+
+
+@kernel
+def apply_decay(pi, decay):
+    """pi *= decay (per unit) — dissipation, the non-Hamiltonian part of a real device."""
+    if decay.shape[0] == 0:
+        return
+    B, n = pi.shape
+    for b in range(B):
+        for i in range(n):
+            pi[b, i] *= decay[i]
+
+
+@kernel
+def readout_gradient(C, c0, phi_b, y_b, w, out_r):
+    """out_r = w (C phi + c0 - y) for one row; returns w/2 |C phi + c0 - y|^2."""
+    r, n = C.shape
+    val = 0.0 * w
+    for a in range(r):
+        z = c0[a] - y_b[a]
+        for i in range(n):
+            z += C[a, i] * phi_b[i]
+        val += 0.5 * w * z * z
+        out_r[a] = w * z
+    return val
+
+
+@kernel
+def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w,
+                      G_out, rec_every, rec_phi, rec_pi, gC, gc0, g_unused):
+    """Forward phase in place.  Returns the per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if
+    ``G_out`` has K rows, stores dL/dphi_j in G_out[j-1] (the linearised-nudge sequence).
+    ``g_unused`` is a TermGradients that the shared step kernel needs for typing only."""
+    K, B = u.shape[0], phi.shape[0]
+    r = C.shape[0]
+    work = make_work(t, B, phi)
+    ones = np.ones(B, phi.dtype)
+    dummy = np.zeros((B, u.shape[2]), phi.dtype)
+    res = np.zeros(r, phi.dtype)
+    loss = 0.0
+    if rec_every > 0:
+        rec_phi[0] = phi
+        rec_pi[0] = pi
+    for k in range(K):
+        step(t, phi, pi, u[k], dt_vec, drift_c, kick_c, work, False, g_unused, ones, dummy)
+        apply_decay(pi, decay)
+        if r > 0 and w[k] != 0.0:
+            for b in range(B):
+                loss += readout_gradient(C, c0, phi[b], y[k, b], w[k], res)
+                for a in range(r):
+                    gc0[a] += res[a]
+                    for i in range(phi.shape[1]):
+                        gC[a, i] += res[a] * phi[b, i]
+                if G_out.shape[0] > 0:
+                    for i in range(phi.shape[1]):
+                        acc = 0.0 * res[0]
+                        for a in range(r):
+                            acc += C[a, i] * res[a]
+                        G_out[k, b, i] = acc
+        if rec_every > 0 and (k + 1) % rec_every == 0:
+            q = (k + 1) // rec_every
+            rec_phi[q] = phi
+            rec_pi[q] = pi
+    return loss
+
+
+@kernel
+def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weights, G0,
+                  mode, G_seq, C, c0, y, w, g, dhdu, rec_every, rec_phi, rec_pi):
+    """Run len(nudges) echoes from the flip of (phi_f, pi_f), all rows in lockstep.
+
+    Echo s starts at (phi_f, -pi_f + nudges[s] G0) and after every step gets the momentum kick
+    nudges[s] * G, where G is G_seq[j-1] (mode 0, linearised), the readout-loss gradient at the echo's
+    own positions (mode 1) or at the mean positions of the echoes (mode 2).  dH/dtheta is accumulated
+    into ``g`` weighted by weights[s]; dH/du of every row into ``dhdu[j]`` when it has K rows.
+    Returns the final echo states (S*B, n) x 2.
+    """
+    K, B = u.shape[0], phi_f.shape[0]
+    n = phi_f.shape[1]
+    S = nudges.shape[0]
+    R = S * B
+    d = u.shape[2]
+    r = C.shape[0]
+    phi = np.empty((R, n), phi_f.dtype)
+    pi = np.empty((R, n), phi_f.dtype)
+    row_scale = np.empty(R, phi_f.dtype)
+    for s in range(S):
+        for b in range(B):
+            row_scale[s * B + b] = weights[s]
+            for i in range(n):
+                phi[s * B + b, i] = phi_f[b, i]
+                pi[s * B + b, i] = -pi_f[b, i] + nudges[s] * G0[b, i]
+    work = make_work(t, R, phi)
+    uk = np.empty((R, d), phi_f.dtype)
+    scratch_du = np.zeros((R, d), phi_f.dtype)
+    res = np.zeros(r, phi_f.dtype)
+    mid = np.zeros(n, phi_f.dtype)
+    if rec_every > 0:
+        rec_phi[0] = phi
+        rec_pi[0] = pi
+    for k in range(K):
+        jin = K - 1 - k
+        for s in range(S):
+            for b in range(B):
+                for q in range(d):
+                    uk[s * B + b, q] = u[jin, b, q]
+        if dhdu.shape[0] == K:
+            du = dhdu[jin]
+        else:
+            scratch_du[:, :] = 0.0
+            du = scratch_du
+        step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, True, g, row_scale, du)
+        apply_decay(pi, decay)
+        j = jin
+        if j >= 1:
+            if mode == 0:
+                for s in range(S):
+                    for b in range(B):
+                        for i in range(n):
+                            pi[s * B + b, i] += nudges[s] * G_seq[j - 1, b, i]
+            elif w[j - 1] != 0.0:
+                for b in range(B):
+                    if mode == 2:
+                        for i in range(n):
+                            acc = 0.0 * mid[0]
+                            for s in range(S):
+                                acc += phi[s * B + b, i]
+                            mid[i] = acc / S
+                        readout_gradient(C, c0, mid, y[j - 1, b], w[j - 1], res)
+                    for s in range(S):
+                        row = s * B + b
+                        if mode == 1:
+                            readout_gradient(C, c0, phi[row], y[j - 1, b], w[j - 1], res)
+                        for i in range(n):
+                            acc = 0.0 * res[0]
+                            for a in range(r):
+                                acc += C[a, i] * res[a]
+                            pi[row, i] += nudges[s] * acc
+        if rec_every > 0 and (k + 1) % rec_every == 0:
+            q = (k + 1) // rec_every
+            rec_phi[q] = phi
+            rec_pi[q] = pi
+    return phi, pi

@@ -1,0 +1,179 @@
+"""The simulator as a :class:`~hamsim.substrate.Substrate`: Numba kernels, constant memory.
+
+Its echoes are *fused*: all echoes of a request run in lockstep as rows of one batch and accumulate
+sum_s weight_s dt dH/dtheta on the fly, so a gradient needs O(B n) memory whatever the sequence
+length (plus O(K) for the inputs, targets and — only when asked — dH/du and nudge sequences).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hamsim import validation
+from hamsim.adjoint import bptt, decay_factors
+from hamsim.errors import ValidationError
+from hamsim.hamiltonians.base import Hamiltonian
+from hamsim.hamiltonians.network import zero_gradients
+from hamsim.integrators import _phase_kernels as P
+from hamsim.integrators.splitting import Splitting, get_integrator
+from hamsim.losses import ReadoutLoss
+from hamsim.simulate import check_inputs
+from hamsim.substrate import (
+    Capabilities,
+    EchoRequest,
+    EchoResult,
+    ExactGradient,
+    ForwardResult,
+    State,
+    SubstrateInfo,
+)
+
+_MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_SEQUENCE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
+
+
+class SimulatedSubstrate:
+    """A Hamiltonian system integrated by a symmetric splitting scheme, optionally damped.
+
+    ``damping`` r (scalar or per unit, 1/time) adds dpi/dt = -r pi after every step: a real device's
+    dissipation, which breaks time reversal (echo gradients are then biased; science.md 9).
+    """
+
+    def __init__(self, hamiltonian: Hamiltonian, dt: float, *, integrator: str | Splitting = "leapfrog",
+                 damping: float | np.ndarray | None = None, name: str = "simulator") -> None:
+        if not isinstance(hamiltonian, Hamiltonian):
+            raise ValidationError("hamiltonian", f"must be a Hamiltonian, got {type(hamiltonian).__name__}")
+        self._h = hamiltonian
+        self._dt = validation.positive_scalar(dt, "dt")
+        self._scheme = get_integrator(integrator)
+        if damping is not None:
+            r = validation.array(damping, "damping")
+            if np.any(r < 0):
+                raise ValidationError("damping", "must be >= 0")
+        self._damping = damping
+        self._name = name
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def hamiltonian(self) -> Hamiltonian:
+        return self._h
+
+    @property
+    def info(self) -> SubstrateInfo:
+        return SubstrateInfo(
+            name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt, specs=self._h.specs,
+            capabilities=Capabilities(exact_gradient=True), units=dict(self._h.units))
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self._h.params.items()}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self._h = self._h.with_params(**params)
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-friendly description (for recordings)."""
+        return {"name": self._name, "system": self._h.config(), "dt": self._dt,
+                "integrator": self._scheme.name,
+                "damping": None if self._damping is None else np.asarray(self._damping).tolist()}
+
+    def close(self) -> None:
+        """Nothing to release (a simulator has no outputs to make safe)."""
+
+    # ------------------------------------------------------------------ phases
+    def _common(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        t = self._h.terms(np.float64)
+        a, c = self._scheme.coefficients(np.float64)
+        dtv = self._dt * self._h.time_scale()
+        return t, a, c, dtv, decay_factors(self._h, self._dt, self._damping)
+
+    def _check(self, u: Any, state: State, name: str = "state0") -> np.ndarray:
+        u = check_inputs(u, None, self._h.input_dim)
+        if state.phi.shape != state.pi.shape or state.phi.ndim != 2 or state.phi.shape[1] != self._h.n:
+            raise ValidationError(name, f"phi and pi must both be (B, {self._h.n}), got {state.phi.shape}, "
+                                        f"{state.pi.shape}")
+        if u.shape[1] != state.batch:
+            u = np.broadcast_to(u, (u.shape[0], state.batch, u.shape[2])) if u.shape[1] == 1 else u
+        if u.shape[1] != state.batch:
+            raise ValidationError("u", f"batch {u.shape[1]} != state batch {state.batch}")
+        return np.ascontiguousarray(u, dtype=np.float64)
+
+    def forward(self, u: Any, state0: State, *, loss: ReadoutLoss | None = None,
+                nudge_sequence: bool = False, record_every: int = 0) -> ForwardResult:
+        u = self._check(u, state0)
+        Kn, B, _ = u.shape
+        n = self._h.n
+        t, a, c, dtv, decay = self._common()
+        phi = np.array(state0.phi, np.float64)
+        pi = np.array(state0.pi, np.float64)
+        if loss is None:
+            C, c0, y, w = np.zeros((0, n)), np.zeros(0), np.zeros((Kn, B, 0)), np.zeros(Kn)
+        else:
+            loss.check(Kn, B, n)
+            C, c0 = np.ascontiguousarray(loss.C, float), np.ascontiguousarray(loss.c0, float)
+            y, w = loss.step_arrays(Kn, B)
+        G = np.zeros((Kn, B, n)) if nudge_sequence else np.zeros((0, B, n))
+        R = Kn // record_every + 1 if record_every > 0 else 0
+        rec_phi, rec_pi = np.empty((R, B, n)), np.empty((R, B, n))
+        gC, gc0 = np.zeros_like(C), np.zeros_like(c0)
+        value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every,
+                                    rec_phi, rec_pi, gC, gc0, zero_gradients(t))
+        return ForwardResult(
+            final=State(phi, pi), loss=float(value), readout_grad_C=gC, readout_grad_c0=gc0,
+            nudge_sequence=G if nudge_sequence else None,
+            trajectory=State(rec_phi, rec_pi) if record_every > 0 else None)
+
+    def echo(self, request: EchoRequest) -> EchoResult:
+        u = self._check(request.u, request.start, "start")
+        Kn, B, d = u.shape
+        n = self._h.n
+        t, a, c, dtv, decay = self._common()
+        S = len(request.nudges)
+        mode = _MODES[request.at]
+        loss = request.loss
+        if request.at in ("echo", "midpoint"):
+            if loss is None:
+                raise ValidationError("loss", f"nudging at the {request.at} state needs the loss")
+            if request.at == "midpoint" and S != 2:
+                raise ValidationError("at", "the midpoint nudge needs exactly two echoes")
+            C, c0 = np.ascontiguousarray(loss.C, float), np.ascontiguousarray(loss.c0, float)
+            y, w = loss.step_arrays(Kn, B)
+        else:
+            C, c0, y, w = np.zeros((0, n)), np.zeros(0), np.zeros((Kn, B, 0)), np.zeros(Kn)
+        if request.at == "forward":
+            if request.nudge_sequence is None:
+                raise ValidationError("nudge_sequence", "the forward-state nudge needs the forward sequence")
+            G = validation.array(request.nudge_sequence, "nudge_sequence", shape=(Kn, B, n))
+        else:
+            G = np.zeros((Kn, B, n))  # mode "none": a zero sequence
+        G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
+        g = zero_gradients(t)
+        dhdu = np.zeros((Kn, S * B, d)) if request.input_gradients else np.zeros((0, S * B, d))
+        rec = request.record_every
+        R = Kn // rec + 1 if rec > 0 else 0
+        rec_phi, rec_pi = np.empty((R, S * B, n)), np.empty((R, S * B, n))
+        phi, pi = P.paired_echoes(
+            t, np.ascontiguousarray(request.start.phi, float), np.ascontiguousarray(request.start.pi, float),
+            u, dtv, a, c, decay, np.asarray(request.nudges, float), np.asarray(request.weights, float), G0,
+            mode, G, C, c0, y, w, g, dhdu, rec, rec_phi, rec_pi)
+        du = None
+        if request.input_gradients:
+            du = sum(wt * dhdu[:, s * B:(s + 1) * B] for s, wt in enumerate(request.weights))
+        finals = tuple(State(phi[s * B:(s + 1) * B], pi[s * B:(s + 1) * B]) for s in range(S))
+        trajs = None
+        if rec > 0:
+            trajs = tuple(State(rec_phi[:, s * B:(s + 1) * B], rec_pi[:, s * B:(s + 1) * B]) for s in range(S))
+        return EchoResult(dH_dtheta=self._h.param_gradients(g, self._dt), dH_du=du, finals=finals,
+                          trajectories=trajs)
+
+    # ------------------------------------------------------------------ exact model
+    def exact_gradient(self, u: Any, state0: State, loss: ReadoutLoss) -> ExactGradient:
+        """The true gradient of this (possibly damped) discrete system, by BPTT."""
+        u = self._check(u, state0)
+        loss.check(u.shape[0], u.shape[1], self._h.n)
+        return bptt(self._h, u, self._dt, loss, state0, self._scheme, self._damping)
+
+    def with_damping(self, damping: float | np.ndarray | None) -> "SimulatedSubstrate":
+        return SimulatedSubstrate(self._h, self._dt, integrator=self._scheme, damping=damping, name=self._name)
+
+

@@ -1,0 +1,153 @@
+"""The :class:`Substrate` interface: what echo learning needs from any backend.
+
+The simulator, a serial FPGA board and a bench of SCPI instruments all satisfy it; the protocols in
+``hamsim.protocols`` are written against it alone.  A phase runs the device from a given state (the
+forward phase) or from the momentum-flipped final state of a forward phase (the echoes), with the
+inputs replayed backwards and the loss gradient injected as a momentum nudge, and returns what was
+observed: final states, the dt-weighted dH/dtheta accumulated along the echoes (a hardware backend
+computes it from measured positions through its Hamiltonian model), dH/du per step, and optionally
+the recorded trajectories.
+
+Conventions (docs/sign-conventions.md): the nudge enters as pi += nudge * dL/dphi after each echo
+step; the echo result ``dH_dtheta`` is sum_s weight_s * sum_steps dt * dH/dtheta along echo s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from hamsim.losses import ReadoutLoss
+from hamsim.parameters import ParamSpec
+
+
+@dataclass(frozen=True)
+class State:
+    """Phase-space state of a batch: positions and momenta, each (B, n)."""
+
+    phi: np.ndarray
+    pi: np.ndarray
+
+    @property
+    def batch(self) -> int:
+        return int(self.phi.shape[0])
+
+    def flipped(self) -> "State":
+        """Sigma_z: the time-reversed state (phi, -pi)."""
+        return State(self.phi, -self.pi)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; protocols choose or refuse by these flags."""
+
+    #: the momenta of the live state can be reversed in place (otherwise the flipped state is prepared
+    #: as a new initial condition, which needs ``prepare_state``)
+    flip_in_place: bool = True
+    #: an arbitrary initial state can be set
+    prepare_state: bool = True
+    #: several echoes run as one call, in lockstep (the midpoint nudge needs this)
+    paired_echoes: bool = True
+    #: the readout-loss gradient can be evaluated at the echo's own state while it runs
+    online_nudge: bool = True
+    #: the backend has an exact model of itself (BPTT through it is the true gradient)
+    exact_gradient: bool = False
+
+
+@dataclass(frozen=True)
+class SubstrateInfo:
+    name: str
+    n: int
+    input_dim: int
+    dt: float
+    specs: dict[str, ParamSpec]
+    capabilities: Capabilities
+    units: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """Observables of a forward phase."""
+
+    final: State
+    loss: float  # per-step loss (final-time terms are evaluated by the protocol)
+    readout_grad_C: np.ndarray  # dL_step/dC
+    readout_grad_c0: np.ndarray  # dL_step/dc0
+    nudge_sequence: np.ndarray | None = None  # (K, B, n): dL/dphi_j at the forward states, j = 1..K
+    trajectory: State | None = None  # recorded (R, B, n) arrays when asked
+
+
+NudgeAt = Literal["echo", "forward", "midpoint", "none"]
+
+
+@dataclass(frozen=True)
+class EchoRequest:
+    """S echoes from the flip of ``start``, echo s nudged with strength ``nudges[s]``.
+
+    ``initial_nudge`` (B, n) is dL/dphi at the final forward state; after every echo step the momenta
+    get nudges[s] * dL/dphi of the matching forward index, taken from ``nudge_sequence`` (at="forward"),
+    from the loss at the echo's own positions (at="echo"), at the mean positions of the echoes
+    (at="midpoint"), or not at all (at="none").
+    """
+
+    start: State
+    u: np.ndarray  # (K, B, d) in forward order; the substrate replays it backwards
+    nudges: tuple[float, ...]
+    weights: tuple[float, ...]
+    initial_nudge: np.ndarray
+    at: NudgeAt = "echo"
+    loss: ReadoutLoss | None = None
+    nudge_sequence: np.ndarray | None = None
+    input_gradients: bool = False
+    record_every: int = 0
+
+
+@dataclass(frozen=True)
+class EchoResult:
+    """Observables of the echoes of one request."""
+
+    dH_dtheta: dict[str, np.ndarray]  # sum_s weights[s] * sum_steps dt dH/dtheta (named parameters)
+    dH_du: np.ndarray | None  # (K, B, d) sum_s weights[s] * dt dH/du_j, forward order
+    finals: tuple[State, ...]  # final state of every echo
+    trajectories: tuple[State, ...] | None = None
+
+
+@runtime_checkable
+class Substrate(Protocol):
+    """A physical or simulated Hamiltonian system that can be driven, nudged and echoed."""
+
+    @property
+    def info(self) -> SubstrateInfo: ...
+
+    def get_params(self) -> dict[str, np.ndarray]: ...
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None: ...
+
+    def forward(self, u: np.ndarray, state0: State, *, loss: ReadoutLoss | None = None,
+                nudge_sequence: bool = False, record_every: int = 0) -> ForwardResult: ...
+
+    def echo(self, request: EchoRequest) -> EchoResult: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ExactGradientSubstrate(Substrate, Protocol):
+    """A substrate with an exact model of itself: the true gradient is available (simulators)."""
+
+    def exact_gradient(self, u: np.ndarray, state0: State, loss: ReadoutLoss) -> "ExactGradient": ...
+
+
+@dataclass(frozen=True)
+class ExactGradient:
+    """Gradients of the total loss, as returned by an exact method (BPTT / discrete adjoint)."""
+
+    loss: float
+    params: dict[str, np.ndarray]
+    readout_C: np.ndarray
+    readout_c0: np.ndarray
+    inputs: np.ndarray  # (K, B, d)
+    initial_phi: np.ndarray  # dL/dphi_0 (B, n)
+    initial_pi: np.ndarray  # dL/dpi_0 (B, n)
