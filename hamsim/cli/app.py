@@ -12,6 +12,7 @@ import traceback
 import typer
 
 from hamsim.cli import simulate as simulate_cmd
+from hamsim.cli import train as train_cmd
 from hamsim.errors import HamsimError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -31,6 +32,7 @@ def _root() -> None:
 
 
 app.command("simulate")(simulate_cmd.simulate_command)
+app.command("train")(train_cmd.train_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,234 @@
+"""Training a substrate by echo learning (or, for comparison, by its exact gradient).
+
+The trainer talks to the substrate only through the :class:`~hamsim.substrate.Substrate` interface.
+Every optimisation step emits a :class:`StepRecord` to the callbacks (a recorder subscribes there);
+the trainer itself writes nothing.  Readout parameters (outside H) get ordinary gradients and are
+named ``readout/C`` and ``readout/c0``.  After every update each physical parameter is projected onto
+its constraint (positive masses, symmetric springs, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from hamsim import validation
+from hamsim.errors import ValidationError
+from hamsim.losses import ReadoutLoss
+from hamsim.protocols.optim import Optimizer, clip_by_global_norm
+from hamsim.protocols.rhel import Estimator, rhel_gradient
+from hamsim.substrate import ExactGradientSubstrate, NudgeAt, State, Substrate
+
+READOUT = ("readout/C", "readout/c0")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One minibatch: inputs (K, B, d), the loss (targets inside), the initial state (zeros if None)."""
+
+    u: np.ndarray
+    loss: ReadoutLoss
+    state0: State | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A learning problem: training and validation batches sharing one initial readout."""
+
+    name: str
+    train: Sequence[Batch]
+    val: Sequence[Batch]
+    readout_C: np.ndarray
+    readout_c0: np.ndarray
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    lr: float = 1e-2
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.0
+    clip_norm: float | None = None
+    gradient: Literal["rhel", "exact"] = "rhel"
+    eps: float = 1e-3
+    estimator: Estimator = "centered"
+    nudge_at: NudgeAt = "echo"
+    trainable: tuple[str, ...] | None = None  # physical parameters to learn (None: all)
+    train_readout: bool = False
+    patience: int | None = None  # early stopping: epochs without validation improvement
+    seed: int = 0
+
+    def validate(self, substrate: Substrate) -> None:
+        validation.positive_int(self.epochs, "epochs")
+        validation.positive_scalar(self.lr, "lr")
+        validation.positive_scalar(self.eps, "eps")
+        if self.gradient not in ("rhel", "exact"):
+            raise ValidationError("gradient", f"must be 'rhel' or 'exact', got {self.gradient!r}")
+        if self.gradient == "exact" and not isinstance(substrate, ExactGradientSubstrate):
+            raise ValidationError("gradient", f"{substrate.info.name} has no exact model; use 'rhel'")
+        if self.trainable is not None:
+            unknown = set(self.trainable) - set(substrate.info.specs)
+            if unknown:
+                raise ValidationError("trainable", f"unknown parameter(s) {sorted(unknown)}; "
+                                                   f"known: {sorted(substrate.info.specs)}")
+        if self.clip_norm is not None:
+            validation.positive_scalar(self.clip_norm, "clip_norm")
+        if self.patience is not None:
+            validation.positive_int(self.patience, "patience")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one optimisation step did (emitted to callbacks)."""
+
+    step: int
+    epoch: int
+    batch: int
+    loss: float
+    grad_norm: float
+    params_before: dict[str, np.ndarray]
+    params_after: dict[str, np.ndarray]
+    gradient: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+
+
+@dataclass
+class TrainResult:
+    steps: list[int] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    @property
+    def best_val(self) -> float | None:
+        vals = [e.val_loss for e in self.epochs if e.val_loss is not None]
+        return min(vals) if vals else None
+
+
+StepCallback = Callable[[StepRecord], None]
+EpochCallback = Callable[[EpochRecord], None]
+
+
+class Trainer:
+    """Minibatch training with RHEL (or exact) gradients, validation and early stopping."""
+
+    def __init__(self, substrate: Substrate, task: Task, config: TrainConfig,
+                 on_step: Sequence[StepCallback] = (), on_epoch: Sequence[EpochCallback] = ()) -> None:
+        config.validate(substrate)
+        if not task.train:
+            raise ValidationError("task", f"{task.name}: the training split is empty")
+        self.substrate, self.task, self.config = substrate, task, config
+        self.on_step, self.on_epoch = list(on_step), list(on_epoch)
+        self.optimizer = Optimizer(config.optimizer, config.lr, config.momentum)
+        self.readout = {"readout/C": np.array(task.readout_C, float), "readout/c0": np.array(task.readout_c0, float)}
+        self.step_count = 0
+        self.stop_requested = False
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        return self.config.trainable or tuple(self.substrate.info.specs)
+
+    def request_stop(self) -> None:
+        """Finish the current step, then stop (what a first Ctrl-C does)."""
+        self.stop_requested = True
+
+    def _loss(self, batch: Batch) -> ReadoutLoss:
+        return batch.loss.with_readout(self.readout["readout/C"], self.readout["readout/c0"])
+
+    def gradient(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and gradients (physical parameters and, if trained, the readout) on one batch."""
+        cfg = self.config
+        loss = self._loss(batch)
+        state0 = batch.state0
+        if state0 is None:
+            n = self.substrate.info.n
+            state0 = State(np.zeros((batch.u.shape[1], n)), np.zeros((batch.u.shape[1], n)))
+        if cfg.gradient == "exact":
+            ex = self.substrate.exact_gradient(batch.u, state0, loss)  # type: ignore[attr-defined]
+            value, params, gC, gc0 = ex.loss, ex.params, ex.readout_C, ex.readout_c0
+        else:
+            gr = rhel_gradient(self.substrate, batch.u, loss, eps=cfg.eps, estimator=cfg.estimator,
+                               nudge_at=cfg.nudge_at, state0=state0)
+            value, params, gC, gc0 = gr.loss, gr.params, gr.readout_C, gr.readout_c0
+        grads = {k: params[k] for k in self.trainable}
+        if cfg.train_readout:
+            grads["readout/C"], grads["readout/c0"] = gC, gc0
+        return value, grads
+
+    def evaluate(self, batches: Sequence[Batch]) -> float:
+        """Mean loss over batches (forward passes only)."""
+        total = 0.0
+        for batch in batches:
+            loss = self._loss(batch)
+            n = self.substrate.info.n
+            s0 = batch.state0 or State(np.zeros((batch.u.shape[1], n)), np.zeros((batch.u.shape[1], n)))
+            fwd = self.substrate.forward(batch.u, s0, loss=loss)
+            total += fwd.loss + loss.final_terms(fwd.final.phi)[0]
+        return total / max(len(batches), 1)
+
+    def train_step(self, batch: Batch, epoch: int, index: int) -> StepRecord:
+        value, grads = self.gradient(batch)
+        if not math.isfinite(value):
+            raise ValidationError("loss", f"became {value} at step {self.step_count}: lower lr or eps")
+        grads, norm = clip_by_global_norm(grads, self.config.clip_norm)
+        physical = self.substrate.get_params()
+        before = {**{k: physical[k] for k in self.trainable}, **self.readout}
+        after = self.optimizer.step(before, grads)
+        specs = self.substrate.info.specs
+        new_physical = {k: specs[k].project(after[k]) for k in self.trainable}
+        self.substrate.set_params(new_physical)
+        if self.config.train_readout:
+            self.readout = {k: after[k] for k in READOUT}
+        record = StepRecord(self.step_count, epoch, index, value, norm, before,
+                            {**new_physical, **self.readout}, grads)
+        self.step_count += 1
+        for cb in self.on_step:
+            cb(record)
+        return record
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        result = TrainResult()
+        best, stale = math.inf, 0
+        for epoch in range(cfg.epochs):
+            order = rng.permutation(len(self.task.train))
+            losses = []
+            for i in order:
+                rec = self.train_step(self.task.train[int(i)], epoch, int(i))
+                result.steps.append(rec.step)
+                result.step_loss.append(rec.loss)
+                losses.append(rec.loss)
+                if self.stop_requested:
+                    break
+            val = self.evaluate(self.task.val) if self.task.val else None
+            er = EpochRecord(epoch, float(np.mean(losses)), val)
+            result.epochs.append(er)
+            for cb in self.on_epoch:
+                cb(er)
+            if self.stop_requested:
+                result.interrupted = True
+                break
+            if cfg.patience is not None and val is not None:
+                if val < best:
+                    best, stale = val, 0
+                else:
+                    stale += 1
+                    if stale >= cfg.patience:
+                        result.stopped_early = True
+                        break
+        result.params = {**self.substrate.get_params(), **self.readout}
+        return result
