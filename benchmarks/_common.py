@@ -106,18 +106,19 @@ class Measurement:
 def time_calls(fn: Callable[[], R], min_time: float) -> tuple[Measurement, R]:
     """Time ``fn`` over at least ``min_time`` seconds; return the measurement and the last result.
 
-    A first call calibrates the number of calls; if it alone lasts ``min_time`` it is the
-    measurement (so slow cells are not run twice).
+    If the first call alone lasts ``min_time`` it is the measurement (slow cells are not run
+    twice); otherwise it only warms up, and a fresh block repeats ``fn`` until ``min_time`` passed.
     """
     start = CpuSnapshot.now()
     result = fn()
     first = Measurement.between(start, CpuSnapshot.now(), 1)
     if first.wall_s >= min_time:
         return first, result
-    calls = math.ceil(min_time / max(first.wall_s, 1e-7))
     start = CpuSnapshot.now()
-    for _ in range(calls):
+    calls = 0
+    while time.perf_counter() - start.wall_s < min_time:
         result = fn()
+        calls += 1
     return Measurement.between(start, CpuSnapshot.now(), calls), result
 
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,10 @@ FAMILIES = ("diag", "dense", "poly", "logcosh")
 FRAMEWORKS = ("hamsim", "numpy")
 STEP_SIZE = {"diag": 0.1, "dense": 0.05, "poly": 0.1, "logcosh": 0.1}
 
-#: integrates (h, u, dt, phi0, dtype) and returns the final (phi, pi), shape (B, n) each
-Runner = Callable[["Hamiltonian", np.ndarray, float, np.ndarray, np.dtype], tuple[np.ndarray, np.ndarray]]
+#: final (phi, pi) of an integration, shape (B, n) each
+State = tuple[np.ndarray, np.ndarray]
+#: integrates (h, u, dt, phi0, dtype) and returns the final state
+Runner = Callable[["Hamiltonian", np.ndarray, float, np.ndarray, np.dtype], State]
 
 # targets of the acceptance checks (reported, never asserted)
 DIAG_RATE_TARGET = 1.5e9
@@ -101,14 +104,15 @@ class Grid:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grid:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**fields)
 
 
 FULL = Grid(ns=(64, 256, 1024), batches=(1, 32), dtypes=("float64", "float32"), steps=10_000,
             dense_large_n=1024, dense_large_steps=1_000, numpy_steps=1_000, reps=3, min_time=0.25,
             gemm_size=2048, gemm_reps=5)
 QUICK = Grid(ns=(64, 256), batches=(1, 32), dtypes=("float64", "float32"), steps=2_000,
-             dense_large_n=1024, dense_large_steps=1_000, numpy_steps=200, reps=2, min_time=0.05,
+             dense_large_n=1024, dense_large_steps=1_000, numpy_steps=200, reps=2, min_time=0.1,
              gemm_size=1024, gemm_reps=3)
 
 
@@ -143,7 +147,7 @@ def make_inputs(n: int, batch: int, steps: int, dtype: np.dtype, seed: int = 1) 
 
 
 # ------------------------------------------------------------------------------- integrators
-def hamsim_run(h: Hamiltonian, u: np.ndarray, dt: float, phi0: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+def hamsim_run(h: Hamiltonian, u: np.ndarray, dt: float, phi0: np.ndarray, dtype: np.dtype) -> State:
     """The timed call: ``hamsim.simulate`` keeping only the final state."""
     import hamsim
 
@@ -151,7 +155,7 @@ def hamsim_run(h: Hamiltonian, u: np.ndarray, dt: float, phi0: np.ndarray, dtype
     return traj.final_phi, traj.final_pi
 
 
-def numpy_run(h: Hamiltonian, u: np.ndarray, dt: float, phi0: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+def numpy_run(h: Hamiltonian, u: np.ndarray, dt: float, phi0: np.ndarray, dtype: np.dtype) -> State:
     """The baseline: hamsim's leapfrog as a plain numpy loop, drift(dt/2) kick(dt) drift(dt/2).
 
     Same per-unit coefficients as hamsim (dt_i = dt * time_scale_i, drift dt_i / (2 m_i)), state in
@@ -196,9 +200,10 @@ def numpy_slope(kind: int) -> Callable[[np.ndarray], np.ndarray]:
     from hamsim.hamiltonians.network import NL_LOGCOSH, NL_POLY
 
     def soft_clip(z: np.ndarray) -> np.ndarray:
-        s = np.clip(z * (1.0 / POLY_KNEE), -1.0, 1.0)
+        s: np.ndarray = np.clip(z * (1.0 / POLY_KNEE), -1.0, 1.0)
         s2 = s * s
-        return s * (1.875 - s2 * (1.25 - s2 * 0.375))
+        slope: np.ndarray = s * (1.875 - s2 * (1.25 - s2 * 0.375))
+        return slope
 
     slopes: dict[int, Callable[[np.ndarray], np.ndarray]] = {NL_LOGCOSH: np.tanh, NL_POLY: soft_clip}
     return slopes[kind]
@@ -222,7 +227,7 @@ def cells_child(framework: str, spec: dict[str, Any]) -> dict[str, Any]:
             steps = grid.steps_for(family, n) if framework == "hamsim" else grid.numpy_steps_for(family, n)
             for batch in grid.batches:
                 u, phi0 = make_inputs(n, batch, steps, dtype)
-                m, (x, p) = time_calls(lambda: run(h, u, dt, phi0, dtype), grid.min_time)
+                m, (x, p) = time_calls(partial(run, h, u, dt, phi0, dtype), grid.min_time)
                 result["cells"].append({
                     "family": family, "dtype": dtype_name, "n": n, "batch": batch, "steps": steps,
                     "osc_steps_per_s": steps * n * batch * m.calls / m.wall_s,
@@ -237,8 +242,8 @@ def warm_up(family: str, dtype: np.dtype) -> tuple[float, float]:
     then the fixed cost of one ``simulate`` call (K = 1, n = 64, B = 1) once warm."""
     h, dt = build_system(family, 64)
     u, phi0 = make_inputs(64, 1, 2, dtype)
-    warmup_s, _ = time_once(lambda: hamsim_run(h, u, dt, phi0, dtype))
-    m, _ = time_calls(lambda: hamsim_run(h, u[:1], dt, phi0, dtype), 0.05)
+    warmup_s, _ = time_once(partial(hamsim_run, h, u, dt, phi0, dtype))
+    m, _ = time_calls(partial(hamsim_run, h, u[:1], dt, phi0, dtype), 0.05)
     return warmup_s, m.wall_s / m.calls
 
 
@@ -251,7 +256,7 @@ def gemm_child(spec: dict[str, Any]) -> dict[str, Any]:
         a, b = (rng.random((size, size)).astype(dtype) for _ in range(2))
         c = np.empty_like(a)
         np.matmul(a, b, out=c)  # first call: thread pool and buffers
-        ms = [time_calls(lambda: np.matmul(a, b, out=c), 0.0)[0] for _ in range(reps)]
+        ms = [time_calls(partial(np.matmul, a, b, out=c), 0.0)[0] for _ in range(reps)]
         rates = [2.0 * size**3 / m.wall_s / 1e9 for m in ms]
         result[dtype] = {"size": size, "gflops_best": max(rates), "gflops": rates,
                          "measurements": [m.to_dict() for m in ms]}
@@ -274,8 +279,9 @@ def warmstart_child(spec: dict[str, Any]) -> dict[str, Any]:
         dtype = np.dtype(dtype_name)
         h, dt = build_system(spec["family"], 64)
         u, phi0 = make_inputs(64, 1, 10, dtype)
-        first_s, _ = time_once(lambda: hamsim_run(h, u, dt, phi0, dtype))
-        second_s, _ = time_once(lambda: hamsim_run(h, u, dt, phi0, dtype))
+        call = partial(hamsim_run, h, u, dt, phi0, dtype)
+        first_s, _ = time_once(call)
+        second_s, _ = time_once(call)
         calls[dtype_name] = {"first_call_s": first_s, "second_call_s": second_s}
     return {"import_hamsim_s": import_s, "numba_init_s": init_s, "calls": calls}
 
@@ -290,7 +296,7 @@ def agreement_child(spec: dict[str, Any]) -> dict[str, Any]:
             dtype = np.dtype(dtype_name)
             u, phi0 = make_inputs(64, 4, 200, dtype)
             ref, got = hamsim_run(h, u, dt, phi0, dtype), numpy_run(h, u, dt, phi0, dtype)
-            err = max(float(np.max(np.abs(g - r)) / np.max(np.abs(r))) for g, r in zip(got, ref))
+            err = max(float(np.max(np.abs(g - r)) / np.max(np.abs(r))) for g, r in zip(got, ref, strict=True))
             results[f"{family}/{dtype_name}"] = {"max_rel_diff": err, "ok": err <= AGREEMENT_TOLERANCE[dtype_name]}
     return {"results": results}
 
@@ -463,7 +469,8 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
     yield ""
     for dtype, g in report["gemm"].items():
         s = g["gflops_best"]
-        yield f"1-thread GEMM {dtype} {g['size']}^2: {s['median']:.1f} GFLOP/s [{s['min']:.1f}-{s['max']:.1f}] (best of each run)"
+        yield (f"1-thread GEMM {dtype} {g['size']}^2: {s['median']:.1f} GFLOP/s "
+               f"[{s['min']:.1f}-{s['max']:.1f}] (best of each run)")
     yield ""
     yield "warm-up (first simulate call in a benchmark process, s, per run) | fixed cost of one simulate call"
     for family, per_dtype in report["warmup"].items():
@@ -510,6 +517,7 @@ def load_summary(start: CpuSnapshot, end: CpuSnapshot, cells: list[dict[str, Any
 def run_benchmark(grid: Grid, mode: str, date: datetime) -> dict[str, Any]:
     """Run every child and assemble the report (everything the JSON file holds)."""
     start = CpuSnapshot.now()
+    git = git_state(REPO, ["hamsim"])
     agreement = child("agreement", {"grid": asdict(grid)})
     rounds = run_rounds(grid)
     warm = run_warm_starts(grid)
@@ -524,7 +532,7 @@ def run_benchmark(grid: Grid, mode: str, date: datetime) -> dict[str, Any]:
         "grid": asdict(grid),
         "machine": cpu_info(),
         "software": library_versions(),
-        "git": git_state(REPO, ["hamsim"]),
+        "git": git,
         "protocol": {"thread_vars": {v: "1" for v in THREAD_VARS}, "other_load_limit_cores": OTHER_LOAD_LIMIT,
                      "one_process_per": "framework x family (x round)", "order": "A/B, B/A alternating rounds",
                      "step_size": STEP_SIZE},
