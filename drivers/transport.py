@@ -1,0 +1,196 @@
+"""Transports: the byte pipes drivers talk through, always injected, never opened by a driver.
+
+Two shapes: a :class:`ByteTransport` (serial line, pty, TCP stream) carries a framed binary protocol;
+a :class:`MessageTransport` (a pyvisa resource) carries SCPI messages.  Adapters wrap an already open
+pyserial port or pyvisa resource; scripted fakes replay (sent, reply) pairs for byte-exact tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class ByteTransport(Protocol):
+    """A bidirectional byte stream."""
+
+    name: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def read_some(self, timeout: float) -> bytes:
+        """Whatever is available (at least one byte), or b"" after ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class MessageTransport(Protocol):
+    """A message-based instrument link (SCPI over VISA)."""
+
+    name: str
+
+    def write(self, message: str) -> None: ...
+
+    def query(self, message: str) -> str: ...
+
+    def query_binary(self, message: str, datatype: str) -> Any: ...
+
+    def write_binary(self, message: str, values: Any, datatype: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    """A :class:`ByteTransport` over an open pyserial ``Serial`` (real port, pty path or URL).
+
+    Reads take everything waiting in one call (never byte at a time): a 1-byte blocking read to wait,
+    then ``in_waiting`` bytes at once.
+    """
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self.name = str(getattr(port, "port", None) or getattr(port, "name", "serial"))
+
+    def write(self, data: bytes) -> None:
+        self._port.write(data)
+
+    def read_some(self, timeout: float) -> bytes:
+        port = self._port
+        waiting = port.in_waiting
+        if waiting:
+            return bytes(port.read(waiting))
+        port.timeout = timeout
+        first = port.read(1)
+        if not first:
+            return b""
+        waiting = port.in_waiting
+        return bytes(first) + (bytes(port.read(waiting)) if waiting else b"")
+
+    def close(self) -> None:
+        self._port.close()
+
+
+class VisaTransport:
+    """A :class:`MessageTransport` over an open pyvisa resource; closes the resource only, never the
+    shared ResourceManager."""
+
+    def __init__(self, resource: Any) -> None:
+        self._res = resource
+        self.name = str(getattr(resource, "resource_name", "visa"))
+
+    def write(self, message: str) -> None:
+        self._res.write(message)
+
+    def query(self, message: str) -> str:
+        return str(self._res.query(message)).strip()
+
+    def query_binary(self, message: str, datatype: str) -> Any:
+        import numpy as np
+
+        return self._res.query_binary_values(message, datatype=datatype, is_big_endian=False, container=np.array)
+
+    def write_binary(self, message: str, values: Any, datatype: str) -> None:
+        self._res.write_binary_values(message, values, datatype=datatype, is_big_endian=False)
+
+    def close(self) -> None:
+        self._res.close()
+
+
+class ScriptError(AssertionError):
+    """A scripted transport saw something other than the script."""
+
+
+class ScriptedBytes:
+    """Byte-exact fake: ``script`` is a list of (expected bytes written, reply bytes).
+
+    Each ``write`` must equal the next expected chunk; its reply becomes readable.  A reply of None
+    models silence (a dropped reply): reads time out.  :meth:`assert_done` checks nothing is left.
+    """
+
+    def __init__(self, script: Iterable[tuple[bytes, bytes | None]], name: str = "scripted") -> None:
+        self._script = deque(script)
+        self._pending = bytearray()
+        self.name = name
+        self.closed = False
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+        if not self._script:
+            raise ScriptError(f"unexpected write {bytes(data)!r}: script exhausted")
+        expected, reply = self._script.popleft()
+        if bytes(data) != expected:
+            raise ScriptError(f"wrote {bytes(data)!r}, expected {expected!r}")
+        if reply:
+            self._pending += reply
+
+    def read_some(self, timeout: float) -> bytes:
+        if not self._pending:
+            time.sleep(min(timeout, 0.001))
+            return b""
+        out = bytes(self._pending)
+        self._pending.clear()
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+    def assert_done(self) -> None:
+        if self._script:
+            raise ScriptError(f"{len(self._script)} scripted exchange(s) not used: {self._script[0]!r}")
+
+
+class ScriptedMessages:
+    """Message-exact fake for SCPI drivers: a list of (expected message, reply or None).
+
+    Binary uploads are scripted as (header, values) with the values compared after conversion to a list.
+    """
+
+    def __init__(self, script: Iterable[tuple[str, Any]], name: str = "scripted") -> None:
+        self._script = deque(script)
+        self.name = name
+        self.closed = False
+
+    def _next(self, message: str) -> Any:
+        if not self._script:
+            raise ScriptError(f"unexpected {message!r}: script exhausted")
+        expected, reply = self._script.popleft()
+        if message != expected:
+            raise ScriptError(f"sent {message!r}, expected {expected!r}")
+        return reply
+
+    def write(self, message: str) -> None:
+        reply = self._next(message)
+        if reply is not None:
+            raise ScriptError(f"{message!r} is a write but the script has a reply {reply!r}")
+
+    def query(self, message: str) -> str:
+        reply = self._next(message)
+        if isinstance(reply, Exception):
+            raise reply
+        return str(reply)
+
+    def query_binary(self, message: str, datatype: str) -> Any:
+        import numpy as np
+
+        reply = self._next(message)
+        if isinstance(reply, Exception):
+            raise reply
+        return np.asarray(reply)
+
+    def write_binary(self, message: str, values: Any, datatype: str) -> None:
+        expected = self._next(message)
+        if list(map(float, values)) != list(map(float, expected)):
+            raise ScriptError(f"{message!r}: values {list(values)[:4]}... differ from the script")
+
+    def close(self) -> None:
+        self.closed = True
+
+    def assert_done(self) -> None:
+        if self._script:
+            raise ScriptError(f"{len(self._script)} scripted message(s) not used: {self._script[0]!r}")

@@ -1,0 +1,131 @@
+"""Virtual devices as separate processes, with a control pipe for tests (faults, status, stop).
+
+:func:`start_board` / :func:`start_bench` fork a process that opens its own pty or localhost TCP
+listener and reports the address back; the returned :class:`EmulatorProcess` stops it (and is a
+context manager).  ``hamsim emulate`` runs the same serve functions in the foreground.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import socket
+import tty
+from typing import Any
+
+from hamsim.emulators.faults import Faults
+from hamsim.errors import HamsimError
+
+
+class EmulatorProcess:
+    """Handle of a running virtual device."""
+
+    def __init__(self, process: Any, control: Any, address: str, timeout: float) -> None:
+        self.process, self.control, self.address, self.timeout = process, control, address, timeout
+
+    def _ask(self, cmd: str, arg: Any = None) -> Any:
+        self.control.send((cmd, arg))
+        if not self.control.poll(self.timeout):
+            raise HamsimError(f"virtual device did not answer the control request {cmd!r}")
+        status, value = self.control.recv()
+        return value
+
+    def faults(self, **switches: Any) -> None:
+        """Set fault switches (see :class:`Faults`)."""
+        self._ask("faults", switches)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._ask("status"))
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.control.send(("stop", None))
+            except (OSError, BrokenPipeError):
+                pass
+            self.process.join(self.timeout)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(self.timeout)
+        self.control.close()
+
+    def __enter__(self) -> "EmulatorProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def open_pty() -> tuple[int, int, str]:
+    """A raw pty pair: (master fd, slave fd, slave path)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    tty.setraw(master)
+    return master, slave, os.ttyname(slave)
+
+
+def listen_tcp(port: int = 0) -> socket.socket:
+    """A listening socket on the loopback interface only."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(4)
+    return s
+
+
+def _board_main(conn: Any, system: str, transport: str, options: dict[str, Any], faults: dict[str, Any],
+                baud: float) -> None:
+    from hamsim.emulators.board import BoardModel, BoardServer, serve_fd, serve_socket
+    from hamsim.emulators.systems import load_system
+
+    port = int(options.pop("port", 0))
+    server = BoardServer(BoardModel(load_system(system), **options), Faults(**faults), baud)
+    if transport == "pty":
+        master, slave, path = open_pty()
+        conn.send(("ready", path))
+        try:
+            serve_fd(server, master, conn)
+        finally:
+            os.close(master)
+            os.close(slave)
+    else:
+        listener = listen_tcp(port)
+        conn.send(("ready", f"socket://127.0.0.1:{listener.getsockname()[1]}"))
+        try:
+            serve_socket(server, listener, conn)
+        finally:
+            listener.close()
+
+
+def _bench_main(conn: Any, system: str, options: dict[str, Any], faults: dict[str, Any], port: int) -> None:
+    from hamsim.emulators.bench import BenchServer
+    from hamsim.emulators.systems import load_system
+
+    server = BenchServer(load_system(system), faults=Faults(**faults), port=port, **options)
+    conn.send(("ready", server.address))
+    server.serve(conn)
+
+
+def _start(target: Any, args: tuple[Any, ...], timeout: float) -> EmulatorProcess:
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    child.close()
+    if not parent.poll(timeout):
+        proc.terminate()
+        raise HamsimError(f"virtual device did not start within {timeout} s")
+    status, address = parent.recv()
+    return EmulatorProcess(proc, parent, address, timeout)
+
+
+def start_board(system: str = "six_mass_toy", *, transport: str = "pty", baud: float = 0.0,
+                faults: dict[str, Any] | None = None, timeout: float = 30.0, **options: Any) -> EmulatorProcess:
+    """Start a virtual board process; ``options`` go to :class:`BoardModel` (dt, bits, noise, ...)."""
+    return _start(_board_main, (system, transport, options, faults or {}, baud), timeout)
+
+
+def start_bench(system: str = "six_mass_toy", *, port: int = 0, faults: dict[str, Any] | None = None,
+                timeout: float = 30.0, **options: Any) -> EmulatorProcess:
+    """Start a virtual SCPI bench process; ``options`` go to :class:`BenchServer`."""
+    return _start(_bench_main, (system, options, faults or {}, port), timeout)
