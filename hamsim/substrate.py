@@ -54,6 +54,8 @@ class Capabilities:
     online_nudge: bool = True
     #: the backend has an exact model of itself (BPTT through it is the true gradient)
     exact_gradient: bool = False
+    #: recorded positions come with the instrument's raw integer ADC counts (``RawTrace``)
+    raw_counts: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,21 @@ class SubstrateInfo:
 
 
 @dataclass(frozen=True)
+class RawTrace:
+    """Positions as the instrument delivered them: integer ADC counts, positions = counts * scale + offset.
+
+    ``counts`` has the shape of the matching trajectory's positions (R, B, n)."""
+
+    counts: np.ndarray
+    scale: float
+    offset: float
+    units: str = "counts"
+
+    def positions(self) -> np.ndarray:
+        return self.counts * self.scale + self.offset
+
+
+@dataclass(frozen=True)
 class ForwardResult:
     """Observables of a forward phase."""
 
@@ -77,6 +94,7 @@ class ForwardResult:
     readout_grad_c0: np.ndarray  # dL_step/dc0
     nudge_sequence: np.ndarray | None = None  # (K, B, n): dL/dphi_j at the forward states, j = 1..K
     trajectory: State | None = None  # recorded (R, B, n) arrays when asked
+    raw: RawTrace | None = None  # raw ADC counts of the recorded positions, where a device returns them
 
 
 NudgeAt = Literal["echo", "forward", "midpoint", "none"]
@@ -112,6 +130,7 @@ class EchoResult:
     dH_du: np.ndarray | None  # (K, B, d) sum_s weights[s] * dt dH/du_j, forward order
     finals: tuple[State, ...]  # final state of every echo
     trajectories: tuple[State, ...] | None = None
+    raw: tuple[RawTrace, ...] | None = None  # raw ADC counts per echo, where a device returns them
 
 
 @runtime_checkable

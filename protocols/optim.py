@@ -68,3 +68,12 @@ class Optimizer:
         """Everything needed to resume (moments and step count)."""
         return {"kind": self.kind, "lr": self.lr, "momentum": self.momentum, "t": self.t,
                 "m": {k: v.copy() for k, v in self.m.items()}, "v": {k: v.copy() for k, v in self.v.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> "Optimizer":
+        """Rebuild an optimizer saved by :meth:`state` (for resuming a session bit for bit)."""
+        opt = cls(str(state["kind"]), float(state["lr"]), float(state["momentum"]))  # type: ignore[arg-type]
+        opt.t = int(state["t"])  # type: ignore[call-overload]
+        opt.m = {k: np.array(v, float) for k, v in dict(state["m"]).items()}  # type: ignore[call-overload]
+        opt.v = {k: np.array(v, float) for k, v in dict(state["v"]).items()}  # type: ignore[call-overload]
+        return opt

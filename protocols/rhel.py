@@ -24,7 +24,7 @@ import numpy as np
 from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
-from hamsim.substrate import EchoRequest, NudgeAt, State, Substrate
+from hamsim.substrate import EchoRequest, EchoResult, ForwardResult, NudgeAt, State, Substrate
 
 Estimator = Literal["centered", "one_sided"]
 
@@ -44,6 +44,11 @@ class EchoGradient:
     eps: float
     estimator: Estimator
     nudge_at: NudgeAt
+    initial_nudge: np.ndarray | None = None  # dL/dphi_K, the nudge at the start of the echoes
+    nudges: tuple[float, ...] = ()  # nudge strength of every echo
+    weights: tuple[float, ...] = ()  # contrast weight of every echo
+    forward: ForwardResult | None = None  # with its trajectory when recorded
+    echo: EchoResult | None = None  # with the echo trajectories when recorded
 
 
 def _zero_state(substrate: Substrate, batch: int) -> State:
@@ -61,12 +66,14 @@ def rhel_gradient(
     nudge_at: NudgeAt = "echo",
     state0: State | None = None,
     input_gradients: bool = False,
+    record_every: int = 0,
 ) -> EchoGradient:
     """Estimate dL/dtheta (and dL/du, dL/d readout, dL/d initial state) by echoes on ``substrate``.
 
     ``nudge_at``: "echo" evaluates the loss gradient at each echo's own positions (online, constant
     memory), "midpoint" at the mean of the two echoes (exact for linear systems; centered only),
     "forward" at the recorded forward positions (the linearised form; stores the K-step sequence).
+    ``record_every`` > 0 keeps the forward and echo trajectories (every that many steps) in the result.
     """
     eps = validation.positive_scalar(eps, "eps")
     if estimator not in ("centered", "one_sided"):
@@ -90,7 +97,7 @@ def rhel_gradient(
         raise ValidationError("nudge_at", f"{info.name} cannot evaluate the loss during an echo; use 'forward'")
     loss.check(K, B, info.n)  # raises on mismatched lengths, momentum readouts, bad targets
 
-    fwd = substrate.forward(u, state0, loss=loss, nudge_sequence=nudge_at == "forward")
+    fwd = substrate.forward(u, state0, loss=loss, nudge_sequence=nudge_at == "forward", record_every=record_every)
     phi_K = fwd.final.phi
     f_val, f_phi, f_C, f_c0 = loss.final_terms(phi_K)
     _, step_phi_K = loss.step_terms(phi_K, K)
@@ -102,7 +109,7 @@ def rhel_gradient(
         nudges, weights, scale = (eps, 0.0), (1.0, -1.0), -1.0 / eps
     echo = substrate.echo(EchoRequest(
         start=fwd.final, u=u, nudges=nudges, weights=weights, initial_nudge=G0, at=nudge_at, loss=loss,
-        nudge_sequence=fwd.nudge_sequence, input_gradients=input_gradients))
+        nudge_sequence=fwd.nudge_sequence, input_gradients=input_gradients, record_every=record_every))
 
     plus, other = echo.finals
     den = 2.0 * eps if estimator == "centered" else eps
@@ -122,4 +129,9 @@ def rhel_gradient(
         eps=eps,
         estimator=estimator,
         nudge_at=nudge_at,
+        initial_nudge=G0,
+        nudges=nudges,
+        weights=weights,
+        forward=fwd if record_every > 0 else None,
+        echo=echo if record_every > 0 else None,
     )

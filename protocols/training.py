@@ -20,7 +20,7 @@ from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
-from hamsim.protocols.rhel import Estimator, rhel_gradient
+from hamsim.protocols.rhel import EchoGradient, Estimator, rhel_gradient
 from hamsim.substrate import ExactGradientSubstrate, NudgeAt, State, Substrate
 
 READOUT = ("readout/C", "readout/c0")
@@ -62,6 +62,7 @@ class TrainConfig:
     train_readout: bool = False
     patience: int | None = None  # early stopping: epochs without validation improvement
     seed: int = 0
+    record_every: int = 0  # keep forward and echo trajectories every that many steps (0: none)
 
     def validate(self, substrate: Substrate) -> None:
         validation.positive_int(self.epochs, "epochs")
@@ -80,6 +81,7 @@ class TrainConfig:
             validation.positive_scalar(self.clip_norm, "clip_norm")
         if self.patience is not None:
             validation.positive_int(self.patience, "patience")
+        validation.positive_int(self.record_every, "record_every", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,9 @@ class StepRecord:
     grad_norm: float
     params_before: dict[str, np.ndarray]
     params_after: dict[str, np.ndarray]
-    gradient: dict[str, np.ndarray]
+    gradient: dict[str, np.ndarray]  # the estimate, before clipping
+    optimizer: dict[str, object]  # optimizer state after the step (resume point)
+    estimate: EchoGradient | None = None  # the RHEL estimate, with trajectories when recorded
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,19 @@ class TrainResult:
     def best_val(self) -> float | None:
         vals = [e.val_loss for e in self.epochs if e.val_loss is not None]
         return min(vals) if vals else None
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Everything needed to continue a run after its last completed step, bit for bit."""
+
+    params: dict[str, np.ndarray]  # physical parameters after the last step
+    readout: dict[str, np.ndarray]
+    optimizer: dict[str, object]
+    steps: list[int]
+    step_loss: list[float]
+    step_epoch: list[int]
+    epochs: list[EpochRecord]
 
 
 StepCallback = Callable[[StepRecord], None]
@@ -148,25 +165,27 @@ class Trainer:
     def _loss(self, batch: Batch) -> ReadoutLoss:
         return batch.loss.with_readout(self.readout["readout/C"], self.readout["readout/c0"])
 
-    def gradient(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
-        """Loss and gradients (physical parameters and, if trained, the readout) on one batch."""
+    def gradient(self, batch: Batch) -> tuple[float, dict[str, np.ndarray], EchoGradient | None]:
+        """Loss, gradients (physical parameters and, if trained, the readout) and the echo estimate."""
         cfg = self.config
         loss = self._loss(batch)
         state0 = batch.state0
         if state0 is None:
             n = self.substrate.info.n
             state0 = State(np.zeros((batch.u.shape[1], n)), np.zeros((batch.u.shape[1], n)))
+        estimate = None
         if cfg.gradient == "exact":
             ex = self.substrate.exact_gradient(batch.u, state0, loss)  # type: ignore[attr-defined]
             value, params, gC, gc0 = ex.loss, ex.params, ex.readout_C, ex.readout_c0
         else:
-            gr = rhel_gradient(self.substrate, batch.u, loss, eps=cfg.eps, estimator=cfg.estimator,
-                               nudge_at=cfg.nudge_at, state0=state0)
-            value, params, gC, gc0 = gr.loss, gr.params, gr.readout_C, gr.readout_c0
+            estimate = rhel_gradient(self.substrate, batch.u, loss, eps=cfg.eps, estimator=cfg.estimator,
+                                     nudge_at=cfg.nudge_at, state0=state0, record_every=cfg.record_every)
+            value, params = estimate.loss, estimate.params
+            gC, gc0 = estimate.readout_C, estimate.readout_c0
         grads = {k: params[k] for k in self.trainable}
         if cfg.train_readout:
             grads["readout/C"], grads["readout/c0"] = gC, gc0
-        return value, grads
+        return value, grads, estimate
 
     def evaluate(self, batches: Sequence[Batch]) -> float:
         """Mean loss over batches (forward passes only)."""
@@ -180,40 +199,65 @@ class Trainer:
         return total / max(len(batches), 1)
 
     def train_step(self, batch: Batch, epoch: int, index: int) -> StepRecord:
-        value, grads = self.gradient(batch)
+        value, grads, estimate = self.gradient(batch)
         if not math.isfinite(value):
             raise ValidationError("loss", f"became {value} at step {self.step_count}: lower lr or eps")
-        grads, norm = clip_by_global_norm(grads, self.config.clip_norm)
+        clipped, norm = clip_by_global_norm(grads, self.config.clip_norm)
         physical = self.substrate.get_params()
         before = {**{k: physical[k] for k in self.trainable}, **self.readout}
-        after = self.optimizer.step(before, grads)
+        after = self.optimizer.step(before, clipped)
         specs = self.substrate.info.specs
         new_physical = {k: specs[k].project(after[k]) for k in self.trainable}
         self.substrate.set_params(new_physical)
         if self.config.train_readout:
             self.readout = {k: after[k] for k in READOUT}
         record = StepRecord(self.step_count, epoch, index, value, norm, before,
-                            {**new_physical, **self.readout}, grads)
+                            {**new_physical, **self.readout}, grads, self.optimizer.state(), estimate)
         self.step_count += 1
         for cb in self.on_step:
             cb(record)
         return record
 
-    def run(self) -> TrainResult:
+    def run(self, resume: ResumePoint | None = None) -> TrainResult:
+        """Train for ``config.epochs`` epochs, or continue a run from ``resume`` (its last step).
+
+        Batch order comes from one generator seeded with ``config.seed`` (one permutation per epoch),
+        so a resumed run replays the permutations and skips the batches already done: it reproduces
+        the uninterrupted run exactly.
+        """
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         result = TrainResult()
+        done_in_epoch: list[float] = []
+        start_epoch = 0
+        if resume is not None:
+            self.substrate.set_params(resume.params)
+            self.readout = {k: np.array(v, float) for k, v in resume.readout.items()}
+            self.optimizer = Optimizer.from_state(resume.optimizer)
+            result.steps, result.step_loss = list(resume.steps), list(resume.step_loss)
+            result.epochs = list(resume.epochs)
+            self.step_count = resume.steps[-1] + 1 if resume.steps else 0
+            start_epoch = len(resume.epochs)
+            done_in_epoch = [v for v, e in zip(resume.step_loss, resume.step_epoch) if e == start_epoch]
         best, stale = math.inf, 0
+        for er in result.epochs:  # early-stopping state of the epochs already done
+            if er.val_loss is not None:
+                best, stale = (er.val_loss, 0) if er.val_loss < best else (best, stale + 1)
         for epoch in range(cfg.epochs):
             order = rng.permutation(len(self.task.train))
-            losses = []
-            for i in order:
+            if epoch < start_epoch:
+                continue
+            losses = done_in_epoch if epoch == start_epoch else []
+            for i in order[len(losses):]:
                 rec = self.train_step(self.task.train[int(i)], epoch, int(i))
                 result.steps.append(rec.step)
                 result.step_loss.append(rec.loss)
                 losses.append(rec.loss)
                 if self.stop_requested:
                     break
+            if self.stop_requested and len(losses) < len(order):
+                result.interrupted = True
+                break
             val = self.evaluate(self.task.val) if self.task.val else None
             er = EpochRecord(epoch, float(np.mean(losses)), val)
             result.epochs.append(er)

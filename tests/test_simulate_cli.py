@@ -42,7 +42,7 @@ def test_simulate_from_config(tmp_path: Path) -> None:
         '[simulation]\nsteps = 200\ndt = 0.1\nintegrator = "yoshida4"\nrecord_every = 50\nbatch = 3\n'
     )
     out = tmp_path / "cfg.h5"
-    assert main(["simulate", "--config", str(cfg), "--out", str(out)]) == 0
+    assert main(["simulate", "--system", str(cfg), "--out", str(out)]) == 0
     t = read_trajectory(out)
     assert t.phi.shape == (5, 3, 4)
     assert float(t.system.params["alpha"]) == 0.5
@@ -56,7 +56,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, capsys: pytest
     assert not (tmp_path / "x.h5").exists()
     bad = tmp_path / "bad.toml"
     bad.write_text('[system]\nfamily = "coupled_oscillators"\ncolour = "red"\n')
-    assert main(["simulate", "--config", str(bad)]) == 2
+    assert main(["simulate", "--system", str(bad)]) == 2
     assert "colour" in capsys.readouterr().err
 
 

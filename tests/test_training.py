@@ -15,7 +15,7 @@ from hamsim.protocols.heb import heb_initial_state_gradient
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
 from hamsim.protocols.training import TrainConfig, Trainer
 from hamsim.simulated import SimulatedSubstrate
-from hamsim.storage.training import read_history
+from hamsim.storage.session import load_session
 from hamsim.substrate import State
 from hamsim.tasks import lemniscate, make_task, six_mass_toy
 
@@ -128,6 +128,6 @@ def test_heb_return_point_gives_the_initial_state_gradient() -> None:
 def test_train_command_writes_loss_curve_and_parameters(tmp_path: Path) -> None:
     out = tmp_path / "t.h5"
     assert main(["train", "--task", "six_mass_toy", "--epochs", "40", "--out", str(out), "--quiet"]) == 0
-    hist = read_history(out)
-    assert hist["step_loss"].shape == (80,) and hist["step_loss"][-1] < hist["step_loss"][0]
+    loss = load_session(out).steps["loss"]
+    assert loss.shape == (80,) and loss[-1] < loss[0]
     assert main(["train", "--gradient", "nope", "--out", str(tmp_path / "x.h5")]) == 2

@@ -1,19 +1,27 @@
 """The ``hamsim`` command line: thin typer commands over importable functions.
 
-Exit codes: 0 success; 1 unexpected internal error; 2 bad input or configuration (one-line message;
-``--debug`` shows the traceback); 130 interrupted by Ctrl-C.
+Exit codes: 0 success; 1 unexpected internal error; 2 bad input, configuration or file (one-line
+message; ``--debug`` shows the traceback); 3 ``inspect`` found a readable but unhealthy file;
+130 interrupted by Ctrl-C.
+
+Option values come from the command line, else from ``HAMSIM_<COMMAND>_<OPTION>`` environment
+variables, else from the ``[<command>]`` table of the TOML file given with ``hamsim --config FILE``.
 """
 
 from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from hamsim.cli import session as session_cmd
 from hamsim.cli import simulate as simulate_cmd
 from hamsim.cli import train as train_cmd
-from hamsim.errors import HamsimError
+from hamsim.config import load_toml
+from hamsim.errors import HamsimError, ValidationError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -23,16 +31,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"auto_envvar_prefix": "HAMSIM"},
 )
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with a table per command.")] = None,
+) -> None:
     """Physical learning with Hamiltonian Echo Learning.  Add --debug to any command for tracebacks."""
+    if config is not None:
+        table = load_toml(config)
+        unknown = set(table) - set(COMMANDS)
+        if unknown:
+            raise ValidationError("config", f"{config}: unknown table(s) {sorted(unknown)}; known: {sorted(COMMANDS)}")
+        ctx.default_map = {k: dict(v) for k, v in table.items()}
 
 
-app.command("simulate")(simulate_cmd.simulate_command)
-app.command("train")(train_cmd.train_command)
+COMMANDS = {
+    "simulate": simulate_cmd.simulate_command,
+    "train": train_cmd.train_command,
+    "replay": session_cmd.replay_command,
+    "inspect": session_cmd.inspect_command,
+    "devices": session_cmd.devices_command,
+}
+for _name, _fn in COMMANDS.items():
+    app.command(_name)(_fn)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ def run_simulation(h: Hamiltonian, *, steps: int, dt: float, batch: int, drive: 
 
 
 def simulate_command(
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with a [system] table (and optionally [simulation]).")] = None,
+    system: Annotated[Optional[Path], typer.Option(help="TOML file with a [system] table (and optionally [simulation]).")] = None,
     family: Annotated[str, typer.Option(help="Hamiltonian family when no config is given.")] = "coupled_oscillators",
     preset: Annotated[Optional[str], typer.Option(help="Named preset, e.g. six_mass_toy.")] = None,
     n: Annotated[int, typer.Option(help="Number of units.")] = 8,
@@ -58,10 +58,10 @@ def simulate_command(
     out: Annotated[Optional[Path], typer.Option(help="Output HDF5 file (default data/simulate-<time>.h5).")] = None,
 ) -> None:
     """Integrate a Hamiltonian system and write trajectory and energy to an HDF5 file."""
-    if config is not None:
-        cfg = load_toml(config)
+    if system is not None:
+        cfg = load_toml(system)
         if "system" not in cfg:
-            raise ValidationError("config", f"{config}: needs a [system] table")
+            raise ValidationError("system", f"{system}: needs a [system] table")
         h = system_from_config(cfg["system"])
         sim = cfg.get("simulation", {})
         unknown = set(sim) - {"steps", "dt", "batch", "drive", "amplitude", "frequency", "integrator",

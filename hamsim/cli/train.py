@@ -1,4 +1,9 @@
-"""``hamsim train``: echo training of a substrate on a task, with progress, written to HDF5."""
+"""``hamsim train``: echo training of a substrate on a task, recorded to a session file.
+
+The first Ctrl-C finishes the current step, commits it and closes the file cleanly; a second one
+aborts.  ``--resume FILE`` continues a session (also one whose process was killed) from its last
+committed step and reproduces the uninterrupted run exactly on the simulator.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,71 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hamsim.cli.simulate import default_output
 from hamsim.errors import ValidationError
-from hamsim.protocols.training import EpochRecord, TrainConfig, Trainer
+from hamsim.protocols.training import EpochRecord, TrainConfig, Trainer, TrainResult
 from hamsim.simulated import SimulatedSubstrate
-from hamsim.storage.training import write_training
+from hamsim.storage.session import SessionWriter, load_session
+from hamsim.substrate import Substrate
 from hamsim.tasks import TASKS, make_task
+
+DEFAULT_LR = {"six_mass_toy": 5e-3, "lemniscate": 3e-2, "sine": 3e-2}
+
+
+def _open_substrate(spec: str, setup: Any) -> Substrate:
+    if spec != "sim":
+        raise ValidationError("substrate", f"unknown substrate {spec!r}; available: sim")
+    return SimulatedSubstrate(setup.student, setup.dt)
+
+
+def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet: bool,
+                 resume: Any = None) -> TrainResult:
+    """Run the trainer with a progress bar, recording every step; close the file on every exit path."""
+    trainer.on_step.append(writer.on_step)
+    trainer.on_epoch.append(writer.on_epoch)
+
+    def first_interrupt(signum: int, frame: FrameType | None) -> None:
+        typer.echo("\ninterrupt: finishing the current step, then saving (Ctrl-C again to abort)", err=True)
+        trainer.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_interrupt)
+    status = "failed"
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]:.1f} epochs/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      disable=quiet, transient=not sys.stderr.isatty()) as progress:
+            done = len(resume.epochs) if resume is not None else 0
+            bar = progress.add_task("training", total=epochs, completed=done, rate=0.0)
+            t0 = time.perf_counter()
+
+            def tick(e: EpochRecord) -> None:
+                val = "" if e.val_loss is None else f" val {e.val_loss:.3e}"
+                rate = (e.epoch + 1 - done) / max(time.perf_counter() - t0, 1e-9)
+                progress.update(bar, completed=e.epoch + 1, rate=rate,
+                                description=f"epoch {e.epoch + 1} loss {e.train_loss:.3e}{val}")
+
+            trainer.on_epoch.append(tick)
+            result = trainer.run(resume=resume)
+        status = "interrupted" if result.interrupted else ("early_stopped" if result.stopped_early else "completed")
+        return result
+    except KeyboardInterrupt:
+        status = "aborted"
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        writer.close(status)
 
 
 def train_command(
-    task: Annotated[str, typer.Option(help=f"Task: {', '.join(TASKS)}.")] = "six_mass_toy",
-    substrate: Annotated[str, typer.Option(help="Where to train: 'sim' (the simulator).")] = "sim",
+    task: Annotated[str, typer.Option(help=f"Task: {', '.join(TASKS)}.", envvar="HAMSIM_TASK")] = "six_mass_toy",
+    substrate: Annotated[str, typer.Option(help="Where to train: 'sim' (the simulator).",
+                                           envvar="HAMSIM_SUBSTRATE")] = "sim",
     epochs: Annotated[int, typer.Option(help="Passes over the training batches.")] = 300,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the task's).")] = None,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
@@ -31,48 +86,39 @@ def train_command(
     nudge_at: Annotated[str, typer.Option(help="echo, midpoint or forward.")] = "echo",
     clip: Annotated[Optional[float], typer.Option(help="Clip the gradient's global norm.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early stopping patience (epochs).")] = None,
+    record_every: Annotated[int, typer.Option(help="Record trajectories every k steps (0: none).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of data and batch order.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Output HDF5 (default data/train-<time>.h5).")] = None,
-    quiet: Annotated[bool, typer.Option(help="Only the final summary.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Session file (default data/train-<time>.h5).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this session file from its last step.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Train a substrate by Hamiltonian echo learning and write the run to an HDF5 file."""
-    if substrate != "sim":
-        raise ValidationError("substrate", f"unknown substrate {substrate!r}; available: sim")
-    setup = make_task(task, seed=seed)
-    default_lr = {"six_mass_toy": 5e-3, "lemniscate": 3e-2, "sine": 3e-2}
-    cfg = TrainConfig(epochs=epochs, lr=lr or default_lr.get(task, 1e-2), optimizer=optimizer,  # type: ignore[arg-type]
-                      gradient=gradient, eps=eps, estimator=estimator, nudge_at=nudge_at,  # type: ignore[arg-type]
-                      trainable=setup.trainable, train_readout=setup.train_readout, clip_norm=clip,
-                      patience=patience, seed=seed)
-    sub = SimulatedSubstrate(setup.student, setup.dt)
-    initial = sub.get_params()
-    t0 = time.perf_counter()
-
-    def progress(e: EpochRecord) -> None:
-        if quiet or not (e.epoch % max(1, epochs // 20) == 0 or e.epoch == epochs - 1):
-            return
-        rate = (e.epoch + 1) / max(time.perf_counter() - t0, 1e-9)
-        eta = (epochs - e.epoch - 1) / rate
-        val = "" if e.val_loss is None else f"  val {e.val_loss:.4e}"
-        typer.echo(f"epoch {e.epoch + 1:>5}/{epochs}  loss {e.train_loss:.4e}{val}  "
-                   f"({rate:.1f} epochs/s, eta {eta:.0f} s)")
-
-    trainer = Trainer(sub, setup.task, cfg, on_epoch=[progress])
-
-    def first_interrupt(signum: int, frame: FrameType | None) -> None:
-        typer.echo("\ninterrupt: finishing the current step, then saving (Ctrl-C again to abort)", err=True)
-        trainer.request_stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, first_interrupt)
-    try:
-        result = trainer.run()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    path = write_training(out or default_output("train"), system=sub.hamiltonian, initial_params=initial,
-                          config=cfg, result=result, task=setup.task.name, description=setup.task.description,
-                          snapshot=sub.snapshot(), command=" ".join(sys.argv))
+    """Train a substrate by Hamiltonian echo learning, recording the session to HDF5."""
+    if resume is not None:
+        session = load_session(resume)
+        if session.system is None:
+            raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
+        cfg = session.config
+        sub: Substrate = SimulatedSubstrate(session.system, session.dt)
+        trainer = Trainer(sub, session.task, cfg)
+        writer = SessionWriter.resume(resume, cfg)
+        point = session.resume_point()
+        typer.echo(f"resuming {resume} after step {point.steps[-1]} (epoch {len(point.epochs)})")
+        result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet, resume=point)
+        path = resume
+    else:
+        setup = make_task(task, seed=seed)
+        cfg = TrainConfig(epochs=epochs, lr=lr or DEFAULT_LR.get(task, 1e-2), optimizer=optimizer,  # type: ignore[arg-type]
+                          gradient=gradient, eps=eps, estimator=estimator, nudge_at=nudge_at,  # type: ignore[arg-type]
+                          trainable=setup.trainable, train_readout=setup.train_readout, clip_norm=clip,
+                          patience=patience, seed=seed, record_every=record_every)
+        sub = _open_substrate(substrate, setup)
+        trainer = Trainer(sub, setup.task, cfg)
+        path = out or default_output("train")
+        writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
+                               command=" ".join(sys.argv))
+        result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
     first, last = result.step_loss[0], result.step_loss[-1]
-    typer.echo(f"{setup.task.name}: loss {first:.4e} -> {last:.4e} ({first / max(last, 1e-300):.1f}x lower) "
-               f"in {len(result.step_loss)} steps, {time.perf_counter() - t0:.1f} s")
+    state = " (interrupted: resume with --resume)" if result.interrupted else ""
+    typer.echo(f"{trainer.task.name}: loss {first:.4e} -> {last:.4e} ({first / max(last, 1e-300):.1f}x lower) "
+               f"after {len(result.step_loss)} steps{state}")
     typer.echo(f"wrote {path}")

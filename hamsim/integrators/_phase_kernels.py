@@ -164,3 +164,34 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
             rec_phi[q] = phi
             rec_pi[q] = pi
     return phi, pi
+
+
+@kernel
+def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_lo, k_hi, g, dhdu):
+    """Accumulate sum_rows row_scale * dt-weighted dH/dtheta along *recorded* echo trajectories.
+
+    rec_phi/rec_pi (K+1, R, n) are the echo states at every step (row r replays input row r % B);
+    echo step k restarts from the recorded state k, so for an exact recording this performs the very
+    operations of :func:`paired_echoes` and reproduces its accumulators bit for bit.  Only echo steps
+    k_lo <= k < k_hi contribute (a window estimator).  dhdu (K, R, d) or (0, R, d).
+    """
+    K, B, d = u.shape
+    R, n = rec_phi.shape[1], rec_phi.shape[2]
+    work = make_work(t, R, rec_phi[0])
+    uk = np.empty((R, d), rec_phi.dtype)
+    scratch = np.zeros((R, d), rec_phi.dtype)
+    phi = np.empty((R, n), rec_phi.dtype)
+    pi = np.empty((R, n), rec_phi.dtype)
+    for k in range(k_lo, k_hi):
+        jin = K - 1 - k
+        for r in range(R):
+            for q in range(d):
+                uk[r, q] = u[jin, r % B, q]
+        phi[:, :] = rec_phi[k]
+        pi[:, :] = rec_pi[k]
+        if dhdu.shape[0] == K:
+            du = dhdu[jin]
+        else:
+            scratch[:, :] = 0.0
+            du = scratch
+        step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, True, g, row_scale, du)

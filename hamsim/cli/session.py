@@ -1,0 +1,138 @@
+"""``hamsim replay`` and ``hamsim inspect``: look again at a recorded session, without the device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import h5py
+import numpy as np
+import typer
+
+from hamsim.errors import ValidationError
+from hamsim.replay import ReplayOptions, replay_session
+from hamsim.storage.common import FileFormatError
+from hamsim.storage.session import committed_count, load_session, open_session_file
+
+EXIT_UNHEALTHY = 3
+
+
+def _range(text: Optional[str], name: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ValidationError(name, f"must look like START:STOP, got {text!r}") from None
+    if not 0 <= a < b:
+        raise ValidationError(name, f"needs 0 <= START < STOP, got {text!r}")
+    return a, b
+
+
+def replay_command(
+    file: Annotated[Path, typer.Argument(help="Session file written by hamsim train.")],
+    estimator: Annotated[str, typer.Option(help="recorded, centered or one_sided.")] = "recorded",
+    window: Annotated[Optional[str], typer.Option(help="Echo steps START:STOP that contribute.")] = None,
+    steps: Annotated[Optional[str], typer.Option(help="Training steps START:STOP to replay.")] = None,
+    smooth: Annotated[int, typer.Option(help="Moving-average width applied to the traces (1: none).")] = 1,
+    exact: Annotated[bool, typer.Option(help="Compare with the exact gradient where a model exists.")] = True,
+    plots: Annotated[Optional[Path], typer.Option(help="Write figures to this folder.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the machine-readable summary.")] = False,
+) -> None:
+    """Recompute every recorded gradient from the stored trajectories and report fidelity."""
+    if estimator not in ("recorded", "centered", "one_sided"):
+        raise ValidationError("estimator", f"must be recorded, centered or one_sided, got {estimator!r}")
+    if fmt not in ("png", "pdf"):
+        raise ValidationError("format", f"must be png or pdf, got {fmt!r}")
+    if smooth < 1:
+        raise ValidationError("smooth", "must be >= 1")
+    opts = ReplayOptions(estimator=estimator, window=_range(window, "window"),  # type: ignore[arg-type]
+                         smooth=smooth, exact=exact, steps=_range(steps, "steps"))
+    report = replay_session(file, opts)
+    if plots is not None:
+        from hamsim.plots import plot_all
+
+        for p in plot_all(load_session(file), report, plots, fmt):
+            if not as_json:
+                typer.echo(f"wrote {p}")
+    if as_json:
+        typer.echo(report.to_json())
+        return
+    typer.echo(f"{file}: {report.steps_replayed}/{report.steps_recorded} steps replayed ({report.status})")
+    typer.echo(f"  recomputed vs recorded gradient: max relative difference {report.max_recompute_rel_error:.3e}")
+    for k in sorted(report.mean_cosine):
+        typer.echo(f"  {k:>12}: cosine vs exact {report.mean_cosine[k]:.6f}, norm ratio {report.mean_norm_ratio[k]:.6f}")
+    typer.echo(f"  echo return error {report.max_echo_return_error:.3e}, energy mismatch {report.max_energy_mismatch:.3e}")
+    typer.echo(f"  loss {report.loss_first:.4e} -> {report.loss_last:.4e}")
+
+
+def inspect_command(
+    file: Annotated[Path, typer.Argument(help="A hamsim HDF5 file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print a session file's contents and health (exit 3 if it is readable but unhealthy)."""
+    problems: list[str] = []
+    with open_session_file(file) as f:
+        live = f.swmr_mode
+        info = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
+                if isinstance(v, (str, bytes, int, float, np.integer, np.floating))}
+        n, ne = committed_count(f, "steps"), committed_count(f, "epochs")
+        contents: dict[str, list[int]] = {}
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                contents[name] = list(obj.shape)
+                if obj.maxshape and obj.maxshape[0] is None and name.startswith(("steps/", "epochs/")):
+                    need = n if name.startswith("steps/") else ne
+                    if obj.shape[0] < need:
+                        problems.append(f"{name} has {obj.shape[0]} rows, {need} committed")
+
+        f.visititems(visit)
+        if n and not np.all(np.isfinite(f["steps/loss"][:n])):
+            problems.append("non-finite loss in committed steps")
+    try:
+        load_session(file)
+    except FileFormatError as exc:
+        problems.append(str(exc))
+    status = str(info.get("status", "?"))
+    if live and status == "running":
+        problems.append("the writer did not close the file: it is still running, or it crashed "
+                        "(resume with hamsim train --resume)")
+    report = {"file": str(file), "status": status, "committed_steps": n, "committed_epochs": ne,
+              "healthy": not problems, "problems": problems, "attributes": info,
+              "datasets": contents}
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        typer.echo(f"{file}: hamsim {info.get('hamsim_file')} v{info.get('schema_version')}, status {status}")
+        typer.echo(f"  {n} committed steps, {ne} epochs; started {info.get('started')}, stopped {info.get('stopped') or '-'}")
+        typer.echo(f"  written by hamsim {info.get('version_hamsim')} on {info.get('host')}")
+        for name in sorted(contents):
+            if name.count("/") <= 1:
+                typer.echo(f"    {name:<28} {tuple(contents[name])}")
+        typer.echo("  health: " + ("ok" if not problems else "; ".join(problems)))
+    if problems:
+        raise typer.Exit(EXIT_UNHEALTHY)
+
+
+def devices_command() -> None:
+    """List VISA resources (pyvisa-py) and serial ports visible from this machine."""
+    import pyvisa
+    from serial.tools import list_ports
+
+    try:
+        resources = pyvisa.ResourceManager("@py").list_resources()
+    except Exception as exc:  # noqa: BLE001 - discovery problems are reported, not fatal
+        resources = ()
+        typer.echo(f"VISA discovery failed: {exc}", err=True)
+    typer.echo("VISA resources (pyvisa-py):")
+    for r in resources or ["  (none found)"]:
+        typer.echo(f"  {r}")
+    typer.echo("serial ports:")
+    ports = list(list_ports.comports())
+    for p in ports:
+        typer.echo(f"  {p.device}  {p.description}")
+    if not ports:
+        typer.echo("  (none found)")

@@ -1,0 +1,435 @@
+"""Session files: everything an echo-training session did, crash-safe and resumable.
+
+Schema ``session`` version 1 (documented in docs/session-file.md).  Everything is declared before the
+first step, then the file switches to SWMR: each step appends one row to pre-created resizable
+datasets and is *committed* by a final append to ``/steps/committed`` after all its data is flushed.
+A reader (live, or after ``kill -9``) trusts the first ``len(/steps/committed)`` rows only.
+
+    /                   hamsim_file="session", schema_version, status, started, stopped, versions, host
+    /config             attrs: train config, task, substrate snapshot, sign convention (JSON / text)
+    /system             the system at the start (family, structure, initial parameters with units)
+    /task/{train,val}/<i>  the batches: u (K, B, d), targets (K, B, r), weights (K,), final targets
+    /steps              NXdata over dimension scales step, record, row, echo_row, unit, echo:
+                        loss, grad_norm, epoch, batch, wall_time, eps, optimizer_t,
+                        forward_phi/pi (step, record, row, unit), echo_phi/pi (step, record, echo_row, unit),
+                        initial_nudge (step, row, unit), nudges/weights (step, echo), committed (step)
+    /steps/params_before|params_after|gradient|optimizer_m|optimizer_v/<name>  (step, *shape)
+    /epochs             epoch, train_loss, val_loss, committed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hamsim.errors import HamsimError
+from hamsim.hamiltonians.base import Hamiltonian
+from hamsim.losses import ReadoutLoss
+from hamsim.protocols.training import (
+    READOUT,
+    Batch,
+    EpochRecord,
+    ResumePoint,
+    StepRecord,
+    Task,
+    TrainConfig,
+)
+from hamsim.storage.common import FileFormatError, check_kind, now_iso, read_system, stamp, write_system
+from hamsim.substrate import Substrate
+
+KIND, VERSION = "session", 1
+SIGN_CONVENTION = ("nudge pi += s*eps*dL/dphi after each echo step; grad = -(acc(+eps) - acc(-eps)) / (2 eps), "
+                   "acc = sum of dt-weighted dH/dtheta at the sub-step states (docs/sign-conventions.md)")
+_GZIP = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+class SessionError(HamsimError):
+    """A session cannot be written or resumed (mismatched shapes, nothing to resume, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _json(obj: Any) -> str:
+    return json.dumps(obj, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+
+
+def _write_batches(group: h5py.Group, batches: Sequence[Batch], units: dict[str, str]) -> None:
+    for i, b in enumerate(batches):
+        g = group.create_group(str(i))
+        g.create_dataset("u", data=b.u, **_GZIP).attrs["units"] = "input unit"
+        loss = b.loss
+        g.attrs["final"] = loss.final
+        if loss.targets is not None:
+            g.create_dataset("targets", data=loss.targets, **_GZIP).attrs["units"] = "readout unit"
+            g.create_dataset("weights", data=np.ones(loss.targets.shape[0]) if loss.weights is None
+                             else loss.weights)
+        if loss.final_targets is not None:
+            g.create_dataset("final_targets", data=loss.final_targets)
+        if b.state0 is not None:
+            g.create_dataset("state0_phi", data=b.state0.phi).attrs["units"] = units.get("phi", "1")
+            g.create_dataset("state0_pi", data=b.state0.pi).attrs["units"] = units.get("pi", "1")
+
+
+def _read_batches(group: h5py.Group, C: np.ndarray, c0: np.ndarray) -> list[Batch]:
+    from hamsim.substrate import State
+
+    out = []
+    for key in sorted(group, key=int):
+        g = group[key]
+        final = str(g.attrs["final"])
+        loss = ReadoutLoss(C, c0, g["targets"][()] if "targets" in g else None,
+                           g["weights"][()] if "weights" in g else None, final,  # type: ignore[arg-type]
+                           g["final_targets"][()] if "final_targets" in g else None)
+        s0 = State(g["state0_phi"][()], g["state0_pi"][()]) if "state0_phi" in g else None
+        out.append(Batch(g["u"][()], loss, s0))
+    return out
+
+
+class _Rows:
+    """Appends one row per call to a set of resizable datasets."""
+
+    def __init__(self) -> None:
+        self.datasets: dict[str, h5py.Dataset] = {}
+
+    def declare(self, parent: h5py.Group, name: str, shape: tuple[int, ...], dtype: Any, *,
+                units: str | None = None, compress: bool = False, dims: Sequence[str] = ()) -> h5py.Dataset:
+        chunk = (1, *shape) if shape else (1024,)
+        kw = _GZIP if compress else {}
+        ds = parent.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                   chunks=chunk, **kw)
+        if units is not None:
+            ds.attrs["units"] = units
+        if dims:
+            ds.attrs["_dims"] = list(dims)
+        self.datasets[ds.name] = ds
+        return ds
+
+    @staticmethod
+    def append(ds: h5py.Dataset, value: Any) -> None:
+        n = ds.shape[0]
+        ds.resize(n + 1, axis=0)
+        ds[n] = value
+
+
+class SessionWriter:
+    """Records a training session; plug :meth:`on_step` and :meth:`on_epoch` into the Trainer."""
+
+    def __init__(self, path: str | Path, *, substrate: Substrate, task: Task, config: TrainConfig,
+                 system: Hamiltonian | None = None, command: str = "", _resume: bool = False) -> None:
+        self.path = Path(path)
+        self.config = config
+        self._rows = _Rows()
+        self._f: h5py.File | None = None
+        if _resume:
+            return
+        info = substrate.info
+        shapes = {(b.u.shape, None if b.loss.targets is None else b.loss.targets.shape) for b in task.train}
+        if len(shapes) != 1:
+            raise SessionError(f"task {task.name}: training batches of different shapes cannot share one "
+                               f"session layout ({sorted(map(str, shapes))})")
+        K, B, d = task.train[0].u.shape
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = h5py.File(self.path, "w", libver="latest")
+        stamp(f, KIND, VERSION)
+        f.attrs.update({"status": "running", "started": now_iso(), "stopped": "", "command": command,
+                        "default": "steps"})
+        cfg = f.create_group("config")
+        cfg.attrs.update({
+            "train_config": _json(dataclasses.asdict(config)), "task": task.name, "description": task.description,
+            "substrate": _json(getattr(substrate, "snapshot", dict)()), "substrate_name": info.name,
+            "dt": info.dt, "sign_convention": SIGN_CONVENTION, "units": _json(info.units)})
+        if system is not None:
+            write_system(f.create_group("system"), system)
+        tk = f.create_group("task")
+        tk.create_dataset("readout_C", data=task.readout_C)
+        tk.create_dataset("readout_c0", data=task.readout_c0)
+        _write_batches(tk.create_group("train"), task.train, info.units)
+        _write_batches(tk.create_group("val"), task.val, info.units)
+        self._declare(f, substrate, config, K, B, d, info.n)
+        f.swmr_mode = True
+        self._f = f
+
+    # -- layout
+    def _declare(self, f: h5py.File, substrate: Substrate, config: TrainConfig, K: int, B: int, d: int,
+                 n: int) -> None:
+        info = substrate.info
+        st = f.create_group("steps")
+        st.attrs.update({"NX_class": "NXdata", "signal": "loss", "axes": ["step"]})
+        E = 2  # both estimators run two echoes (+eps and -eps, or +eps and 0)
+        R = K // config.record_every + 1 if config.record_every > 0 else 0
+        rows = self._rows
+        step = rows.declare(st, "step", (), np.int64)
+        step.make_scale("step")
+        for name, shape_len, values in (("record", R, np.arange(R) * max(config.record_every, 1)),
+                                        ("row", B, np.arange(B)), ("echo_row", E * B, np.arange(E * B)),
+                                        ("unit", n, np.arange(n)), ("echo", E, np.arange(E))):
+            ds = st.create_dataset(name, data=np.asarray(values, np.int64).reshape(shape_len))
+            ds.make_scale(name)
+        scalars = {"loss": ("f8", "loss"), "grad_norm": ("f8", "loss/parameter"), "epoch": ("i8", None),
+                   "batch": ("i8", None), "wall_time": ("f8", "seconds since 1970-01-01 00:00:00"), "eps": ("f8", None),
+                   "optimizer_t": ("i8", None)}
+        for name, (dt, unit) in scalars.items():
+            rows.declare(st, name, (), dt, units=unit, dims=("step",))
+        pu = {k: s.unit for k, s in info.specs.items()}
+        names = list(config.trainable or info.specs) + (list(READOUT) if config.train_readout else [])
+        shapes = {k: tuple(info.specs[k].shape) for k in names if k in info.specs}
+        if config.train_readout:
+            r = f["task/readout_C"].shape[0]
+            shapes["readout/C"], shapes["readout/c0"] = (r, n), (r,)
+        for group in ("params_before", "params_after", "gradient", "optimizer_m", "optimizer_v"):
+            g = st.create_group(group)
+            for k, shp in shapes.items():
+                unit = pu.get(k, "readout unit")
+                unit = f"loss/({unit})" if group == "gradient" else unit
+                rows.declare(g, k.replace("/", "."), shp, "f8", units=unit)
+        if R > 0 and config.gradient == "rhel":
+            u = info.units
+            for side, width, dim in (("forward", B, "row"), ("echo", E * B, "echo_row")):
+                for var in ("phi", "pi"):
+                    rows.declare(st, f"{side}_{var}", (R, width, n), "f8", units=u.get(var, "1"), compress=True,
+                                 dims=("step", "record", dim, "unit"))
+            if info.capabilities.raw_counts:
+                for side, width, dim in (("forward", B, "row"), ("echo", E * B, "echo_row")):
+                    ds = rows.declare(st, f"{side}_counts", (R, width, n), "i4", units="counts", compress=True,
+                                      dims=("step", "record", dim, "unit"))
+                    ds.attrs["scale_factor_units"] = u.get("phi", "1")
+                rows.declare(st, "counts_scale", (), "f8", dims=("step",))
+                rows.declare(st, "counts_offset", (), "f8", dims=("step",))
+        if config.gradient == "rhel":
+            rows.declare(st, "initial_nudge", (B, n), "f8", units="loss/position", dims=("step", "row", "unit"))
+            rows.declare(st, "nudges", (E,), "f8", dims=("step", "echo"))
+            rows.declare(st, "weights", (E,), "f8", dims=("step", "echo"))
+            if config.nudge_at == "forward":
+                rows.declare(st, "nudge_sequence", (K, B, n), "f8", compress=True)
+        rows.declare(st, "committed", (), "i1", dims=("step",))
+        ep = f.create_group("epochs")
+        e = rows.declare(ep, "epoch", (), np.int64)
+        e.make_scale("epoch")
+        for name in ("train_loss", "val_loss"):
+            rows.declare(ep, name, (), "f8", units="loss", dims=("epoch",))
+        rows.declare(ep, "committed", (), "i1", dims=("epoch",))
+        for ds in list(rows.datasets.values()):
+            for axis, dim in enumerate(ds.attrs.get("_dims", [])):
+                scale = ds.parent[dim]
+                ds.dims[axis].attach_scale(scale)
+            if "_dims" in ds.attrs:
+                del ds.attrs["_dims"]
+
+    # -- appending
+    @property
+    def file(self) -> h5py.File:
+        if self._f is None:
+            raise SessionError(f"{self.path}: the session file is not open")
+        return self._f
+
+    def on_step(self, rec: StepRecord) -> None:
+        """Append one completed step, then commit it."""
+        st = self.file["steps"]
+        a = _Rows.append
+        a(st["step"], rec.step)
+        a(st["loss"], rec.loss)
+        a(st["grad_norm"], rec.grad_norm)
+        a(st["epoch"], rec.epoch)
+        a(st["batch"], rec.batch)
+        a(st["wall_time"], time.time())
+        a(st["eps"], self.config.eps)
+        a(st["optimizer_t"], int(rec.optimizer["t"]))  # type: ignore[call-overload]
+        m, v = rec.optimizer["m"], rec.optimizer["v"]
+        for k in st["params_after"]:
+            key = k.replace(".", "/")
+            a(st["params_before"][k], rec.params_before[key])
+            a(st["params_after"][k], rec.params_after[key])
+            a(st["gradient"][k], rec.gradient[key])
+            a(st["optimizer_m"][k], m.get(key, 0.0))  # type: ignore[union-attr]
+            a(st["optimizer_v"][k], v.get(key, 0.0))  # type: ignore[union-attr]
+        est = rec.estimate
+        if est is not None and "initial_nudge" in st:
+            a(st["initial_nudge"], est.initial_nudge)
+            a(st["nudges"], est.nudges)
+            a(st["weights"], est.weights)
+            if "nudge_sequence" in st:
+                a(st["nudge_sequence"], est.forward.nudge_sequence if est.forward else 0.0)
+        if "forward_phi" in st:
+            if est is None or est.forward is None or est.echo is None or est.forward.trajectory is None:
+                raise SessionError("the session records trajectories but the step carries none")
+            a(st["forward_phi"], est.forward.trajectory.phi)
+            a(st["forward_pi"], est.forward.trajectory.pi)
+            tr = est.echo.trajectories or ()
+            a(st["echo_phi"], np.concatenate([s.phi for s in tr], axis=1))
+            a(st["echo_pi"], np.concatenate([s.pi for s in tr], axis=1))
+            if "forward_counts" in st and est.forward.raw is not None and est.echo.raw is not None:
+                a(st["forward_counts"], est.forward.raw.counts)
+                a(st["echo_counts"], np.concatenate([r.counts for r in est.echo.raw], axis=1))
+                a(st["counts_scale"], est.forward.raw.scale)
+                a(st["counts_offset"], est.forward.raw.offset)
+        self.file.flush()
+        a(st["committed"], 1)
+        self.file.flush()
+
+    def on_epoch(self, er: EpochRecord) -> None:
+        ep = self.file["epochs"]
+        _Rows.append(ep["epoch"], er.epoch)
+        _Rows.append(ep["train_loss"], er.train_loss)
+        _Rows.append(ep["val_loss"], np.nan if er.val_loss is None else er.val_loss)
+        self.file.flush()
+        _Rows.append(ep["committed"], 1)
+        self.file.flush()
+
+    def close(self, status: str) -> None:
+        """Close the SWMR writer, then record the final status (attributes need a non-SWMR open)."""
+        if self._f is None:
+            return
+        self._f.flush()
+        self._f.close()
+        self._f = None
+        with h5py.File(self.path, "a", libver="latest") as f:
+            f.attrs["status"] = status
+            f.attrs["stopped"] = now_iso()
+
+    # -- resuming
+    @classmethod
+    def resume(cls, path: str | Path, config: TrainConfig) -> "SessionWriter":
+        """Reopen a session for appending after its last committed step.
+
+        The file (possibly left by a killed writer, whose SWMR flag blocks a normal open) is copied through
+        a SWMR reader into a fresh file that holds exactly the committed rows, which then replaces it.
+        """
+        path = Path(path)
+        tmp = path.with_name(path.name + ".resume-partial")
+        with open_session_file(path) as src, h5py.File(tmp, "w", libver="latest") as dst:
+            for k, v in src.attrs.items():
+                dst.attrs[k] = v
+            for name in src:
+                src.copy(src[name], dst, name=name)
+            n_steps = committed_count(src, "steps")
+            n_epochs = committed_count(src, "epochs")
+        with h5py.File(tmp, "a", libver="latest") as f:
+            for group, n in (("steps", n_steps), ("epochs", n_epochs)):
+                def trim(name: str, obj: Any, n: int = n) -> None:
+                    if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None:
+                        obj.resize(n, axis=0)
+                f[group].visititems(trim)
+            f.attrs["status"] = "running"
+            f.attrs["resumed"] = now_iso()
+        os.replace(tmp, path)
+        w = cls(path, substrate=None, task=None, config=config, _resume=True)  # type: ignore[arg-type]
+        f = h5py.File(path, "a", libver="latest")
+        f.swmr_mode = True
+        w._f = f
+        return w
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def open_session_file(path: str | Path) -> h5py.File:
+    """Open a session read-only, also one whose writer was killed (then through SWMR).
+
+    Raises FileFormatError for a missing, truncated, corrupted or foreign file; never modifies it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        if "already open for write" not in str(exc) and "file locking" not in str(exc).lower():
+            raise FileFormatError(f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}") from None
+        try:
+            f = h5py.File(path, "r", swmr=True)
+        except OSError as exc2:
+            raise FileFormatError(f"{path}: cannot be opened, even as a live (SWMR) file: {exc2}") from None
+    try:
+        check_kind(f, KIND, VERSION, str(path))
+    except FileFormatError:
+        f.close()
+        raise
+    return f
+
+
+def committed_count(f: h5py.File, group: str) -> int:
+    """Rows of ``group`` ("steps" or "epochs") whose data is complete."""
+    c = f[group]["committed"]
+    c.refresh() if f.swmr_mode else None
+    return int(c.shape[0])
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session loaded into memory (committed rows only)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    config: TrainConfig
+    task: Task
+    system: Hamiltonian | None
+    steps: dict[str, np.ndarray]
+    params_before: dict[str, np.ndarray]
+    params_after: dict[str, np.ndarray]
+    gradient: dict[str, np.ndarray]
+    optimizer_m: dict[str, np.ndarray]
+    optimizer_v: dict[str, np.ndarray]
+    epochs: dict[str, np.ndarray]
+    dt: float
+    snapshot: dict[str, Any]  # the substrate's own description (integrator, damping, device settings)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.steps["step"].shape[0])
+
+    def resume_point(self) -> ResumePoint:
+        """The state after the last committed step."""
+        if self.n_steps == 0:
+            raise SessionError(f"{self.path}: no completed step to resume from")
+        last = self.n_steps - 1
+        physical = {k: v[last] for k, v in self.params_after.items() if not k.startswith("readout")}
+        readout = {"readout/C": self.task.readout_C, "readout/c0": self.task.readout_c0}
+        for k in READOUT:
+            if k in self.params_after:
+                readout[k] = self.params_after[k][last]
+        keys = list(self.params_after)
+        opt = {"kind": self.config.optimizer, "lr": self.config.lr, "momentum": self.config.momentum,
+               "t": int(self.steps["optimizer_t"][last]),
+               "m": {k: self.optimizer_m[k][last] for k in keys}, "v": {k: self.optimizer_v[k][last] for k in keys}}
+        if self.config.optimizer == "sgd":
+            opt["v"] = {}
+        epochs = [EpochRecord(int(e), float(t), None if np.isnan(v) else float(v))
+                  for e, t, v in zip(self.epochs["epoch"], self.epochs["train_loss"], self.epochs["val_loss"])]
+        return ResumePoint(physical, readout, opt, [int(s) for s in self.steps["step"]],
+                           [float(v) for v in self.steps["loss"]], [int(e) for e in self.steps["epoch"]], epochs)
+
+
+def load_session(path: str | Path) -> Session:
+    """Read the committed part of a session file (FileFormatError if it is not a readable session)."""
+    path = Path(path)
+    with open_session_file(path) as f:
+        try:
+            n = committed_count(f, "steps")
+            ne = committed_count(f, "epochs")
+            st = f["steps"]
+            cfg_dict = json.loads(f["config"].attrs["train_config"])
+            if cfg_dict.get("trainable") is not None:
+                cfg_dict["trainable"] = tuple(cfg_dict["trainable"])
+            config = TrainConfig(**cfg_dict)
+            C, c0 = f["task/readout_C"][()], f["task/readout_c0"][()]
+            task = Task(str(f["config"].attrs["task"]), _read_batches(f["task/train"], C, c0),
+                        _read_batches(f["task/val"], C, c0), C, c0, str(f["config"].attrs["description"]))
+            steps = {k: v[:n] for k, v in st.items() if isinstance(v, h5py.Dataset) and v.maxshape[0] is None}
+
+            def grp(name: str) -> dict[str, np.ndarray]:
+                return {k.replace(".", "/"): v[:n] for k, v in st[name].items()}
+
+            return Session(
+                path=path, attrs=dict(f.attrs), config=config, task=task,
+                system=read_system(f["system"]) if "system" in f else None, steps=steps,
+                params_before=grp("params_before"), params_after=grp("params_after"), gradient=grp("gradient"),
+                optimizer_m=grp("optimizer_m"), optimizer_v=grp("optimizer_v"),
+                epochs={k: v[:ne] for k, v in f["epochs"].items()}, dt=float(f["config"].attrs["dt"]),
+                snapshot=json.loads(f["config"].attrs["substrate"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise FileFormatError(f"{path}: damaged session file ({type(exc).__name__}: {exc})") from None
