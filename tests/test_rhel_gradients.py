@@ -150,7 +150,6 @@ def test_bptt_matches_finite_differences_of_the_loss() -> None:
 
 def test_bptt_agrees_with_the_shared_reference_oracle() -> None:
     """shared/reference/rhel_check.py: an independent numpy model with complex-step gradients."""
-    import importlib.util
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rhel_check.py"

@@ -29,14 +29,16 @@ DEFAULT_LR = {"six_mass_toy": 5e-3, "lemniscate": 3e-2, "sine": 3e-2}
 
 
 def _open_substrate(spec: str, setup: Any) -> Substrate:
-    if spec != "sim":
-        raise ValidationError("substrate", f"unknown substrate {spec!r}; available: sim")
+    if spec != "sim":  # board:<port> / bench:<host>:<ports>, opened through the drivers
+        from hamsim.hardware import open_substrate
+        return open_substrate(spec, setup.student, setup.dt)
     return SimulatedSubstrate(setup.student, setup.dt)
 
 
 def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet: bool,
                  resume: Any = None) -> TrainResult:
-    """Run the trainer with a progress bar, recording every step; close the file on every exit path."""
+    """Run the trainer with a progress bar, recording every step; on every exit path close the file
+    and the substrate (which leaves a device's outputs in their safe state)."""
     trainer.on_step.append(writer.on_step)
     trainer.on_epoch.append(writer.on_epoch)
 
@@ -71,6 +73,7 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
     finally:
         signal.signal(signal.SIGINT, previous)
         writer.close(status)
+        trainer.substrate.close()
 
 
 def train_command(

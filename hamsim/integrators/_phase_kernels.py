@@ -49,6 +49,34 @@ def readout_gradient(C, c0, phi_b, y_b, w, out_r):
 
 
 @kernel
+def readout_force(C, res, out):
+    """out = C^T res: the loss gradient dL/dphi of one row from its readout residual."""
+    r, n = C.shape
+    for i in range(n):
+        acc = 0.0 * res[0]
+        for a in range(r):
+            acc += C[a, i] * res[a]
+        out[i] = acc
+
+
+@kernel
+def echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch_du):
+    """Echo step k on all rows (row r replays input row r % B of u[K-1-k]), accumulating dH/dtheta;
+    dH/du goes to dhdu[K-1-k] when dhdu has K rows."""
+    K, B, d = u.shape
+    jin = K - 1 - k
+    for r in range(phi.shape[0]):
+        for q in range(d):
+            uk[r, q] = u[jin, r % B, q]
+    if dhdu.shape[0] == K:
+        du = dhdu[jin]
+    else:
+        scratch_du[:, :] = 0.0
+        du = scratch_du
+    step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, True, g, row_scale, du)
+
+
+@kernel
 def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w,
                       G_out, rec_every, rec_phi, rec_pi, gC, gc0, g_unused):
     """Forward phase in place.  Returns the per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if
@@ -75,11 +103,7 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w
                     for i in range(phi.shape[1]):
                         gC[a, i] += res[a] * phi[b, i]
                 if G_out.shape[0] > 0:
-                    for i in range(phi.shape[1]):
-                        acc = 0.0 * res[0]
-                        for a in range(r):
-                            acc += C[a, i] * res[a]
-                        G_out[k, b, i] = acc
+                    readout_force(C, res, G_out[k, b])
         if rec_every > 0 and (k + 1) % rec_every == 0:
             q = (k + 1) // rec_every
             rec_phi[q] = phi
@@ -118,23 +142,14 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
     scratch_du = np.zeros((R, d), phi_f.dtype)
     res = np.zeros(r, phi_f.dtype)
     mid = np.zeros(n, phi_f.dtype)
+    force = np.zeros(n, phi_f.dtype)
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
     for k in range(K):
-        jin = K - 1 - k
-        for s in range(S):
-            for b in range(B):
-                for q in range(d):
-                    uk[s * B + b, q] = u[jin, b, q]
-        if dhdu.shape[0] == K:
-            du = dhdu[jin]
-        else:
-            scratch_du[:, :] = 0.0
-            du = scratch_du
-        step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, True, g, row_scale, du)
+        echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch_du)
         apply_decay(pi, decay)
-        j = jin
+        j = K - 1 - k
         if j >= 1:
             if mode == 0:
                 for s in range(S):
@@ -154,11 +169,9 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
                         row = s * B + b
                         if mode == 1:
                             readout_gradient(C, c0, phi[row], y[j - 1, b], w[j - 1], res)
+                        readout_force(C, res, force)
                         for i in range(n):
-                            acc = 0.0 * res[0]
-                            for a in range(r):
-                                acc += C[a, i] * res[a]
-                            pi[row, i] += nudges[s] * acc
+                            pi[row, i] += nudges[s] * force[i]
         if rec_every > 0 and (k + 1) % rec_every == 0:
             q = (k + 1) // rec_every
             rec_phi[q] = phi
@@ -175,7 +188,7 @@ def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_
     operations of :func:`paired_echoes` and reproduces its accumulators bit for bit.  Only echo steps
     k_lo <= k < k_hi contribute (a window estimator).  dhdu (K, R, d) or (0, R, d).
     """
-    K, B, d = u.shape
+    d = u.shape[2]
     R, n = rec_phi.shape[1], rec_phi.shape[2]
     work = make_work(t, R, rec_phi[0])
     uk = np.empty((R, d), rec_phi.dtype)
@@ -183,15 +196,6 @@ def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_
     phi = np.empty((R, n), rec_phi.dtype)
     pi = np.empty((R, n), rec_phi.dtype)
     for k in range(k_lo, k_hi):
-        jin = K - 1 - k
-        for r in range(R):
-            for q in range(d):
-                uk[r, q] = u[jin, r % B, q]
         phi[:, :] = rec_phi[k]
         pi[:, :] = rec_pi[k]
-        if dhdu.shape[0] == K:
-            du = dhdu[jin]
-        else:
-            scratch[:, :] = 0.0
-            du = scratch
-        step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, True, g, row_scale, du)
+        echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch)
