@@ -198,3 +198,10 @@ def test_sigkill_at_twenty_random_moments_loses_no_completed_step(reference: Pat
         assert load_session(out).n_steps == 60
     print("committed steps at the 20 kills:", kills)
     assert sum(1 for n in kills if 0 < n < 60) >= 10  # most kills landed mid-session
+
+
+def test_dry_run_shows_the_plan_and_opens_nothing(tmp_path: Path) -> None:
+    r = cli("train", "--substrate", "board:/dev/does-not-exist", "--dry-run", "--out", str(tmp_path / "x.h5"))
+    assert r.returncode == 0, r.stderr
+    assert "nothing is opened" in r.stdout and "k_ij" in r.stdout and "[kg]" in r.stdout
+    assert not (tmp_path / "x.h5").exists()

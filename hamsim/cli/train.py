@@ -14,12 +14,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Optional
 
+import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hamsim.cli.simulate import default_output
 from hamsim.errors import ValidationError
-from hamsim.protocols.training import EpochRecord, TrainConfig, Trainer, TrainResult
+from hamsim.hamiltonians import Hamiltonian
+from hamsim.protocols.training import EpochRecord, Task, TrainConfig, Trainer, TrainResult
 from hamsim.simulated import SimulatedSubstrate
 from hamsim.storage.session import SessionWriter, load_session
 from hamsim.substrate import Substrate
@@ -28,11 +30,33 @@ from hamsim.tasks import TASKS, make_task
 DEFAULT_LR = {"six_mass_toy": 5e-3, "lemniscate": 3e-2, "sine": 3e-2}
 
 
-def _open_substrate(spec: str, setup: Any) -> Substrate:
+def _open_substrate(spec: str, system: Hamiltonian, dt: float) -> Substrate:
     if spec != "sim":  # board:<port> / bench:<host>:<ports>, opened through the drivers
         from hamsim.hardware import open_substrate
-        return open_substrate(spec, setup.student, setup.dt)
-    return SimulatedSubstrate(setup.student, setup.dt)
+        return open_substrate(spec, system, dt)
+    return SimulatedSubstrate(system, dt)
+
+
+def print_plan(spec: str, system: Hamiltonian, dt: float, task: Task, cfg: TrainConfig) -> None:
+    """What a session would set and send, without opening the substrate (``--dry-run``)."""
+    K, B, d = task.train[0].u.shape
+    typer.echo(f"dry run: nothing is opened, set or sent.\n  substrate {spec}: {system!r}, dt = {dt} "
+               f"{system.units['time']}")
+    typer.echo(f"  task {task.name}: {len(task.train)} training / {len(task.val)} validation batches of "
+               f"{K} steps x {B} rows x {d} inputs")
+    trainable = cfg.trainable or tuple(system.specs)
+    for name, spec_ in system.specs.items():
+        v = np.asarray(system.params[name])
+        mark = "trained" if name in trainable else "fixed"
+        typer.echo(f"  set {name:>8} {str(v.shape):>8} [{spec_.unit}] {spec_.constraint:<21} "
+                   f"range [{v.min():.4g}, {v.max():.4g}]  ({mark})")
+    steps = cfg.epochs * len(task.train)
+    passes = 1 if cfg.gradient == "exact" else 3
+    typer.echo(f"  per step: play {K} input samples forward, then {passes - 1} echoes with nudges "
+               f"+-{cfg.eps:g} at the {cfg.nudge_at} state ({cfg.estimator}); {steps} steps = "
+               f"{steps * passes * K * B} sample-rows in all")
+    typer.echo(f"  update: {cfg.optimizer} lr {cfg.lr:g}, clip {cfg.clip_norm}, trainable {', '.join(trainable)}"
+               + (", readout" if cfg.train_readout else ""))
 
 
 def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet: bool,
@@ -78,7 +102,7 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
 
 def train_command(
     task: Annotated[str, typer.Option(help=f"Task: {', '.join(TASKS)}.", envvar="HAMSIM_TASK")] = "six_mass_toy",
-    substrate: Annotated[str, typer.Option(help="Where to train: 'sim' (the simulator).",
+    substrate: Annotated[str, typer.Option(help="Where to train: sim, board:<port>, bench:<address>.",
                                            envvar="HAMSIM_SUBSTRATE")] = "sim",
     epochs: Annotated[int, typer.Option(help="Passes over the training batches.")] = 300,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the task's).")] = None,
@@ -94,6 +118,7 @@ def train_command(
     out: Annotated[Optional[Path], typer.Option(help="Session file (default data/train-<time>.h5).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue this session file from its last step.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be set and sent; open nothing.")] = False,
 ) -> None:
     """Train a substrate by Hamiltonian echo learning, recording the session to HDF5."""
     if resume is not None:
@@ -101,7 +126,7 @@ def train_command(
         if session.system is None:
             raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
         cfg = session.config
-        sub: Substrate = SimulatedSubstrate(session.system, session.dt)
+        sub: Substrate = _open_substrate(session.substrate_spec, session.system, session.dt)
         trainer = Trainer(sub, session.task, cfg)
         writer = SessionWriter.resume(resume, cfg)
         point = session.resume_point()
@@ -114,11 +139,14 @@ def train_command(
                           gradient=gradient, eps=eps, estimator=estimator, nudge_at=nudge_at,  # type: ignore[arg-type]
                           trainable=setup.trainable, train_readout=setup.train_readout, clip_norm=clip,
                           patience=patience, seed=seed, record_every=record_every)
-        sub = _open_substrate(substrate, setup)
+        if dry_run:
+            print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
+            return
+        sub = _open_substrate(substrate, setup.student, setup.dt)
         trainer = Trainer(sub, setup.task, cfg)
         path = out or default_output("train")
         writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
-                               command=" ".join(sys.argv))
+                               command=" ".join(sys.argv), substrate_spec=substrate)
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
     first, last = result.step_loss[0], result.step_loss[-1]
     state = " (interrupted: resume with --resume)" if result.interrupted else ""

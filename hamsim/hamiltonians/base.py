@@ -111,7 +111,10 @@ class Hamiltonian(ABC):
         return {"family": self.family, "n": self.n, "input_dim": self.input_dim, **self.options}
 
     def __repr__(self) -> str:
-        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        def short(v: Any) -> str:
+            return f"<{len(v)} entries>" if isinstance(v, (list, tuple)) and len(v) > 4 else repr(v)
+
+        opts = "".join(f", {k}={short(v)}" for k, v in self.options.items())
         return f"{type(self).__name__}(n={self.n}, input_dim={self.input_dim}{opts})"
 
     # ----------------------------------------------------------------- evaluation (batched)

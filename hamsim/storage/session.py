@@ -123,7 +123,8 @@ class SessionWriter:
     """Records a training session; plug :meth:`on_step` and :meth:`on_epoch` into the Trainer."""
 
     def __init__(self, path: str | Path, *, substrate: Substrate, task: Task, config: TrainConfig,
-                 system: Hamiltonian | None = None, command: str = "", _resume: bool = False) -> None:
+                 system: Hamiltonian | None = None, command: str = "", substrate_spec: str = "sim",
+                 _resume: bool = False) -> None:
         self.path = Path(path)
         self.config = config
         self._rows = _Rows()
@@ -145,6 +146,7 @@ class SessionWriter:
         cfg.attrs.update({
             "train_config": _json(dataclasses.asdict(config)), "task": task.name, "description": task.description,
             "substrate": _json(getattr(substrate, "snapshot", dict)()), "substrate_name": info.name,
+            "substrate_spec": substrate_spec,
             "dt": info.dt, "sign_convention": SIGN_CONVENTION, "units": _json(info.units)})
         if system is not None:
             write_system(f.create_group("system"), system)
@@ -377,6 +379,7 @@ class Session:
     epochs: dict[str, np.ndarray]
     dt: float
     snapshot: dict[str, Any]  # the substrate's own description (integrator, damping, device settings)
+    substrate_spec: str  # how the substrate was opened ("sim", "board:<port>", "bench:<address>")
 
     @property
     def n_steps(self) -> int:
@@ -430,6 +433,7 @@ def load_session(path: str | Path) -> Session:
                 params_before=grp("params_before"), params_after=grp("params_after"), gradient=grp("gradient"),
                 optimizer_m=grp("optimizer_m"), optimizer_v=grp("optimizer_v"),
                 epochs={k: v[:ne] for k, v in f["epochs"].items()}, dt=float(f["config"].attrs["dt"]),
-                snapshot=json.loads(f["config"].attrs["substrate"]))
+                snapshot=json.loads(f["config"].attrs["substrate"]),
+                substrate_spec=str(f["config"].attrs.get("substrate_spec", "sim")))
         except (KeyError, ValueError, TypeError) as exc:
             raise FileFormatError(f"{path}: damaged session file ({type(exc).__name__}: {exc})") from None
