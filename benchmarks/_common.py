@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -156,17 +156,22 @@ def serial_env() -> dict[str, str]:
     return {**os.environ, **{var: "1" for var in THREAD_VARS}}
 
 
-def run_child(script: Path, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+def run_child(script: Path, kind: str, spec: dict[str, Any], *, python: str | None = None,
+              extra_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run ``script --child kind --spec JSON --child-out FILE`` serially in a fresh interpreter.
 
-    The child writes its JSON result to FILE (stdout stays free for warnings); the load over the
-    child's whole life is added as ``child_load``.  Raises ``RuntimeError`` if the child fails.
+    ``python`` is the interpreter (default: this one); ``extra_env`` is added to :func:`serial_env`
+    (e.g. ``XLA_FLAGS``).  The child writes its JSON result to FILE (stdout stays free for warnings);
+    the load over the child's whole life is added as ``child_load``.  Raises ``RuntimeError`` if the
+    child fails.
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(script), "--child", kind, "--spec", json.dumps(spec), "--child-out", str(out)]
+        cmd = [python or sys.executable, str(script), "--child", kind, "--spec", json.dumps(spec),
+               "--child-out", str(out)]
         start = CpuSnapshot.now()
-        proc = subprocess.run(cmd, env=serial_env(), capture_output=True, text=True, check=False)
+        env = {**serial_env(), **(extra_env or {})}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         end = CpuSnapshot.now()
         if proc.returncode != 0:
             raise RuntimeError(f"child {kind} {spec.get('family', '')} failed:\n{proc.stderr[-4000:]}")
