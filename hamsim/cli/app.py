@@ -58,6 +58,7 @@ COMMANDS = {
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
+app.add_typer(__import__("hamsim.cli.design", fromlist=["design_app"]).design_app, name="design")
 
 
 def main(argv: list[str] | None = None) -> int:
