@@ -40,6 +40,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -50,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from hamsim.config import load_toml, system_from_config
-from hamsim.errors import HamsimError, UnknownNameError, ValidationError
+from hamsim.errors import UnknownNameError, ValidationError
 from hamsim.nonideal import NonIdeality
 
 #: sweepable axes besides the non-ideality levels
@@ -174,15 +175,19 @@ class SweepConfig:
                 raise ValidationError("training.lr", "must be > 0")
         self = cls(json.loads(json.dumps(raw)))
         # build the system and every level combination's NonIdeality now: bad input fails here
-        try:
-            system_from_config(self.raw["system"])
-            NonIdeality.from_dict(levels)
-        except HamsimError:
-            raise
+        system_from_config(self.raw["system"])
+        for n in raw["axes"].get("n", []) if mode == "grid" else []:
+            system_from_config({**self.raw["system"], "n": n})
         if self.n_points > MAX_POINTS:
             raise ValidationError("axes", f"{self.n_points} points exceed the limit of {MAX_POINTS}")
-        for i in ({0, self.n_points - 1} if mode == "grid" else range(self.n_points)):
-            self.levels_at(self.values(i))
+        if mode == "grid":  # every combination of levels (cheap: no physics)
+            level_axes = [a for a in self.axes if a in NonIdeality.names()]
+            for combo in itertools.product(*[raw["axes"][a] for a in level_axes]):
+                self.levels_at(dict(zip(level_axes, combo)))
+        else:
+            coords = self.coordinates()
+            for i in range(self.n_points):
+                self.levels_at({a: coords[a][i].item() for a in self.axes})
         return self
 
     # ------------------------------------------------------------------ geometry
