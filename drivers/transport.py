@@ -42,6 +42,10 @@ class MessageTransport(Protocol):
 
     def write_binary(self, message: str, values: Any, datatype: str) -> None: ...
 
+    def clear(self) -> None:
+        """Discard whatever is pending on the link (late replies) before a retry."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -96,6 +100,23 @@ class VisaTransport:
 
     def write_binary(self, message: str, values: Any, datatype: str) -> None:
         self._res.write_binary_values(message, values, datatype=datatype, is_big_endian=False)
+
+    def clear(self, quiet_ms: int = 100, budget_s: float = 2.0) -> None:
+        """Read and discard until the link has been quiet for ``quiet_ms`` (bounded; safe on a closed
+        socket, where pyvisa-py's own ``clear`` would spin)."""
+        import pyvisa
+
+        old = self._res.timeout
+        self._res.timeout = quiet_ms
+        end = time.monotonic() + budget_s
+        try:
+            while time.monotonic() < end:
+                try:
+                    self._res.read_raw()
+                except pyvisa.errors.VisaIOError:
+                    break
+        finally:
+            self._res.timeout = old
 
     def close(self) -> None:
         self._res.close()
@@ -187,6 +208,11 @@ class ScriptedMessages:
         expected = self._next(message)
         if list(map(float, values)) != list(map(float, expected)):
             raise ScriptError(f"{message!r}: values {list(values)[:4]}... differ from the script")
+
+    def clear(self) -> None:
+        reply = self._next("<clear>")
+        if reply is not None:
+            raise ScriptError(f"a clear has no reply, the script has {reply!r}")
 
     def close(self) -> None:
         self.closed = True

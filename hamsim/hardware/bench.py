@@ -1,0 +1,195 @@
+"""The SCPI bench (AWG + digitizer + DC bias sources) as a :class:`~hamsim.substrate.Substrate`.
+
+An analog circuit cannot reverse its momenta in place: the echo starts from a *prepared* initial
+condition (phi_K, -pi_K + nudge G0) loaded through the AWG's IC mode (``flip_in_place`` False).
+Nudges are impulse waveforms loaded in advance (``online_nudge`` False).  Batch rows are segments
+played back to back.  The digitizer samples positions at the kick and at the end of every AWG
+period; with the model masses m the momenta of the two half drifts are
+
+    pi_pre_k = 2 m (x_{k+1/2} - x_k) / dt,      pi_post_k = 2 m (x_{k+1} - x_{k+1/2}) / dt
+
+(exact for a leapfrog circuit, and the sampled estimate otherwise), and dH/dtheta follows from
+(x_{k+1/2}, pi_pre, pi_post) through the Hamiltonian model.  ``repeats`` > 1 averages that many shots
+of every phase (the positions are averaged before the quadratic observables are formed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hamsim.drivers.awg import Awg
+from hamsim.drivers.dc_source import DcSource
+from hamsim.drivers.digitizer import Digitizer
+from hamsim.drivers.errors import DriverError
+from hamsim.errors import ValidationError
+from hamsim.hamiltonians.base import Hamiltonian
+from hamsim.hardware.calibration import Calibration
+from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
+from hamsim.hardware.wiring import bias_channels, to_channels
+from hamsim.losses import ReadoutLoss
+from hamsim.simulate import check_inputs
+from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo
+
+BENCH_CAPABILITIES = Capabilities(flip_in_place=False, prepare_state=True, paired_echoes=False,
+                                  online_nudge=False, exact_gradient=False)
+
+#: the bench's default calibration: 0.5 V of bias per parameter unit
+DEFAULT_VOLTS_PER_UNIT = 0.5
+
+
+class BenchSubstrate:
+    """Echo learning on an analog circuit through three SCPI drivers."""
+
+    def __init__(self, awg: Awg, digitizer: Digitizer, dc: DcSource, hamiltonian: Hamiltonian, dt: float, *,
+                 calibration: Calibration | None = None, repeats: int = 1, position_range: float = 5.0,
+                 name: str = "bench") -> None:
+        self.awg, self.dig, self.dc = awg, digitizer, dc
+        self._h = hamiltonian
+        self._dt = float(dt)
+        self.repeats = int(repeats)
+        if self.repeats < 1:
+            raise ValidationError("repeats", "must be >= 1")
+        self.calibration = calibration or Calibration({k: DEFAULT_VOLTS_PER_UNIT for k in hamiltonian.specs})
+        self._name = name
+        n, d = hamiltonian.n, hamiltonian.input_dim
+        if awg.channels() != d + n:
+            raise ValidationError("hamiltonian", f"{awg.name} has {awg.channels()} channels, the model needs "
+                                                 f"{d} drive + {n} nudge channels")
+        self.wiring = bias_channels(hamiltonian.specs)
+        if dc.channels() != len(self.wiring):
+            raise ValidationError("hamiltonian", f"{dc.name} has {dc.channels()} bias channels, the model's "
+                                                 f"parameters need {len(self.wiring)}")
+        self.idn = {"awg": awg.idn(), "digitizer": digitizer.idn(), "dc": dc.idn()}
+        awg.set_rate(1.0 / self._dt)
+        digitizer.set_sample_rate(2.0 / self._dt)
+        for c in range(1, n + 1):
+            digitizer.set_range(c, position_range)
+        self.set_params(hamiltonian.params)
+        dc.output(True)
+        for c in range(1, d + n + 1):
+            awg.output(c, True)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def hamiltonian(self) -> Hamiltonian:
+        return self._h
+
+    @property
+    def info(self) -> SubstrateInfo:
+        return SubstrateInfo(self._name, self._h.n, self._h.input_dim, self._dt, self._h.specs,
+                             BENCH_CAPABILITIES, dict(self._h.units))
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self._h.params.items()}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        new = self._h.with_params(**params)
+        volts = to_channels({k: self.calibration.to_device(k, v) for k, v in new.params.items()}, new.specs)
+        self.dc.set_voltages({c + 1: float(v) for c, v in enumerate(volts)})  # all checked before sending
+        self._h = new
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self._name, "system": self._h.config(), "dt": self._dt, "instruments": self.idn,
+                "repeats": self.repeats, "calibration": self.calibration.describe()}
+
+    def close(self) -> None:
+        """Outputs off, bias ramped to zero, each driver's own resource released."""
+        errors = []
+        for drv in (self.awg, self.dig, self.dc):
+            try:
+                drv.close()
+            except DriverError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    # ------------------------------------------------------------------ shots
+    def _inputs(self, u: Any, state: State) -> np.ndarray:
+        u = check_inputs(u, None, self._h.input_dim)
+        if state.phi.ndim != 2 or state.phi.shape[1] != self._h.n or state.phi.shape != state.pi.shape:
+            raise ValidationError("state0", f"phi and pi must both be (B, {self._h.n})")
+        if u.shape[1] not in (1, state.batch):
+            raise ValidationError("u", f"batch {u.shape[1]} != state batch {state.batch}")
+        return np.ascontiguousarray(np.broadcast_to(u, (u.shape[0], state.batch, u.shape[2])), float)
+
+    def _shot(self, u: np.ndarray, kicks: np.ndarray, phi0: np.ndarray, pi0: np.ndarray) -> np.ndarray:
+        """Positions (2K + 1, B, n) at t_0, t_1/2, t_1, ..., averaged over ``repeats`` shots."""
+        K, B, d = u.shape
+        n = self._h.n
+        a, g = self.awg, self.dig
+        a.set_segments(B)
+        for c in range(d):
+            a.load(c + 1, u[:, :, c].T.ravel())
+        for i in range(n):
+            w = kicks[:, :, i].T.ravel()
+            a.load(d + 1 + i, w, full_scale=max(float(np.max(np.abs(w), initial=0.0)) * 1.0001, 1e-6))
+        a.set_initial(phi0.ravel(), pi0.ravel())
+        pts = (2 * K + 1) * B
+        g.set_points(pts)
+        fmt = g.data_format()
+        total = np.zeros((n, pts))
+        for _ in range(self.repeats):
+            g.arm()
+            a.play()
+            for i in range(n):
+                total[i] += g.fetch(i + 1, pts, fmt)
+        x = total / self.repeats
+        return x.reshape(n, B, 2 * K + 1).transpose(2, 1, 0)
+
+    def _momenta(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mass = 1.0 / self._h.terms().inv_mass
+        pre = 2.0 * mass * (x[1::2] - x[0:-1:2]) / self._dt
+        post = 2.0 * mass * (x[2::2] - x[1::2]) / self._dt
+        return pre, post
+
+    # ------------------------------------------------------------------ phases
+    def forward(self, u: Any, state0: State, *, loss: ReadoutLoss | None = None,
+                nudge_sequence: bool = False, record_every: int = 0) -> ForwardResult:
+        u = self._inputs(u, state0)
+        K, B, _ = u.shape
+        if loss is not None:
+            loss.check(K, B, self._h.n)
+        x = self._shot(u, np.zeros((K, B, self._h.n)), np.asarray(state0.phi, float), np.asarray(state0.pi, float))
+        _, post = self._momenta(x)
+        ends = x[2::2]
+        value, gC, gc0, G = readout_terms(loss, ends)
+        final = State(ends[-1].copy(), post[-1].copy())
+        traj = None
+        if record_every > 0:
+            idx = np.arange(record_every - 1, K, record_every)
+            traj = State(np.concatenate([x[:1], ends[idx]]), np.concatenate([np.asarray(state0.pi)[None], post[idx]]))
+        return ForwardResult(final, value, gC, gc0, G if nudge_sequence else None, traj)
+
+    def echo(self, request: EchoRequest) -> EchoResult:
+        if request.at not in ("forward", "none"):
+            raise ValidationError("at", f"{self._name} loads its nudges in advance; nudging at the "
+                                        f"{request.at!r} state needs online_nudge (use 'forward')")
+        u = self._inputs(request.u, request.start)
+        K, B, d = u.shape
+        G = None
+        if request.at == "forward":
+            if request.nudge_sequence is None:
+                raise ValidationError("nudge_sequence", "the forward-state nudge needs the forward sequence")
+            G = np.asarray(request.nudge_sequence, float)
+        G0 = np.asarray(request.initial_nudge, float)
+        u_run = np.ascontiguousarray(u[::-1])
+        parts, finals, trajs = [], [], []
+        dhdu = np.zeros((K, B, d)) if request.input_gradients else None
+        for nudge, weight in zip(request.nudges, request.weights):
+            table = echo_nudges(nudge, G0, G, K)
+            # no in-place flip: prepare the flipped state (with the initial nudge) as a new initial condition
+            x = self._shot(u_run, table[1:], np.asarray(request.start.phi, float),
+                           -np.asarray(request.start.pi, float) + table[0])
+            pre, post = self._momenta(x)
+            g, du = accumulate_leapfrog(self._h, x[1::2], pre, post, u_run, self._dt, weight)
+            parts.append(g)
+            if dhdu is not None:
+                dhdu += weight * du[::-1]
+            finals.append(State(x[-1].copy(), post[-1] + table[-1]))
+            if request.record_every > 0:
+                idx = np.arange(request.record_every - 1, K, request.record_every)
+                trajs.append(State(np.concatenate([x[:1], x[2::2][idx]]),
+                                   np.concatenate([-np.asarray(request.start.pi)[None] + table[0], post[idx]])))
+        return EchoResult(combine(self._h, parts, self._dt), dhdu, tuple(finals), tuple(trajs) if trajs else None)
