@@ -55,6 +55,7 @@ COMMANDS = {
     "replay": session_cmd.replay_command,
     "inspect": session_cmd.inspect_command,
     "devices": session_cmd.devices_command,
+    "emulate": __import__("hamsim.cli.emulate", fromlist=["emulate_command"]).emulate_command,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)

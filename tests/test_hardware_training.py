@@ -1,0 +1,67 @@
+"""Acceptance: ``hamsim train --substrate board:<address>`` / ``bench:<address>`` trains the six-mass toy
+through the drivers against virtual devices started with ``hamsim emulate`` (separate processes)."""
+
+from __future__ import annotations
+
+import re
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hamsim.cli.app import main
+
+
+@pytest.fixture
+def emulate(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``hamsim emulate <kind>`` as a subprocess; yields the printed substrate address."""
+    proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", "emulate", *request.param],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the emulator printed no address within 60 s"
+        address = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+def _train(address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> float:
+    rc = main(["train", "--substrate", address, "--epochs", "40", "--lr", "0.02", "--nudge-at", "forward",
+               "--record-every", "0", "--quiet", "--out", str(tmp_path / "run.h5"), *extra])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    m = re.search(r"\(([\d.]+)x lower\)", out)
+    assert m, out
+    print(f"\n{address.split(':')[0]}: {m.group(0)}")
+    return float(m.group(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("emulate", [["board"]], indirect=True)
+def test_train_on_virtual_board(emulate: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert emulate.startswith("board:/dev/pts/")
+    assert _train(emulate, tmp_path, capsys, "--eps", "0.01") >= 10.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("emulate", [["bench"]], indirect=True)
+def test_train_on_virtual_bench(emulate: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert emulate.startswith("bench:127.0.0.1:")
+    assert _train(emulate, tmp_path, capsys, "--eps", "0.3") >= 10.0
+
+
+def test_bad_substrate_address_is_a_clear_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--substrate", "board:/dev/does-not-exist", "--epochs", "1"]) == 2
+    assert "substrate" in capsys.readouterr().err
+    assert main(["train", "--substrate", "bench:127.0.0.1:notaport", "--epochs", "1"]) == 2
+    assert main(["train", "--substrate", "scope:xyz", "--epochs", "1"]) == 2
