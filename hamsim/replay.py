@@ -20,9 +20,11 @@ from hamsim.adjoint import bptt
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
+from hamsim.integrators import _fused_echo as F
 from hamsim.integrators import _phase_kernels as P
 from hamsim.integrators.splitting import get_integrator
 from hamsim.protocols.training import READOUT
+from hamsim.simulated import fused
 from hamsim.storage.session import Session, load_session
 from hamsim.substrate import State
 
@@ -88,12 +90,23 @@ def _system_at(session: Session, step: int) -> Hamiltonian:
 
 
 def _contrast(h: Hamiltonian, dt: float, integrator: str, phi: np.ndarray, pi: np.ndarray, u: np.ndarray,
-              row_scale: np.ndarray, window: tuple[int, int]) -> dict[str, np.ndarray]:
+              weights: np.ndarray, window: tuple[int, int]) -> dict[str, np.ndarray]:
+    """sum_s weights[s] dt dH/dtheta along recorded echoes (rows s*B + b), with the kernel family
+    the substrate used, so that an exact recording gives back the recorded accumulators bit for bit."""
     t = h.terms(np.float64)
-    a, c = get_integrator(integrator).coefficients(np.float64)
+    scheme = get_integrator(integrator)
+    a, c = scheme.coefficients(np.float64)
     g = zero_gradients(t)
-    P.trace_contrast(t, np.ascontiguousarray(phi), np.ascontiguousarray(pi), u, dt * h.time_scale(), a, c,
-                     row_scale, window[0], window[1], g, np.zeros((0, phi.shape[1], u.shape[2])))
+    dtv = dt * h.time_scale()
+    phi, pi = np.ascontiguousarray(phi), np.ascontiguousarray(pi)
+    if fused(t, scheme):
+        mom = np.zeros((F.N_FIXED + 2 * u.shape[2], h.n))
+        F.fused_trace_contrast(t, phi, pi, u, dtv, a, c, weights, window[0], window[1], mom)
+        F.moments_to_gradients(t, mom, dtv, c, g)
+    else:
+        B = u.shape[1]
+        P.trace_contrast(t, phi, pi, u, dtv, a, c, np.repeat(weights, B), window[0], window[1], g,
+                         np.zeros((0, phi.shape[1], u.shape[2])))
     return h.param_gradients(g, dt)
 
 
@@ -122,16 +135,16 @@ def replay_step(session: Session, s: int, options: ReplayOptions) -> StepReplay:
     if estimator == "centered":
         if nudges[1] != -nudges[0]:
             raise ValidationError("estimator", "the session's second echo was not nudged with -eps")
-        scale = np.repeat(np.asarray(weights, float), B)
-        acc = _contrast(h, session.dt, integrator, echo_phi, echo_pi, u, scale, window)
-        grads = {k: -v / (2 * eps) for k, v in acc.items()}
+        acc = _contrast(h, session.dt, integrator, echo_phi, echo_pi, u, np.asarray(weights, float), window)
+        scale = -1.0 / (2.0 * eps)  # the very expression of rhel_gradient, so that nothing but the data differs
+        grads = {k: scale * v for k, v in acc.items()}
     else:
         # one-sided: the +eps echo against the eps = 0 echo, which by reversibility is the recorded
         # forward trajectory run backwards with flipped momenta
-        plus = _contrast(h, session.dt, integrator, echo_phi[:, :B], echo_pi[:, :B], u, np.ones(B), window)
+        plus = _contrast(h, session.dt, integrator, echo_phi[:, :B], echo_pi[:, :B], u, np.ones(1), window)
         ref_phi = _smooth(fwd_phi[::-1], options.smooth)
         ref_pi = _smooth(-fwd_pi[::-1], options.smooth)
-        zero = _contrast(h, session.dt, integrator, ref_phi, ref_pi, u, np.ones(B), window)
+        zero = _contrast(h, session.dt, integrator, ref_phi, ref_pi, u, np.ones(1), window)
         grads = {k: -(plus[k] - zero[k]) / eps for k in plus}
     recorded = {k: session.gradient[k][s] for k in session.gradient if k not in READOUT}
     diff = np.sqrt(sum(float(np.sum((grads[k] - v) ** 2)) for k, v in recorded.items()))

@@ -16,6 +16,7 @@ from hamsim.adjoint import bptt, decay_factors
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
+from hamsim.integrators import _fused_echo as F
 from hamsim.integrators import _phase_kernels as P
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
@@ -30,7 +31,12 @@ from hamsim.substrate import (
     SubstrateInfo,
 )
 
-_MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_SEQUENCE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
+_MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
+
+
+def fused(terms: Any, scheme: Splitting) -> bool:
+    """Whether the sample-by-sample fused kernels apply: uncoupled units, one kick per step."""
+    return not terms.coupled and len(scheme.kick) == 1
 
 
 class SimulatedSubstrate:
@@ -116,8 +122,12 @@ class SimulatedSubstrate:
         R = Kn // record_every + 1 if record_every > 0 else 0
         rec_phi, rec_pi = np.empty((R, B, n)), np.empty((R, B, n))
         gC, gc0 = np.zeros_like(C), np.zeros_like(c0)
-        value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every,
-                                    rec_phi, rec_pi, gC, gc0, zero_gradients(t))
+        if fused(t, self._scheme):
+            value = F.fused_forward(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every, rec_phi, rec_pi,
+                                    gC, gc0)
+        else:
+            value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every,
+                                        rec_phi, rec_pi, gC, gc0, zero_gradients(t))
         return ForwardResult(
             final=State(phi, pi), loss=float(value), readout_grad_C=gC, readout_grad_c0=gc0,
             nudge_sequence=G if nudge_sequence else None,
@@ -145,17 +155,22 @@ class SimulatedSubstrate:
                 raise ValidationError("nudge_sequence", "the forward-state nudge needs the forward sequence")
             G = validation.array(request.nudge_sequence, "nudge_sequence", shape=(Kn, B, n))
         else:
-            G = np.zeros((Kn, B, n))  # mode "none": a zero sequence
+            G = np.zeros((0, B, n))  # no sequence: O(B n) memory whatever K
         G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
         g = zero_gradients(t)
         dhdu = np.zeros((Kn, S * B, d)) if request.input_gradients else np.zeros((0, S * B, d))
         rec = request.record_every
         R = Kn // rec + 1 if rec > 0 else 0
         rec_phi, rec_pi = np.empty((R, S * B, n)), np.empty((R, S * B, n))
-        phi, pi = P.paired_echoes(
-            t, np.ascontiguousarray(request.start.phi, float), np.ascontiguousarray(request.start.pi, float),
-            u, dtv, a, c, decay, np.asarray(request.nudges, float), np.asarray(request.weights, float), G0,
-            mode, G, C, c0, y, w, g, dhdu, rec, rec_phi, rec_pi)
+        args = (t, np.ascontiguousarray(request.start.phi, float), np.ascontiguousarray(request.start.pi, float),
+                u, dtv, a, c, decay, np.asarray(request.nudges, float), np.asarray(request.weights, float), G0,
+                mode, G, C, c0, y, w)
+        if fused(t, self._scheme):
+            mom = np.zeros((F.N_FIXED + 2 * d, n))
+            phi, pi = F.fused_echoes(*args, mom, dhdu, rec, rec_phi, rec_pi)
+            F.moments_to_gradients(t, mom, dtv, c, g)
+        else:
+            phi, pi = P.paired_echoes(*args, g, dhdu, rec, rec_phi, rec_pi)
         du = None
         if request.input_gradients:
             du = sum(wt * dhdu[:, s * B:(s + 1) * B] for s, wt in enumerate(request.weights))

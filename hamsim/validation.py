@@ -56,7 +56,7 @@ def array(
             raise ValidationError(argument, f"must have shape {want_s}, got {raw.shape}")
     if raw.dtype.kind == "f" and np.dtype(dtype).kind in "iu":
         raise ValidationError(argument, f"must be integer-valued, got dtype {raw.dtype}")
-    return np.array(raw, dtype=dtype, order="C")
+    return np.asarray(raw, dtype=dtype, order="C")  # no copy when already right (callers copy if they write)
 
 
 def positive_scalar(value: object, argument: str) -> float:

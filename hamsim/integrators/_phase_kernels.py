@@ -19,8 +19,8 @@ import numpy as np
 from hamsim._jit import kernel
 from hamsim.integrators._kernels import make_work, step
 
-#: where the echo nudge is evaluated
-NUDGE_SEQUENCE, NUDGE_ECHO, NUDGE_MIDPOINT = 0, 1, 2
+#: where the echo nudge is evaluated (NONE: only the initial nudge)
+NUDGE_SEQUENCE, NUDGE_ECHO, NUDGE_MIDPOINT, NUDGE_NONE = 0, 1, 2, 3
 
 
 @kernel
@@ -35,14 +35,29 @@ def apply_decay(pi, decay):
 
 
 @kernel
+def dot(a, b):
+    """sum_i a_i b_i with four interleaved partial sums (a fixed order: deterministic, and four
+    independent add chains instead of one latency-bound chain)."""
+    n = a.shape[0]
+    s0 = s1 = s2 = s3 = 0.0 * a[0] if n else 0.0
+    m = n - n % 4
+    for i in range(0, m, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    for i in range(m, n):
+        s0 += a[i] * b[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@kernel
 def readout_gradient(C, c0, phi_b, y_b, w, out_r):
     """out_r = w (C phi + c0 - y) for one row; returns w/2 |C phi + c0 - y|^2."""
-    r, n = C.shape
+    r = C.shape[0]
     val = 0.0 * w
     for a in range(r):
-        z = c0[a] - y_b[a]
-        for i in range(n):
-            z += C[a, i] * phi_b[i]
+        z = c0[a] - y_b[a] + dot(C[a], phi_b)
         val += 0.5 * w * z * z
         out_r[a] = w * z
     return val
@@ -53,10 +68,11 @@ def readout_force(C, res, out):
     """out = C^T res: the loss gradient dL/dphi of one row from its readout residual."""
     r, n = C.shape
     for i in range(n):
-        acc = 0.0 * res[0]
-        for a in range(r):
-            acc += C[a, i] * res[a]
-        out[i] = acc
+        out[i] = 0.0
+    for a in range(r):  # axpy per readout row: vectorises, and sums each out[i] in the order a = 0, 1, ...
+        ra = res[a]
+        for i in range(n):
+            out[i] += C[a, i] * ra
 
 
 @kernel
@@ -118,7 +134,7 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
 
     Echo s starts at (phi_f, -pi_f + nudges[s] G0) and after every step gets the momentum kick
     nudges[s] * G, where G is G_seq[j-1] (mode 0, linearised), the readout-loss gradient at the echo's
-    own positions (mode 1) or at the mean positions of the echoes (mode 2).  dH/dtheta is accumulated
+    own positions (mode 1) or at the mean positions of the echoes (mode 2); mode 3 adds none.  dH/dtheta is accumulated
     into ``g`` weighted by weights[s]; dH/du of every row into ``dhdu[j]`` when it has K rows.
     Returns the final echo states (S*B, n) x 2.
     """
@@ -150,7 +166,7 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
         echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch_du)
         apply_decay(pi, decay)
         j = K - 1 - k
-        if j >= 1:
+        if j >= 1 and mode != 3:
             if mode == 0:
                 for s in range(S):
                     for b in range(B):
