@@ -2,4 +2,13 @@
 
 Drivers know nothing of learning: they talk to devices through an injected transport and expose
 named settings with units, limits and ramps.  The hardware substrates compose them.
+
+- :mod:`~hamsim.drivers.transport` — ``ByteTransport`` / ``MessageTransport`` protocols, pyserial and
+  pyvisa adapters, scripted fakes for byte-exact tests;
+- :mod:`~hamsim.drivers.settings` — ``Setting``: unit, limits, ramp step and rate;
+- :mod:`~hamsim.drivers.errors` — ``DriverError`` (instrument, command, cause) and its kinds;
+- :mod:`~hamsim.drivers.slip`, :mod:`~hamsim.drivers.board_protocol`, :mod:`~hamsim.drivers.board` —
+  the oscillator board (protocol v1, docs/board-protocol.md);
+- :mod:`~hamsim.drivers.scpi`, :mod:`~hamsim.drivers.awg`, :mod:`~hamsim.drivers.digitizer`,
+  :mod:`~hamsim.drivers.dc_source` — the SCPI bench; ``sims/bench.yaml`` for pyvisa-sim.
 """

@@ -55,7 +55,7 @@ class Setting:
             raise LimitError(instrument, self.name,
                              f"change of {delta:g} {self.unit} exceeds the step limit {self.step:g} {self.unit}")
         n = math.ceil(delta / self.step)
-        return [cur + (tgt - cur) * (i / n) for i in range(1, n + 1)]
+        return [cur + (tgt - cur) * (i / n) for i in range(1, n)] + [tgt]  # end exactly on the target
 
     def delay(self) -> float:
         """Seconds to wait between ramp steps (step / rate)."""

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvisa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hamsim.drivers.awg import Awg
 from hamsim.drivers.dc_source import DcSource
@@ -161,3 +163,13 @@ def test_sim_rejects_out_of_range_independently(sim: pyvisa.ResourceManager) -> 
     dig = _open(sim, 5026)
     dig.write("ACQ:SRAT 5.000000e+06")
     assert dig.query("*ESR?") == "32" and dig.query("ACQ:SRAT?") == "2.000000e+01"
+
+
+@given(st.floats(-10, 10), st.floats(-10, 10), st.floats(0.01, 5))
+@settings(max_examples=200, deadline=None)
+def test_ramp_plan_steps_within_limit_and_ends_at_target(current: float, target: float, step: float) -> None:
+    s = Setting("v", "V", -10, 10, step=step)
+    plan = s.plan(current, target, "dc0")
+    values = [current] + [float(v) for v in plan]
+    assert float(plan[-1]) == target
+    assert max(abs(b - a) for a, b in zip(values, values[1:])) <= step * (1 + 1e-9)

@@ -111,3 +111,34 @@ def _zero():  # type: ignore[no-untyped-def]
     from hamsim.substrate import State
 
     return State(np.zeros((2, 6)), np.zeros((2, 6)))
+
+
+def test_circuit_nonidealities_in_process() -> None:
+    from hamsim.emulators.bench import BenchConfig, Circuit
+    from hamsim.hardware.wiring import to_channels
+
+    h = SETUP.student
+
+    def play(cfg: BenchConfig) -> tuple[Circuit, np.ndarray]:
+        c = Circuit(h, cfg)
+        c.bias = to_channels(h.params, h.specs) * cfg.bias_scale
+        c.dc_output = True
+        K = 300
+        c.waves = {ch: np.zeros(K) for ch in range(1, 8)}
+        c.ic_pos, c.ic_mom = np.full(6, 0.5), np.zeros(6)
+        c.awg_rate, c.dig_rate, c.points, c.armed = 10.0, 20.0, 2 * K + 1, True
+        c.play()
+        assert c.data is not None
+        return c, c.data
+
+    _, ideal = play(BenchConfig.ideal())
+    assert ideal.dtype == np.float64
+    c, lossy = play(BenchConfig.ideal(q_factor=5.0))
+    assert np.abs(lossy[:, -100:]).max() < 0.5 * np.abs(ideal[:, -100:]).max()  # finite Q dissipates
+    c, counts = play(BenchConfig(adc_noise=0.0, thermal_noise=0.0, mismatch=0.0, q_factor=float("inf")))
+    assert counts.dtype == np.int16
+    volts = counts * c.lsb(1)
+    assert np.abs(volts - ideal).max() <= c.lsb(1) * 0.51 + 1e-3  # quantisation (+ 16-bit DAC) only
+    _, a = play(BenchConfig(seed=7))
+    _, b = play(BenchConfig(seed=7))
+    assert np.array_equal(a, b)  # every non-ideality is seeded

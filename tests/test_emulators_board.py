@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from hamsim.drivers.board import OscillatorBoard
 from hamsim.drivers.errors import DeviceError, LimitError, LinkError
 from hamsim.drivers.transport import SerialTransport
 from hamsim.emulators import EmulatorProcess, start_board
+from hamsim.emulators.board import BoardModel
 from hamsim.hamiltonians import CoupledOscillators
 from hamsim.hardware.board import BoardSubstrate
 from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
@@ -209,3 +211,46 @@ def test_million_sample_trace_within_twice_the_baud_time() -> None:
     bound = trace.size * 8 * 10 / baud  # payload bits on an 8N1 line
     print(f"\n10^6-sample trace: {elapsed:.2f} s, baud-rate time {bound:.2f} s, ratio {elapsed / bound:.2f}")
     assert elapsed < 2 * bound
+
+
+# ---------------------------------------------------------------- non-idealities of the board model (in-process)
+def _echo(model: BoardModel, K: int = 200, scale: float = 2.0**38) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(0)
+    phi0 = np.clip(np.rint(rng.normal(size=(2, 6)) * scale), -scale, scale).astype(np.int64)
+    pi0 = np.clip(np.rint(rng.normal(size=(2, 6)) * scale), -scale, scale).astype(np.int64)
+    model.load(bp.LoadKind.INPUT, K, 2, 1, 0, rng.normal(size=K * 2))
+    model.set_state(phi0, pi0)
+    model.run(K, 0)
+    model.pi_q = -model.pi_q
+    model.run(K, bp.RunFlag.REVERSE)
+    return model.phi_q, -model.pi_q, phi0, pi0
+
+
+def test_board_nonidealities_break_the_echo_only_when_switched_on() -> None:
+    h = CoupledOscillators.six_mass_toy()
+    phi, pi, phi0, pi0 = _echo(BoardModel(h, mismatch=0.05))
+    assert np.array_equal(phi, phi0) and np.array_equal(pi, pi0)  # mismatch changes the system, not reversibility
+    phi, _, phi0, _ = _echo(BoardModel(h, noise=1e-3, seed=1))
+    assert not np.array_equal(phi, phi0)  # thermal noise does break it
+    sat = BoardModel(h, bits=38)  # registers saturate at 2^37 - 1 (0.125 position units); the drive exceeds it
+    assert sat.limit == 2**37 - 1
+    phi, _, phi0, _ = _echo(sat, scale=2.0**34)
+    assert sat.saturated and not np.array_equal(phi, phi0)
+    a, b = BoardModel(h, mismatch=0.05, seed=3), BoardModel(h, mismatch=0.05, seed=3)
+    assert a.actual.params["k_ij"].tolist() == b.actual.params["k_ij"].tolist()  # seeded
+    assert not np.allclose(a.actual.params["k"], h.params["k"])
+
+
+def test_system_presets_and_files(tmp_path: Path) -> None:
+    import json
+
+    from hamsim.emulators.systems import load_system, system_to_dict
+
+    h = CoupledOscillators.chain(4, beta=0.2)
+    path = tmp_path / "sys.json"
+    path.write_text(json.dumps(system_to_dict(h)))
+    back = load_system(str(path))
+    assert back.config() == h.config() and np.array_equal(back.params["k_ij"], h.params["k_ij"])
+    assert load_system("chain:3").n == 3
+    with pytest.raises(ValueError, match="system"):
+        load_system("no-such-preset")
