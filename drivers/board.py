@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from hamsim.drivers import board_protocol as bp
 from hamsim.drivers import slip
 from hamsim.drivers.errors import DeviceError, DriverError, LimitError, LinkError
@@ -142,7 +141,7 @@ class OscillatorBoard:
             try:
                 if not self.transport.read_some(0.01):
                     break
-            except Exception:
+            except Exception:  # noqa: BLE001 - any transport failure just ends the drain
                 break
 
     # ------------------------------------------------------------------ commands
@@ -284,7 +283,7 @@ class OscillatorBoard:
             self._closed = True
             self.transport.close()
 
-    def __enter__(self) -> "OscillatorBoard":
+    def __enter__(self) -> OscillatorBoard:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,6 +13,7 @@ from hamsim.drivers.errors import DriverError, LimitError
 from hamsim.drivers.scpi import ScpiInstrument
 from hamsim.drivers.settings import Setting
 
+
 class DcSource(ScpiInstrument):
     settings: ClassVar[dict[str, Setting]] = {
         "voltage": Setting("voltage", "V", -10.0, 10.0, step=0.5, rate=2000.0, on_large="ramp",

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-
 from hamsim.drivers.errors import DriverError, LinkError
 from hamsim.drivers.scpi import ScpiInstrument, num
 from hamsim.drivers.settings import Setting

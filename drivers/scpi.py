@@ -12,7 +12,6 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-
 from hamsim.drivers.errors import DeviceError, DriverError, LinkError
 from hamsim.drivers.settings import Setting
 from hamsim.drivers.transport import MessageTransport
@@ -137,7 +136,7 @@ class ScpiInstrument:
             self._closed = True
             self.transport.close()
 
-    def __enter__(self) -> "ScpiInstrument":
+    def __enter__(self) -> ScpiInstrument:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

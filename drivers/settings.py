@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
 from hamsim.drivers.errors import LimitError
 
 

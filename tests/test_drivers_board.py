@@ -8,7 +8,6 @@ import zlib
 
 import numpy as np
 import pytest
-
 from hamsim.drivers import board_protocol as bp
 from hamsim.drivers import slip
 from hamsim.drivers.board import OscillatorBoard

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator
 from importlib import resources
@@ -10,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvisa
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from hamsim.drivers.awg import Awg
 from hamsim.drivers.dc_source import DcSource
 from hamsim.drivers.digitizer import Digitizer
 from hamsim.drivers.errors import DeviceError, LimitError, LinkError
 from hamsim.drivers.settings import Setting
 from hamsim.drivers.transport import ScriptedMessages, VisaTransport
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 OK = ("SYST:ERR?", '0,"No error"')
 
@@ -149,7 +149,7 @@ def test_sim_settings_roundtrip(sim: pyvisa.ResourceManager) -> None:
     assert dc.query("OUTP?") == "ON"
     dc.close()
     with pytest.raises(pyvisa.errors.InvalidSession):
-        dc.transport._res.session  # its own resource is closed ...
+        _ = dc.transport._res.session  # its own resource is closed ...
     assert awg.idn()  # ... the other instruments and the shared ResourceManager are not
 
 
@@ -172,4 +172,4 @@ def test_ramp_plan_steps_within_limit_and_ends_at_target(current: float, target:
     plan = s.plan(current, target, "dc0")
     values = [current] + [float(v) for v in plan]
     assert float(plan[-1]) == target
-    assert max(abs(b - a) for a, b in zip(values, values[1:])) <= step * (1 + 1e-9)
+    assert max(abs(b - a) for a, b in itertools.pairwise(values)) <= step * (1 + 1e-9)

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import pyvisa
-
 from hamsim.drivers.errors import DeviceError, DriverError, LimitError, LinkError
+from hamsim.protocols.training import TrainConfig, Trainer
+
 from hamsim.emulators import EmulatorProcess, start_bench
 from hamsim.emulators.bench import BenchConfig
 from hamsim.hardware import BenchSubstrate, open_substrate
-from hamsim.protocols.training import TrainConfig, Trainer
 from hamsim.tasks import six_mass_toy
 
 SETUP = six_mass_toy(steps=40, batch=2)

@@ -15,20 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
-
 from hamsim.drivers import board_protocol as bp
 from hamsim.drivers.board import OscillatorBoard
 from hamsim.drivers.errors import DeviceError, LimitError, LinkError
 from hamsim.drivers.transport import SerialTransport
+from hamsim.protocols.rhel import rhel_gradient
+
 from hamsim.emulators import EmulatorProcess, start_board
 from hamsim.emulators.board import BoardModel
 from hamsim.hamiltonians import CoupledOscillators
 from hamsim.hardware.board import BoardSubstrate
 from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
 from hamsim.integrators.fixed_point import FixedPointFormat, fixed_point_run
-from hamsim.protocols.rhel import rhel_gradient
 from hamsim.simulated import SimulatedSubstrate
-from hamsim.substrate import State
 from hamsim.tasks import six_mass_toy
 
 
@@ -89,7 +88,7 @@ def test_noiseless_board_equals_fixed_point_exactly(board: OscillatorBoard) -> N
     h, dt, u = setup.student, setup.dt, batch.u
     K, B, _ = u.shape
     zero = np.zeros((B, 6), np.int64)
-    mids, _, _, phi_K, pi_K = fixed_point_reference(h, dt, u, (zero, zero), np.zeros((K + 1, B, 6)), q, False)
+    _, _, _, phi_K, pi_K = fixed_point_reference(h, dt, u, (zero, zero), np.zeros((K + 1, B, 6)), q, False)
     ends = []
     phi, pi = zero, zero
     for k in range(K):
@@ -254,3 +253,21 @@ def test_system_presets_and_files(tmp_path: Path) -> None:
     assert load_system("chain:3").n == 3
     with pytest.raises(ValueError, match="system"):
         load_system("no-such-preset")
+
+
+@pytest.mark.slow
+def test_tcp_disconnect_mid_trace_aborts_cleanly() -> None:
+    with start_board("six_mass_toy", transport="tcp") as e:
+        b = OscillatorBoard(SerialTransport(serial.serial_for_url(e.address, timeout=0.5)),
+                            name="board@tcp", timeout=0.5, retries=1)
+        try:
+            b.load_inputs(np.ones((100, 1, 1)))
+            b.set_state(np.zeros((1, 6), np.int64), np.zeros((1, 6), np.int64))
+            b.run(100)
+            e.faults(outage_mid_trace=1)
+            with pytest.raises(LinkError) as err:
+                b.read_trace(bp.Channel.PHI_END, 600, chunk=32)
+            assert str(err.value).startswith("board@tcp: READ_TRACE: ")
+        finally:
+            b.close()  # SAFE cannot be delivered any more; the port is released regardless
+        assert e.status()["outputs"] == "zero"

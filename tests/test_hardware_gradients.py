@@ -8,11 +8,11 @@ from functools import partial
 
 import numpy as np
 import pytest
+from hamsim.protocols.rhel import rhel_gradient
 
 from hamsim.emulators import EmulatorProcess, start_bench, start_board
 from hamsim.emulators.bench import BenchConfig
 from hamsim.hardware import open_substrate
-from hamsim.protocols.rhel import rhel_gradient
 from hamsim.simulated import SimulatedSubstrate
 from hamsim.tasks import six_mass_toy
 

@@ -65,3 +65,12 @@ def test_bad_substrate_address_is_a_clear_usage_error(capsys: pytest.CaptureFixt
     assert "substrate" in capsys.readouterr().err
     assert main(["train", "--substrate", "bench:127.0.0.1:notaport", "--epochs", "1"]) == 2
     assert main(["train", "--substrate", "scope:xyz", "--epochs", "1"]) == 2
+
+
+def test_emulate_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from hamsim.emulators.faults import parse_faults
+
+    assert main(["emulate", "scope"]) == 2 and "kind" in capsys.readouterr().err
+    assert main(["emulate", "board", "--fault", "explode=1"]) == 2 and "faults" in capsys.readouterr().err
+    f = parse_faults(["drop=2", "late-s=0.5"])
+    assert f.drop == 2 and f.late_s == 0.5 and f.take("drop") and f.drop == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -30,14 +30,14 @@ def emulate_command(
     dt: Annotated[float, typer.Option(help="board: initial integration step.")] = 0.1,
     bits: Annotated[int, typer.Option(help="board: register width that saturates (0: 64 bit).")] = 0,
     noise: Annotated[float, typer.Option(help="board: thermal momentum noise density.")] = 0.0,
-    mismatch: Annotated[Optional[float], typer.Option(help="Relative parameter / component mismatch.")] = None,
+    mismatch: Annotated[float | None, typer.Option(help="Relative parameter / component mismatch.")] = None,
     ideal: Annotated[bool, typer.Option(help="bench: switch every non-ideality off.")] = False,
-    q_factor: Annotated[Optional[float], typer.Option(help="bench: quality factor.")] = None,
-    adc_noise: Annotated[Optional[float], typer.Option(help="bench: ADC input noise (V rms).")] = None,
-    adc_bits: Annotated[Optional[int], typer.Option(help="bench: ADC resolution (0: ideal).")] = None,
-    dac_bits: Annotated[Optional[int], typer.Option(help="bench: DAC resolution (0: ideal).")] = None,
+    q_factor: Annotated[float | None, typer.Option(help="bench: quality factor.")] = None,
+    adc_noise: Annotated[float | None, typer.Option(help="bench: ADC input noise (V rms).")] = None,
+    adc_bits: Annotated[int | None, typer.Option(help="bench: ADC resolution (0: ideal).")] = None,
+    dac_bits: Annotated[int | None, typer.Option(help="bench: DAC resolution (0: ideal).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random non-ideality.")] = 0,
-    fault: Annotated[Optional[list[str]], typer.Option(help="Fault switch NAME=VALUE (repeatable).")] = None,
+    fault: Annotated[list[str] | None, typer.Option(help="Fault switch NAME=VALUE (repeatable).")] = None,
 ) -> None:
     """Start a virtual board or bench that speaks the real wire protocol and runs hamsim's physics."""
     faults = parse_faults(fault or [])

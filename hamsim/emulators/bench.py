@@ -28,7 +28,6 @@ from hamsim.errors import HamsimError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.hardware.wiring import bias_channels, from_channels
 
-
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -45,7 +44,7 @@ class BenchConfig:
     seed: int = 0
 
     @classmethod
-    def ideal(cls, **kw: Any) -> "BenchConfig":
+    def ideal(cls, **kw: Any) -> BenchConfig:
         return replace(cls(q_factor=float("inf"), adc_noise=0.0, thermal_noise=0.0, mismatch=0.0, adc_bits=0,
                            dac_bits=0), **kw)
 

@@ -17,7 +17,6 @@ import struct
 import time
 import traceback
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,10 @@ class BoardError(Exception):
     def __init__(self, code: bp.ErrorCode, message: str) -> None:
         self.code, self.message = code, message
         super().__init__(message)
+
+
+class LinkDrop(Exception):
+    """Injected fault: the board drops the connection (a TCP link is closed)."""
 
 
 class BoardModel:
@@ -189,6 +192,8 @@ class BoardServer:
         self.reader = slip.FrameReader()
         self.rng = np.random.default_rng(1)
         self._silent_until = 0.0
+        #: an outage fault closes the connection (TCP) instead of going silent (pty)
+        self.disconnect_on_outage = False
 
     # ---------------------------------------------------------------- output with pacing and faults
     def _write(self, out: Any, data: bytes) -> None:
@@ -257,7 +262,9 @@ class BoardServer:
         except (ValueError, IndexError, KeyError, struct.error) as exc:  # malformed payloads
             self.send(out, bp.header(seq, bp.ERROR) + bp.pack_error(bp.ErrorCode.BAD_LENGTH, str(exc)))
             return
-        except Exception as exc:  # a firmware bug must not kill the device: report it
+        except LinkDrop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a firmware bug must not kill the device: report it
             traceback.print_exc()
             self.send(out, bp.header(seq, bp.ERROR) + bp.pack_error(bp.ErrorCode.INTERNAL, repr(exc)))
             return
@@ -317,6 +324,8 @@ class BoardServer:
         for i, start in enumerate(range(offset, offset + count, chunk)):
             if outage and start - offset >= count // 2:
                 self.model.safe()  # link lost: outputs to zero
+                if self.disconnect_on_outage:
+                    raise LinkDrop("injected disconnect mid-trace")
                 self._silent_until = time.monotonic() + self.faults.outage_s
                 return
             data = trace[start:min(start + chunk, offset + count)].astype("<i8").tobytes()
@@ -339,6 +348,7 @@ def serve_fd(server: BoardServer, fd: int, control: Any = None, stop: Any = None
 
 def serve_socket(server: BoardServer, listener: socket.socket, control: Any = None, stop: Any = None) -> None:
     """Accept one TCP client at a time on ``listener`` and serve it."""
+    server.disconnect_on_outage = True
     while not (stop and stop()):
         ready, _, _ = select.select([listener] + ([control] if control else []), [], [], 0.2)
         if control and control in ready and _control(server, control):
@@ -347,7 +357,7 @@ def serve_socket(server: BoardServer, listener: socket.socket, control: Any = No
             conn, _ = listener.accept()
             with conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                ended = _loop(server, conn.fileno(), lambda: conn.recv(65536), conn.send, control, stop,
+                ended = _loop(server, conn.fileno(), lambda c=conn: c.recv(65536), conn.send, control, stop,
                               eof_ends=True)
             if ended:
                 return
@@ -389,5 +399,9 @@ def _loop(server: BoardServer, fd: int, read: Any, out: Any, control: Any, stop:
                     return False
                 time.sleep(0.05)
                 continue
-            server.feed(data, out)
+            try:
+                server.feed(data, out)
+            except LinkDrop:
+                server.reader.clear()
+                return False
     return True

@@ -27,7 +27,7 @@ class EmulatorProcess:
         self.control.send((cmd, arg))
         if not self.control.poll(self.timeout):
             raise HamsimError(f"virtual device did not answer the control request {cmd!r}")
-        status, value = self.control.recv()
+        _status, value = self.control.recv()
         return value
 
     def faults(self, **switches: Any) -> None:
@@ -49,7 +49,7 @@ class EmulatorProcess:
                 self.process.join(self.timeout)
         self.control.close()
 
-    def __enter__(self) -> "EmulatorProcess":
+    def __enter__(self) -> EmulatorProcess:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,7 +115,7 @@ def _start(target: Any, args: tuple[Any, ...], timeout: float) -> EmulatorProces
     if not parent.poll(timeout):
         proc.terminate()
         raise HamsimError(f"virtual device did not start within {timeout} s")
-    status, address = parent.recv()
+    _status, address = parent.recv()
     return EmulatorProcess(proc, parent, address, timeout)
 
 

@@ -21,7 +21,7 @@ from hamsim.hardware.bench import BenchSubstrate
 from hamsim.hardware.board import BoardSubstrate
 from hamsim.hardware.calibration import Calibration
 
-__all__ = ["BenchSubstrate", "BoardSubstrate", "Calibration", "open_board", "open_bench", "open_substrate"]
+__all__ = ["BenchSubstrate", "BoardSubstrate", "Calibration", "open_bench", "open_board", "open_substrate"]
 
 
 def open_board(address: str, hamiltonian: Hamiltonian, dt: float, *, baudrate: int = 3_000_000,

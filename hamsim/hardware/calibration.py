@@ -35,7 +35,7 @@ class Calibration:
         return (setting - np.asarray(self.offset.get(name, 0.0), float)) / np.asarray(self.scale.get(name, 1.0), float)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
+    def load(cls, path: str | Path) -> Calibration:
         d = json.loads(Path(path).read_text())
         return cls(d.get("scale", {}), d.get("offset", {}))
 
