@@ -17,9 +17,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from hamsim.cli import emulate as emulate_cmd
 from hamsim.cli import session as session_cmd
 from hamsim.cli import simulate as simulate_cmd
 from hamsim.cli import train as train_cmd
+from hamsim.cli.design import design_app
 from hamsim.config import load_toml
 from hamsim.errors import HamsimError, ValidationError
 
@@ -43,7 +45,7 @@ def _root(
     """Physical learning with Hamiltonian Echo Learning.  Add --debug to any command for tracebacks."""
     if config is not None:
         table = load_toml(config)
-        unknown = set(table) - set(COMMANDS)
+        unknown = set(table) - set(COMMANDS) - {"design"}
         if unknown:
             raise ValidationError("config", f"{config}: unknown table(s) {sorted(unknown)}; known: {sorted(COMMANDS)}")
         ctx.default_map = {k: dict(v) for k, v in table.items()}
@@ -55,11 +57,11 @@ COMMANDS = {
     "replay": session_cmd.replay_command,
     "inspect": session_cmd.inspect_command,
     "devices": session_cmd.devices_command,
-    "emulate": __import__("hamsim.cli.emulate", fromlist=["emulate_command"]).emulate_command,
+    "emulate": emulate_cmd.emulate_command,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)
-app.add_typer(__import__("hamsim.cli.design", fromlist=["design_app"]).design_app, name="design")
+app.add_typer(design_app, name="design")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,6 +68,38 @@ def _simple_echo_row_step(x, p, uu, cf, wa0, wa1, wt, mom):
 
 
 @kernel
+def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom):
+    """Two echoes of one sample in one pass (the linear, scalar-input case), rows updated exactly as
+    :func:`_simple_echo_row_step` updates each; the moments get w0 (...) + w1 (...) per term."""
+    for i in range(x0.shape[0]):
+        q0 = p0[i]
+        q1 = p1[i]
+        y0 = x0[i] + cf[0, i] * q0
+        y1 = x1[i] + cf[0, i] * q1
+        n0 = q0 - cf[2, i] * (cf[3, i] * y0 - cf[4, i] * uu)
+        n1 = q1 - cf[2, i] * (cf[3, i] * y1 - cf[4, i] * uu)
+        mom[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
+        mom[SX2, i] += w0 * y0 * y0 + w1 * y1 * y1
+        mom[N_FIXED, i] += w0 * y0 * uu + w1 * y1 * uu
+        x0[i] = y0 + cf[1, i] * n0
+        x1[i] = y1 + cf[1, i] * n1
+        p0[i] = n0
+        p1[i] = n1
+
+
+@kernel
+def _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, one, simple):
+    """Advance all echoes of one sample by one step (the pair kernel when it applies)."""
+    S = X.shape[0]
+    if simple and S == 2:
+        uu = u_j[0] if u_j.shape[0] == 1 else 0.0 * one
+        _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom)
+        return
+    for s in range(S):
+        _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one, simple)
+
+
+@kernel
 def _echo_row_step(t, x, p, dl, dz, u_j, cf, a0, a1, wt, mom, xh, g1row, one, simple):
     """One drift-kick-drift step of one echo row with moment accumulation (weight ``wt``).
 
@@ -106,6 +138,21 @@ def _echo_row_step(t, x, p, dl, dz, u_j, cf, a0, a1, wt, mom, xh, g1row, one, si
         mom[SP2, i] += wt * a1 * pn * pn
         x[i] = xi + cf[1, i] * pn
         p[i] = pn
+
+
+@kernel
+def _mean_rows(X, out):
+    """out = mean over rows of X, summed in row order from zero (as the lockstep kernel does)."""
+    S, n = X.shape
+    if S == 2:
+        for i in range(n):
+            out[i] = (X[0, i] + X[1, i]) / 2  # (0 + a) + b == a + b exactly
+        return
+    for i in range(n):
+        acc = 0.0 * X[0, i]
+        for s in range(S):
+            acc += X[s, i]
+        out[i] = acc / S
 
 
 @kernel
@@ -172,10 +219,13 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
             u_j = u[jin, b]
             if not simple:
                 _drives(t, u_j, dl, dz)
-            for s in range(S):
-                _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one, simple)
-                if dhdu.shape[0] == K:
+            if dhdu.shape[0] == K:
+                for s in range(S):
+                    _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one,
+                                   simple)
                     _input_gradient(t, xh, g1row, dt_vec, kick_c[0], dhdu[jin, s * B + b])
+            else:
+                _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, one, simple)
             apply_decay(Pm, decay)
             j = jin
             if j >= 1 and mode != 3:
@@ -185,11 +235,7 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
                             Pm[s, i] += nudges[s] * G_seq[j - 1, b, i]
                 elif w[j - 1] != 0.0:
                     if mode == 2:
-                        for i in range(n):
-                            acc = 0.0 * one
-                            for s in range(S):
-                                acc += X[s, i]
-                            mid[i] = acc / S
+                        _mean_rows(X, mid)
                         readout_gradient(C, c0, mid, y[j - 1, b], w[j - 1], res)
                         readout_force(C, res, force)
                     for s in range(S):
@@ -219,8 +265,8 @@ def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights
     one = rec_phi.dtype.type(1.0)
     a0, a1 = drift_c[0], drift_c[1]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
-    x = np.empty(n, rec_phi.dtype)
-    p = np.empty(n, rec_phi.dtype)
+    X = np.empty((S, n), rec_phi.dtype)
+    Pm = np.empty((S, n), rec_phi.dtype)
     dl = np.zeros(n, rec_phi.dtype)
     dz = np.zeros(n, rec_phi.dtype)
     xh = np.zeros(n, rec_phi.dtype)
@@ -232,9 +278,9 @@ def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights
             if not simple:
                 _drives(t, u_j, dl, dz)
             for s in range(S):
-                x[:] = rec_phi[k, s * B + b]
-                p[:] = rec_pi[k, s * B + b]
-                _echo_row_step(t, x, p, dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one, simple)
+                X[s] = rec_phi[k, s * B + b]
+                Pm[s] = rec_pi[k, s * B + b]
+            _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, one, simple)
 
 
 @kernel

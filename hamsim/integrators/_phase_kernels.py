@@ -36,19 +36,24 @@ def apply_decay(pi, decay):
 
 @kernel
 def dot(a, b):
-    """sum_i a_i b_i with four interleaved partial sums (a fixed order: deterministic, and four
-    independent add chains instead of one latency-bound chain)."""
+    """sum_i a_i b_i in a fixed order with eight interleaved partial sums: deterministic, and eight
+    independent add chains (packed into vector registers) instead of one latency-bound chain."""
     n = a.shape[0]
-    s0 = s1 = s2 = s3 = 0.0 * a[0] if n else 0.0
-    m = n - n % 4
-    for i in range(0, m, 4):
+    z = 0.0 * a[0] if n else 0.0 * b.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    m = n - n % 8
+    for i in range(0, m, 8):
         s0 += a[i] * b[i]
         s1 += a[i + 1] * b[i + 1]
         s2 += a[i + 2] * b[i + 2]
         s3 += a[i + 3] * b[i + 3]
+        s4 += a[i + 4] * b[i + 4]
+        s5 += a[i + 5] * b[i + 5]
+        s6 += a[i + 6] * b[i + 6]
+        s7 += a[i + 7] * b[i + 7]
     for i in range(m, n):
         s0 += a[i] * b[i]
-    return (s0 + s1) + (s2 + s3)
+    return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))
 
 
 @kernel
