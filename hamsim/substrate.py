@@ -73,11 +73,12 @@ class SubstrateInfo:
 class RawTrace:
     """Positions as the instrument delivered them: integer ADC counts, positions = counts * scale + offset.
 
-    ``counts`` has the shape of the matching trajectory's positions (R, B, n)."""
+    ``counts`` has the shape of the matching trajectory's positions (R, B, n); ``scale`` and ``offset``
+    are per unit (n,) (a digitizer channel each), or scalars."""
 
     counts: np.ndarray
-    scale: float
-    offset: float
+    scale: float | np.ndarray
+    offset: float | np.ndarray
     units: str = "counts"
 
     def positions(self) -> np.ndarray:

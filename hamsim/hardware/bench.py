@@ -15,6 +15,7 @@ of every phase (the positions are averaged before the quadratic observables are 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudge
 from hamsim.hardware.wiring import bias_channels, to_channels
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
-from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo
+from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, RawTrace, State, SubstrateInfo
 
 BENCH_CAPABILITIES = Capabilities(flip_in_place=False, prepare_state=True, paired_echoes=False,
                                   online_nudge=False, exact_gradient=False)
@@ -66,6 +67,7 @@ class BenchSubstrate:
         digitizer.set_sample_rate(2.0 / self._dt)
         for c in range(1, n + 1):
             digitizer.set_range(c, position_range)
+        self._format = digitizer.data_format()  # INT16: raw ADC counts travel with every recorded trace
         self.set_params(hamiltonian.params)
         dc.output(True)
         for c in range(1, d + n + 1):
@@ -78,8 +80,9 @@ class BenchSubstrate:
 
     @property
     def info(self) -> SubstrateInfo:
-        return SubstrateInfo(self._name, self._h.n, self._h.input_dim, self._dt, self._h.specs,
-                             BENCH_CAPABILITIES, dict(self._h.units))
+        caps = replace(BENCH_CAPABILITIES, raw_counts=self._format == "INT16")
+        return SubstrateInfo(self._name, self._h.n, self._h.input_dim, self._dt, self._h.specs, caps,
+                             dict(self._h.units))
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self._h.params.items()}
@@ -114,8 +117,10 @@ class BenchSubstrate:
             raise ValidationError("u", f"batch {u.shape[1]} != state batch {state.batch}")
         return np.ascontiguousarray(np.broadcast_to(u, (u.shape[0], state.batch, u.shape[2])), float)
 
-    def _shot(self, u: np.ndarray, kicks: np.ndarray, phi0: np.ndarray, pi0: np.ndarray) -> np.ndarray:
-        """Positions (2K + 1, B, n) at t_0, t_1/2, t_1, ..., averaged over ``repeats`` shots."""
+    def _shot(self, u: np.ndarray, kicks: np.ndarray, phi0: np.ndarray, pi0: np.ndarray
+              ) -> tuple[np.ndarray, RawTrace | None]:
+        """Positions (2K + 1, B, n) at t_0, t_1/2, t_1, ..., averaged over ``repeats`` shots, and the
+        digitizer's raw counts (summed over the shots) when it delivers integers."""
         K, B, d = u.shape
         n = self._h.n
         a, g = self.awg, self.dig
@@ -128,15 +133,24 @@ class BenchSubstrate:
         a.set_initial(phi0.ravel(), pi0.ravel())
         pts = (2 * K + 1) * B
         g.set_points(pts)
-        fmt = g.data_format()
+        fmt = self._format
         total = np.zeros((n, pts))
+        counts = np.zeros((n, pts), np.int32) if fmt == "INT16" else None
+        scale, offset = np.ones(n), np.zeros(n)
         for _ in range(self.repeats):
             g.arm()
             a.play()
             for i in range(n):
-                total[i] += g.fetch(i + 1, pts, fmt)
+                c = g.counts(i + 1, pts, fmt)
+                scale[i], offset[i] = g.scale(i + 1)
+                total[i] += c * scale[i] + offset[i]
+                if counts is not None:
+                    counts[i] += c
         x = total / self.repeats
-        return x.reshape(n, B, 2 * K + 1).transpose(2, 1, 0)
+        raw = None
+        if counts is not None:
+            raw = RawTrace(counts.reshape(n, B, 2 * K + 1).transpose(2, 1, 0), scale / self.repeats, offset)
+        return x.reshape(n, B, 2 * K + 1).transpose(2, 1, 0), raw
 
     def _momenta(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mass = 1.0 / self._h.terms().inv_mass
@@ -151,16 +165,18 @@ class BenchSubstrate:
         K, B, _ = u.shape
         if loss is not None:
             loss.check(K, B, self._h.n)
-        x = self._shot(u, np.zeros((K, B, self._h.n)), np.asarray(state0.phi, float), np.asarray(state0.pi, float))
+        x, raw = self._shot(u, np.zeros((K, B, self._h.n)), np.asarray(state0.phi, float),
+                            np.asarray(state0.pi, float))
         _, post = self._momenta(x)
         ends = x[2::2]
         value, gC, gc0, G = readout_terms(loss, ends)
         final = State(ends[-1].copy(), post[-1].copy())
-        traj = None
+        traj = raw_rec = None
         if record_every > 0:
             idx = np.arange(record_every - 1, K, record_every)
             traj = State(np.concatenate([x[:1], ends[idx]]), np.concatenate([np.asarray(state0.pi)[None], post[idx]]))
-        return ForwardResult(final, value, gC, gc0, G if nudge_sequence else None, traj)
+            raw_rec = _recorded(raw, idx)
+        return ForwardResult(final, value, gC, gc0, G if nudge_sequence else None, traj, raw_rec)
 
     def echo(self, request: EchoRequest) -> EchoResult:
         if request.at not in ("forward", "none"):
@@ -175,13 +191,13 @@ class BenchSubstrate:
             G = np.asarray(request.nudge_sequence, float)
         G0 = np.asarray(request.initial_nudge, float)
         u_run = np.ascontiguousarray(u[::-1])
-        parts, finals, trajs = [], [], []
+        parts, finals, trajs, raws = [], [], [], []
         dhdu = np.zeros((K, B, d)) if request.input_gradients else None
         for nudge, weight in zip(request.nudges, request.weights):
             table = echo_nudges(nudge, G0, G, K)
             # no in-place flip: prepare the flipped state (with the initial nudge) as a new initial condition
-            x = self._shot(u_run, table[1:], np.asarray(request.start.phi, float),
-                           -np.asarray(request.start.pi, float) + table[0])
+            x, raw = self._shot(u_run, table[1:], np.asarray(request.start.phi, float),
+                                -np.asarray(request.start.pi, float) + table[0])
             pre, post = self._momenta(x)
             g, du = accumulate_leapfrog(self._h, x[1::2], pre, post, u_run, self._dt, weight)
             parts.append(g)
@@ -192,4 +208,16 @@ class BenchSubstrate:
                 idx = np.arange(request.record_every - 1, K, request.record_every)
                 trajs.append(State(np.concatenate([x[:1], x[2::2][idx]]),
                                    np.concatenate([-np.asarray(request.start.pi)[None] + table[0], post[idx]])))
-        return EchoResult(combine(self._h, parts, self._dt), dhdu, tuple(finals), tuple(trajs) if trajs else None)
+                recorded = _recorded(raw, idx)
+                if recorded is not None:
+                    raws.append(recorded)
+        return EchoResult(combine(self._h, parts, self._dt), dhdu, tuple(finals), tuple(trajs) if trajs else None,
+                          tuple(raws) if raws else None)
+
+
+def _recorded(raw: RawTrace | None, idx: np.ndarray) -> RawTrace | None:
+    """The raw counts of the recorded rows: the start and the ends of the recorded periods."""
+    if raw is None:
+        return None
+    rows = np.concatenate([[0], 2 + 2 * idx])
+    return RawTrace(np.ascontiguousarray(raw.counts[rows]), raw.scale, raw.offset, raw.units)

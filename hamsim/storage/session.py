@@ -203,8 +203,8 @@ class SessionWriter:
                     ds = rows.declare(st, f"{side}_counts", (R, width, n), "i4", units="counts", compress=True,
                                       dims=("step", "record", dim, "unit"))
                     ds.attrs["scale_factor_units"] = u.get("phi", "1")
-                rows.declare(st, "counts_scale", (), "f8", dims=("step",))
-                rows.declare(st, "counts_offset", (), "f8", dims=("step",))
+                rows.declare(st, "counts_scale", (n,), "f8", units=u.get("phi", "1"), dims=("step", "unit"))
+                rows.declare(st, "counts_offset", (n,), "f8", units=u.get("phi", "1"), dims=("step", "unit"))
         if config.gradient == "rhel":
             rows.declare(st, "initial_nudge", (B, n), "f8", units="loss/position", dims=("step", "row", "unit"))
             rows.declare(st, "nudges", (E,), "f8", dims=("step", "echo"))
@@ -267,11 +267,14 @@ class SessionWriter:
             tr = est.echo.trajectories or ()
             a(st["echo_phi"], np.concatenate([s.phi for s in tr], axis=1))
             a(st["echo_pi"], np.concatenate([s.pi for s in tr], axis=1))
-            if "forward_counts" in st and est.forward.raw is not None and est.echo.raw is not None:
+            if "forward_counts" in st:
+                if est.forward.raw is None or est.echo.raw is None:
+                    raise SessionError("the substrate promised raw counts but the step carries none")
+                n = st["unit"].shape[0]
                 a(st["forward_counts"], est.forward.raw.counts)
                 a(st["echo_counts"], np.concatenate([r.counts for r in est.echo.raw], axis=1))
-                a(st["counts_scale"], est.forward.raw.scale)
-                a(st["counts_offset"], est.forward.raw.offset)
+                a(st["counts_scale"], np.broadcast_to(est.forward.raw.scale, (n,)))
+                a(st["counts_offset"], np.broadcast_to(est.forward.raw.offset, (n,)))
         self.file.flush()
         a(st["committed"], 1)
         self.file.flush()
