@@ -76,7 +76,7 @@ class BoardModel:
         n, d = self.nominal.n, self.nominal.input_dim
         z = np.zeros((0, 1, n), np.int64)
         run_board(self.actual.terms(np.float64), np.zeros((1, n), np.int64), np.zeros((1, n), np.int64),
-                  np.zeros((1, 1, d)), False, np.ones(n) * 0.1, self.q_phi, self.q_pi, 0, z, z, True,
+                  np.zeros((1, 1, d)), False, np.ones(n) * 0.1, float(self.q_phi), float(self.q_pi), 0, z, z, True,
                   *(np.zeros((1, 1, n), np.int64) for _ in range(4)))
 
     def _realise(self) -> None:
@@ -143,14 +143,17 @@ class BoardModel:
             raise BoardError(bp.ErrorCode.OUT_OF_RANGE, f"state {phi.shape} does not fit ({self.max_batch}, {self.nominal.n})")
         if self.limit and (np.abs(phi).max() > self.limit or np.abs(pi).max() > self.limit):
             raise BoardError(bp.ErrorCode.OUT_OF_RANGE, f"register values beyond {self.bits}-bit range")
-        self.phi_q, self.pi_q = phi.copy(), pi.copy()
+        # canonical dtype and layout, whatever the wire decoding produced: the compiled (and warmed-up)
+        # kernel signature must be the one RUN uses
+        self.phi_q = np.array(phi, dtype=np.int64, order="C")
+        self.pi_q = np.array(pi, dtype=np.int64, order="C")
 
     def run(self, K: int, flags: int) -> bool:
         u = self._sequence(bp.LoadKind.INPUT)
         B, n = self.phi_q.shape
         if K > u.shape[0] or u.shape[1] not in (1, B):
             raise BoardError(bp.ErrorCode.OUT_OF_RANGE, f"run of {K} steps on batch {B} with inputs {u.shape}")
-        u = np.ascontiguousarray(np.broadcast_to(u[:K], (K, B, u.shape[2])))
+        u = np.array(np.broadcast_to(u[:K], (K, B, u.shape[2])), dtype=np.float64, order="C")  # writable copy
         if flags & bp.RunFlag.NUDGE:
             nud = self._sequence(bp.LoadKind.NUDGE)
             if nud.shape != (K + 1, B, n):
@@ -168,8 +171,8 @@ class BoardModel:
         recs = [np.zeros((R, B, n), np.int64) for _ in range(4)]
         self.outputs = "active"
         sat = run_board(self.actual.terms(np.float64), self.phi_q, self.pi_q, u, bool(flags & bp.RunFlag.REVERSE),
-                        dt * self.actual.time_scale(), self.q_phi, self.q_pi, self.limit, nudge_q, noise_q, record,
-                        *recs)
+                        np.ascontiguousarray(dt * self.actual.time_scale(), dtype=np.float64), float(self.q_phi),
+                        float(self.q_pi), int(self.limit), nudge_q, noise_q, record, *recs)
         self.outputs = "zero"  # the drive DAC returns to zero at the end of the sequence
         if record:
             self.traces = {int(bp.Channel.PHI_MID): recs[0].reshape(-1), int(bp.Channel.PI_PRE): recs[1].reshape(-1),

@@ -104,27 +104,29 @@ def make_terms(
     transposed for the kernels.  Inputs are assumed validated by the calling family.
     """
     dt = np.dtype(dtype)
+    # Every array is a fresh, writable copy: the kernels' Numba signatures then never depend on whether
+    # a family passed a (read-only) parameter array through, so one compiled and cached kernel serves all.
 
     def vec(x: np.ndarray | None, fill: float) -> np.ndarray:
-        return np.full(n, fill, dt) if x is None else np.ascontiguousarray(x, dt)
+        return np.full(n, fill, dt) if x is None else np.array(x, dt, order="C")
 
     if coupling is None:
         cpl = np.zeros((0, 0), dt)
         degree = np.zeros(n, dt)
     else:
-        cpl = np.ascontiguousarray(coupling, dt)
+        cpl = np.array(coupling, dt, order="C")
         degree = cpl.sum(axis=1)
     if edges is None:
         e = np.zeros((0, 2), np.int64)
         ek = np.zeros(0, dt)
     else:
-        e = np.ascontiguousarray(edges, np.int64)
-        ek = np.ascontiguousarray(edge_k, dt)
+        e = np.array(edges, np.int64, order="C")
+        ek = np.array(edge_k, dt, order="C")
 
     def inp(b: np.ndarray | None) -> np.ndarray:
         if b is None:
             return np.zeros((d, n), dt)
-        return np.ascontiguousarray(np.asarray(b).T, dt)
+        return np.array(np.asarray(b).T, dt, order="C")
 
     kind = 0 if nonlinearity is None else NONLINEARITIES[nonlinearity]
     return NetworkTerms(
