@@ -192,24 +192,23 @@ def test_tcp_transport() -> None:
 
 
 @pytest.mark.slow
-def test_million_sample_trace_within_twice_the_baud_time() -> None:
-    baud = 50_000_000  # 5 MB/s on the wire (8N1)
+def test_million_sample_trace_arrives_complete_and_exact() -> None:
+    """10^6 samples of one channel cross the pty in chunks and equal the board's registers.  (How fast,
+    against the baud-rate bound, is measured by benchmarks/bench_board_trace.py, not asserted here.)"""
     K, B, n = 20834, 8, 6  # 1.0e6 samples per channel
-    with start_board("six_mass_toy", baud=baud) as e:
+    with start_board("six_mass_toy", baud=50_000_000) as e:
         b = OscillatorBoard(SerialTransport(serial.Serial(e.address, timeout=1)), timeout=5.0, chunk=16384)
         try:
             b.load_inputs(np.zeros((K, B, 1)))
             b.set_state(np.ones((B, 6), np.int64) << 38, np.zeros((B, 6), np.int64))
             b.run(K, batch=B)
-            t0 = time.perf_counter()
             trace = b.read_trace(bp.Channel.PHI_END, K * B * n)
-            elapsed = time.perf_counter() - t0
+            final_phi, _ = b.get_state()
         finally:
             b.close()
-    assert trace.size >= 10**6
-    bound = trace.size * 8 * 10 / baud  # payload bits on an 8N1 line
-    print(f"\n10^6-sample trace: {elapsed:.2f} s, baud-rate time {bound:.2f} s, ratio {elapsed / bound:.2f}")
-    assert elapsed < 2 * bound
+    assert trace.size == K * B * n >= 10**6
+    # the trace is (K, B, n) in step order: its last step is the board's final position registers
+    np.testing.assert_array_equal(trace.reshape(K, B, n)[-1], final_phi)
 
 
 # ---------------------------------------------------------------- non-idealities of the board model (in-process)
