@@ -61,7 +61,7 @@ from hamsim.integrators import _phase_kernels as P
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.simulated import SimulatedSubstrate, nudge_arrays
 from hamsim.substrate import (
     Capabilities,
     EchoRequest,
@@ -72,7 +72,6 @@ from hamsim.substrate import (
     SubstrateInfo,
 )
 
-_MODES = {"forward": 0, "none": 0, "echo": 1, "midpoint": 2}
 _MAX_BITS = 52
 
 
@@ -421,27 +420,11 @@ class NonIdealSubstrate:
         n = self._h.n
         S = len(request.nudges)
         R = S * B
-        loss = request.loss
-        if request.at in ("echo", "midpoint"):
-            if loss is None:
-                raise ValidationError("loss", f"nudging at the {request.at} state needs the loss")
-            if request.at == "midpoint" and S != 2:
-                raise ValidationError("at", "the midpoint nudge needs exactly two echoes")
-            C, c0 = np.ascontiguousarray(loss.C, float), np.ascontiguousarray(loss.c0, float)
-            y, w = loss.step_arrays(K, B)
-        else:
-            C, c0, y, w = np.zeros((0, n)), np.zeros(0), np.zeros((K, B, 0)), np.zeros(K)
-        if request.at == "forward":
-            if request.nudge_sequence is None:
-                raise ValidationError("nudge_sequence", "the forward-state nudge needs the forward sequence")
-            G = validation.array(request.nudge_sequence, "nudge_sequence", shape=(K, B, n))
-        else:
-            G = np.zeros((K, B, n))
-        G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
+        mode, C, c0, y, w, G, G0 = nudge_arrays(request, K, B, n)
         h = self.device()
         decay, kicks = self._decay_and_kicks(h, R, K)
         nominal = np.ascontiguousarray(np.tile(u[::-1], (1, S, 1)))  # (K, S*B, d), echo-step order
-        echo = {"nudges": np.asarray(request.nudges, float), "G0": G0, "mode": _MODES[request.at], "G": G,
+        echo = {"nudges": np.asarray(request.nudges, float), "G0": G0, "mode": mode, "G": G,
                 "C": C, "c0": c0, "y": y, "w": w}
         rec_phi, rec_pi = self._run(h, np.ascontiguousarray(request.start.phi, float),
                                     np.ascontiguousarray(request.start.pi, float), self._play(nominal), decay,

@@ -46,9 +46,8 @@ def plot_trajectories(session: Session, out: Path, step: int = -1, units: int = 
     echo = st["echo_phi"][s]
     B = fwd.shape[1]
     t = np.arange(fwd.shape[0]) * session.dt
-    u = session.snapshot.get("units", {}) if isinstance(session.snapshot.get("units"), dict) else {}
-    pu = u.get("phi", session.system.units["phi"] if session.system else "1")
-    tu = session.system.units["time"] if session.system else "1"
+    su = session.system.units if session.system else {}
+    pu, tu = su.get("phi", "1"), su.get("time", "1")
     k = min(units, fwd.shape[2])
     fig, axes = plt.subplots(k, 1, figsize=(8, 2.2 * k), sharex=True, squeeze=False)
     for i in range(k):

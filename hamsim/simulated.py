@@ -34,6 +34,32 @@ from hamsim.substrate import (
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
 
 
+def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
+                 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated kernel arguments for the nudges of ``request``: (mode, C, c0, y, w, G_seq, G0).
+
+    G_seq is the forward-state sequence (K, B, n) for at="forward" and an empty (0, B, n) array
+    otherwise, so echoes without a stored sequence stay O(B n) in memory whatever K."""
+    loss = request.loss
+    if request.at in ("echo", "midpoint"):
+        if loss is None:
+            raise ValidationError("loss", f"nudging at the {request.at} state needs the loss")
+        if request.at == "midpoint" and len(request.nudges) != 2:
+            raise ValidationError("at", "the midpoint nudge needs exactly two echoes")
+        C, c0 = np.ascontiguousarray(loss.C, float), np.ascontiguousarray(loss.c0, float)
+        y, w = loss.step_arrays(K, B)
+    else:
+        C, c0, y, w = np.zeros((0, n)), np.zeros(0), np.zeros((K, B, 0)), np.zeros(K)
+    if request.at == "forward":
+        if request.nudge_sequence is None:
+            raise ValidationError("nudge_sequence", "the forward-state nudge needs the forward sequence")
+        G = validation.array(request.nudge_sequence, "nudge_sequence", shape=(K, B, n))
+    else:
+        G = np.zeros((0, B, n))
+    G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
+    return _MODES[request.at], C, c0, y, w, G, G0
+
+
 def fused(terms: Any, scheme: Splitting) -> bool:
     """Whether the sample-by-sample fused kernels apply: uncoupled units, one kick per step."""
     return not terms.coupled and len(scheme.kick) == 1
@@ -139,24 +165,7 @@ class SimulatedSubstrate:
         n = self._h.n
         t, a, c, dtv, decay = self._common()
         S = len(request.nudges)
-        mode = _MODES[request.at]
-        loss = request.loss
-        if request.at in ("echo", "midpoint"):
-            if loss is None:
-                raise ValidationError("loss", f"nudging at the {request.at} state needs the loss")
-            if request.at == "midpoint" and S != 2:
-                raise ValidationError("at", "the midpoint nudge needs exactly two echoes")
-            C, c0 = np.ascontiguousarray(loss.C, float), np.ascontiguousarray(loss.c0, float)
-            y, w = loss.step_arrays(Kn, B)
-        else:
-            C, c0, y, w = np.zeros((0, n)), np.zeros(0), np.zeros((Kn, B, 0)), np.zeros(Kn)
-        if request.at == "forward":
-            if request.nudge_sequence is None:
-                raise ValidationError("nudge_sequence", "the forward-state nudge needs the forward sequence")
-            G = validation.array(request.nudge_sequence, "nudge_sequence", shape=(Kn, B, n))
-        else:
-            G = np.zeros((0, B, n))  # no sequence: O(B n) memory whatever K
-        G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
+        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n)
         g = zero_gradients(t)
         dhdu = np.zeros((Kn, S * B, d)) if request.input_gradients else np.zeros((0, S * B, d))
         rec = request.record_every

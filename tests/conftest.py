@@ -1,6 +1,11 @@
-"""Shared fixtures: one small random system of every family."""
+"""Shared fixtures: one small random system of every family; a virtual device started with ``hamsim emulate``."""
 
 from __future__ import annotations
+
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -33,3 +38,23 @@ def system(request: pytest.FixtureRequest) -> hamsim.Hamiltonian:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def emulate(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``hamsim emulate <kind>`` as a subprocess; yields the printed substrate address."""
+    proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", "emulate", *request.param],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the emulator printed no address within 60 s"
+        address = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]

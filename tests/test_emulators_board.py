@@ -8,7 +8,6 @@ trace crosses the pty in under twice the time implied by the configured baud rat
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 

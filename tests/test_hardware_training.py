@@ -4,35 +4,11 @@ through the drivers against virtual devices started with ``hamsim emulate`` (sep
 from __future__ import annotations
 
 import re
-import select
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hamsim.cli.app import main
-
-
-@pytest.fixture
-def emulate(request: pytest.FixtureRequest) -> Iterator[str]:
-    """``hamsim emulate <kind>`` as a subprocess; yields the printed substrate address."""
-    proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", "emulate", *request.param],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready, "the emulator printed no address within 60 s"
-        address = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        yield address
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def _train(address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> float:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from hamsim.cli.app import main
-from test_hardware_training import emulate  # noqa: F401 - the bench-emulator fixture
 
 pytestmark = pytest.mark.slow
 

@@ -316,7 +316,6 @@ def moments_to_gradients(t, mom, dt_vec, kick_c, g):
 def _row_step(t, x, p, u_j, dl, dz, cf, one):
     """One drift-kick-drift step of one row (no accumulation): the forward pass of the fused path."""
     nl = t.nl_kind
-    d = u_j.shape[0]
     _drives(t, u_j, dl, dz)
     for i in range(x.shape[0]):
         xi = x[i] + cf[0, i] * p[i]

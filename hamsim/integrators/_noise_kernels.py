@@ -23,7 +23,7 @@ import numpy as np
 
 from hamsim._jit import kernel
 from hamsim.integrators._kernels import make_work, step
-from hamsim.integrators._phase_kernels import apply_decay, readout_gradient
+from hamsim.integrators._phase_kernels import apply_decay, readout_force, readout_gradient
 
 
 @kernel
@@ -88,6 +88,7 @@ def device_echoes(t, phi_f, pi_f, u_play, dt_vec, drift_c, kick_c, decay, kicks,
     dummy = np.zeros((R, u_play.shape[2]), phi_f.dtype)
     res = np.zeros(r, phi_f.dtype)
     mid = np.zeros(n, phi_f.dtype)
+    force = np.zeros(n, phi_f.dtype)
     rec_phi[0] = phi
     rec_pi[0] = pi
     for k in range(K):
@@ -113,10 +114,8 @@ def device_echoes(t, phi_f, pi_f, u_play, dt_vec, drift_c, kick_c, decay, kicks,
                         row = s * B + b
                         if mode == 1:
                             readout_gradient(C, c0, phi[row], y[j - 1, b], w[j - 1], res)
+                        readout_force(C, res, force)
                         for i in range(n):
-                            acc = 0.0 * res[0]
-                            for a in range(r):
-                                acc += C[a, i] * res[a]
-                            pi[row, i] += quantize(nudges[s] * acc, q_nudge, code_lo, code_hi)
+                            pi[row, i] += quantize(nudges[s] * force[i], q_nudge, code_lo, code_hi)
         rec_phi[k + 1] = phi
         rec_pi[k + 1] = pi
