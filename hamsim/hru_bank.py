@@ -1,0 +1,211 @@
+"""A bank of HRU units as a fast :class:`~hamsim.substrate.Substrate`: the recurrent core of an HSSM layer.
+
+The system is a :class:`~hamsim.hamiltonians.hru.LinearHRU` or :class:`~hamsim.hamiltonians.hru.NonlinearHRU`
+with ``input_coupling="diagonal"``: every unit has its own drive channel v_i = (B u)_i, computed outside
+by the feed-forward layer.  It is the same Hamiltonian the general :class:`~hamsim.simulated.SimulatedSubstrate`
+integrates (a test holds the two to round-off), run by kernels specialised for this structure
+(:mod:`hamsim.integrators._hru_bank`): O(n) work per step instead of O(n d), sample-major arrays, samples
+in parallel.
+
+Echoes are nudged at the recorded forward state with a given sequence (``at="forward"``: the chained,
+linearised form of science.md 3.4, where the nudge is the cotangent that reaches this layer's positions
+from above); the bank cannot evaluate a readout loss itself (``online_nudge`` is False).
+
+Arrays in the :class:`Substrate` calls are (K, B, n) as everywhere in hamsim; a (K, B, n) *view* of a
+sample-major (B, K, n) buffer costs no copy, and results come back as such views.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hamsim import validation
+from hamsim.errors import ValidationError
+from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
+from hamsim.hamiltonians.network import zero_gradients
+from hamsim.integrators import _hru_bank as KB
+from hamsim.integrators.splitting import get_integrator
+from hamsim.losses import ReadoutLoss
+from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo
+
+_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _sample_major(a: Any, name: str, shape: tuple[int, int, int], dtype: np.dtype) -> np.ndarray:
+    """(K, B, n) array -> C-contiguous (B, K, n) in ``dtype`` (free when ``a`` is a view of such a buffer)."""
+    arr = np.asarray(a)
+    if arr.shape != shape:
+        raise ValidationError(name, f"must have shape (K, B, n) = {shape}, got {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise ValidationError(name, f"must be a floating-point array, got dtype {arr.dtype}")
+    out = np.ascontiguousarray(arr.transpose(1, 0, 2), dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValidationError(name, "contains NaN or inf")
+    return out
+
+
+class HRUBankSubstrate:
+    """Uncoupled HRU units with one drive channel each, leapfrog, float64 or float32."""
+
+    def __init__(self, hamiltonian: LinearHRU | NonlinearHRU, dt: float, *, dtype: Any = np.float64,
+                 name: str = "hru-bank") -> None:
+        if not isinstance(hamiltonian, (LinearHRU, NonlinearHRU)):
+            raise ValidationError("hamiltonian", f"must be a LinearHRU or NonlinearHRU, got {type(hamiltonian).__name__}")
+        if hamiltonian.options.get("input_coupling") != "diagonal":
+            raise ValidationError("hamiltonian", "an HRU bank needs input_coupling='diagonal' (one drive per unit)")
+        self._dtype = validation.as_dtype(dtype)
+        if self._dtype not in _DTYPES:
+            raise ValidationError("dtype", f"must be float64 or float32, got {self._dtype}")
+        self._h = hamiltonian
+        self._dt = validation.positive_scalar(dt, "dt")
+        self._name = name
+        a, c = get_integrator("leapfrog").coefficients(np.float64)
+        self._drift, self._kick = (float(a[0]), float(a[1])), float(c[0])
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def hamiltonian(self) -> LinearHRU | NonlinearHRU:
+        return self._h
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def info(self) -> SubstrateInfo:
+        return SubstrateInfo(
+            name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt, specs=self._h.specs,
+            capabilities=Capabilities(online_nudge=False), units=dict(self._h.units))
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in self._h.params.items()}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self._h = self._h.with_params(**params)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self._name, "system": self._h.config(), "dt": self._dt, "integrator": "leapfrog",
+                "dtype": str(self._dtype)}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # ------------------------------------------------------------------ kernels' view of the system
+    def _coefficients(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(nonlinearity code, per-unit coefficient table (N_COEF, n), per-unit steps h)."""
+        t = self._h.terms(np.float64)
+        h = self._dt * self._h.time_scale()
+        n = self._h.n
+        cf = np.zeros((KB.N_COEF, n))
+        cf[KB.DRIFT0] = self._drift[0] * h
+        cf[KB.DRIFT1] = self._drift[1] * h
+        cf[KB.KICK] = self._kick * h
+        cf[KB.ONSITE] = t.onsite
+        cf[KB.LIN] = np.diagonal(t.input_t)
+        if t.nl_kind != 0:
+            cf[KB.W] = t.nl_w
+            cf[KB.C] = t.nl_c
+            cf[KB.BIAS] = t.nl_bias
+        else:
+            cf[KB.W] = 1.0
+        return int(t.nl_kind), cf.astype(self._dtype), h
+
+    def _state(self, state: State, B: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        n = self._h.n
+        phi = validation.array(state.phi, f"{name}.phi", shape=(B, n))
+        pi = validation.array(state.pi, f"{name}.pi", shape=(B, n))
+        return np.array(phi, self._dtype), np.array(pi, self._dtype)
+
+    def _inputs(self, u: Any) -> np.ndarray:
+        arr = np.asarray(u)
+        if arr.ndim != 3 or arr.shape[2] != self._h.n:
+            raise ValidationError("u", f"must have shape (K, B, {self._h.n}), got {arr.shape}")
+        if arr.shape[0] < 1:
+            raise ValidationError("u", "needs at least one step")
+        return _sample_major(arr, "u", arr.shape, self._dtype)
+
+    # ------------------------------------------------------------------ phases
+    def run(self, v: np.ndarray, phi0: np.ndarray, pi0: np.ndarray, *, record_every: int = 1,
+            momenta: bool = False) -> tuple[np.ndarray, np.ndarray | None, State]:
+        """Sample-major forward pass: drives v (B, K, n) C-contiguous in this dtype, initial (B, n).
+
+        Returns (positions (B, R, n), momenta (B, R, n) or None, final state); R = K // record_every + 1,
+        index 0 the initial state.  The building block of :meth:`forward` and of deep-learning layers."""
+        B, K, n = v.shape
+        R = K // record_every + 1 if record_every > 0 else 0
+        nl, cf, _ = self._coefficients()
+        rec_x = np.empty((B, R, n), self._dtype)
+        rec_p = np.empty((B, R if momenta else 0, n), self._dtype)
+        xK, pK = np.empty((B, n), self._dtype), np.empty((B, n), self._dtype)
+        KB.bank_forward(nl, cf, np.ascontiguousarray(phi0, self._dtype), np.ascontiguousarray(pi0, self._dtype),
+                        v, record_every, rec_x, rec_p, xK, pK)
+        return rec_x, (rec_p if momenta else None), State(xK, pK)
+
+    def forward(self, u: Any, state0: State, *, loss: ReadoutLoss | None = None,
+                nudge_sequence: bool = False, record_every: int = 0) -> ForwardResult:
+        if loss is not None or nudge_sequence:
+            raise ValidationError("loss", f"{self._name} has no readout loss: it is a layer core whose echoes are "
+                                          "nudged by a given sequence (use SimulatedSubstrate for readout losses)")
+        v = self._inputs(u)
+        B = v.shape[0]
+        phi0, pi0 = self._state(state0, B, "state0")
+        rx, rp, final = self.run(v, phi0, pi0, record_every=record_every, momenta=record_every > 0)
+        traj = None
+        if record_every > 0:
+            traj = State(rx.transpose(1, 0, 2), rp.transpose(1, 0, 2))  # type: ignore[union-attr]
+        r = np.zeros((0, self._h.n))
+        return ForwardResult(final=final, loss=0.0, readout_grad_C=r, readout_grad_c0=np.zeros(0), trajectory=traj)
+
+    def echo(self, request: EchoRequest) -> EchoResult:
+        if request.at not in ("forward", "none"):
+            raise ValidationError("at", f"{self._name} nudges at the recorded forward state ('forward') or not at "
+                                        f"all ('none'), not at {request.at!r}: it cannot evaluate a loss online")
+        if len(request.nudges) != 2 or len(request.weights) != 2:
+            raise ValidationError("nudges", f"{self._name} runs exactly two echoes per request")
+        if request.record_every:
+            raise ValidationError("record_every", f"{self._name} does not record echo trajectories")
+        v = self._inputs(request.u)
+        B, K, n = v.shape
+        xf, pf = self._state(request.start, B, "start")
+        G0 = np.array(validation.array(request.initial_nudge, "initial_nudge", shape=(B, n)), self._dtype)
+        if request.at == "forward":
+            if request.nudge_sequence is None:
+                raise ValidationError("nudge_sequence", "the forward-state nudge needs the sequence")
+            G = _sample_major(request.nudge_sequence, "nudge_sequence", (K, B, n), self._dtype)
+        else:
+            G = np.zeros((B, K, n), self._dtype)
+        nl, cf, h = self._coefficients()
+        mom = np.zeros((B, KB.N_MOM, n))
+        dhdv = np.zeros((B, K if request.input_gradients else 0, n), self._dtype)
+        xe, pe = np.empty((2, B, n), self._dtype), np.empty((2, B, n), self._dtype)
+        KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
+                       np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
+                       mom, dhdv, xe, pe)
+        grads = self._h.param_gradients(self._moments_to_gradients(mom.sum(axis=0), h), self._dt)
+        return EchoResult(
+            dH_dtheta=grads,
+            dH_du=dhdv.transpose(1, 0, 2) if request.input_gradients else None,
+            finals=(State(xe[0], pe[0]), State(xe[1], pe[1])))
+
+    def _moments_to_gradients(self, mom: np.ndarray, h: np.ndarray) -> Any:
+        """Canonical dt-weighted accumulators from the summed moments (cf. _fused_echo.moments_to_gradients)."""
+        t = self._h.terms(np.float64)
+        g = zero_gradients(t)
+        kick = self._kick
+        kin = 0.5 * mom[KB.SP2]
+        lin = np.diagonal(t.input_t)
+        g.inv_mass[:] = h * kin
+        g.onsite[:] = kick * h * 0.5 * mom[KB.SX2]
+        V = 0.5 * t.onsite * mom[KB.SX2] - lin * mom[KB.SXV]
+        np.fill_diagonal(g.input_t, -kick * h * lin * mom[KB.SXV])
+        if t.nl_kind != 0:
+            w, c = t.nl_w, t.nl_c
+            g.nl_c[:] = kick * h * mom[KB.SG] / w
+            g.nl_w[:] = kick * h * (c * mom[KB.SGX] / w - c * mom[KB.SG] / (w * w))
+            g.nl_bias[:] = kick * h * c * mom[KB.SG1] / w
+            np.fill_diagonal(g.nl_input_t, g.nl_bias)
+            V = V + c / w * mom[KB.SG]
+        g.dt[:] = kick * V + t.inv_mass * kin
+        return g

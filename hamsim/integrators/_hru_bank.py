@@ -1,0 +1,125 @@
+"""Kernels of a *bank* of uncoupled HRU units, each driven by its own input channel (B = identity).
+
+Per unit i, with per-unit step h_i, the leapfrog of H_i = pi^2/2 + a_i x^2/2 - l_i x v + c_i/w_i g(w_i x + v + b_i)
+(linear HRU: l = 1, c = 0; nonlinear HRU: l = 0, a = alpha):
+
+    x' = x + h/2 pi ;   pi' = pi - h (a x' - l v + c g'(w x' + v + b)) ;   x'' = x' + h/2 pi'
+
+Arrays are sample-major (B, K, n): one sample's sequence is contiguous, the layout of a deep-learning
+batch, and samples run in parallel.  The echoes of one sample advance in lockstep and, like
+:mod:`hamsim.integrators._fused_echo`, accumulate weighted per-unit *moments* (float64) instead of
+dH/dtheta term by term; :func:`hamsim.hru_bank.moments_to_gradients` finishes the job once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hamsim._jit import parallel_kernel, prange
+from hamsim.hamiltonians._kernels import nl_slope, nl_value
+
+#: rows of the per-unit coefficient table
+DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8
+#: rows of the per-sample moment table
+SP2, SX2, SXV, SG, SG1, SGX, N_MOM = 0, 1, 2, 3, 4, 5, 6
+
+
+@parallel_kernel
+def bank_forward(nl, cf, x0, p0, v, rec_every, rec_x, rec_p, xK, pK):
+    """Run every sample from (x0, p0) through the drives v (B, K, n).
+
+    ``rec_x`` (B, R, n) gets the positions every ``rec_every`` steps, index 0 = the initial state
+    (R = 0: nothing recorded); ``rec_p`` likewise for the momenta (R may be 0 while rec_x records)."""
+    B, K, n = v.shape
+    one = cf.dtype.type(1.0)
+    for b in prange(B):
+        x = x0[b].copy()
+        p = p0[b].copy()
+        if rec_x.shape[1] > 0:
+            rec_x[b, 0] = x
+        if rec_p.shape[1] > 0:
+            rec_p[b, 0] = p
+        for k in range(K):
+            for i in range(n):
+                vv = v[b, k, i]
+                xi = x[i] + cf[DRIFT0, i] * p[i]
+                f = cf[ONSITE, i] * xi - cf[LIN, i] * vv
+                if nl != 0:
+                    f += cf[C, i] * nl_slope(nl, cf[W, i] * xi + vv + cf[BIAS, i], one)
+                pn = p[i] - cf[KICK, i] * f
+                x[i] = xi + cf[DRIFT1, i] * pn
+                p[i] = pn
+            if rec_every > 0 and (k + 1) % rec_every == 0:
+                q = (k + 1) // rec_every
+                if rec_x.shape[1] > 0:
+                    rec_x[b, q] = x
+                if rec_p.shape[1] > 0:
+                    rec_p[b, q] = p
+        xK[b] = x
+        pK[b] = p
+
+
+@parallel_kernel
+def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe, pe):
+    """Two echoes per sample from the flip of (xf, pf), inputs replayed backwards.
+
+    Echo s starts at (xf, -pf + nudges[s] G0) and after the step that reaches forward index j >= 1
+    receives pi += nudges[s] G[:, j - 1] (the nudge at the recorded forward state: G (B, K, n) holds
+    dL/dphi_j for j = 1..K).  ``mom`` (B, N_MOM, n) float64 gets sum_s weights[s] of the moments;
+    ``dhdv`` (B, K, n) (or (B, 0, n): not wanted) gets sum_s weights[s] h dV/dv at the half-step
+    positions, forward order.  Final echo states go to xe, pe (2, B, n)."""
+    B, K, n = v.shape
+    one = cf.dtype.type(1.0)
+    w0, w1 = weights[0], weights[1]
+    e0, e1 = nudges[0], nudges[1]
+    want_dv = dhdv.shape[1] == K
+    for b in prange(B):
+        X0 = xf[b].copy()
+        X1 = xf[b].copy()
+        P0 = -pf[b] + e0 * G0[b]
+        P1 = -pf[b] + e1 * G0[b]
+        m = mom[b]
+        for k in range(K):
+            j = K - 1 - k
+            for i in range(n):
+                vv = v[b, j, i]
+                q0 = P0[i]
+                q1 = P1[i]
+                y0 = X0[i] + cf[DRIFT0, i] * q0
+                y1 = X1[i] + cf[DRIFT0, i] * q1
+                f0 = cf[ONSITE, i] * y0 - cf[LIN, i] * vv
+                f1 = cf[ONSITE, i] * y1 - cf[LIN, i] * vv
+                dv0 = -cf[LIN, i] * y0
+                dv1 = -cf[LIN, i] * y1
+                if nl != 0:
+                    z0 = cf[W, i] * y0 + vv + cf[BIAS, i]
+                    z1 = cf[W, i] * y1 + vv + cf[BIAS, i]
+                    s0 = nl_slope(nl, z0, one)
+                    s1 = nl_slope(nl, z1, one)
+                    f0 += cf[C, i] * s0
+                    f1 += cf[C, i] * s1
+                    m[SG, i] += w0 * nl_value(nl, z0, one) + w1 * nl_value(nl, z1, one)
+                    m[SG1, i] += w0 * s0 + w1 * s1
+                    m[SGX, i] += w0 * s0 * y0 + w1 * s1 * y1
+                    dv0 += cf[C, i] / cf[W, i] * s0
+                    dv1 += cf[C, i] / cf[W, i] * s1
+                n0 = q0 - cf[KICK, i] * f0
+                n1 = q1 - cf[KICK, i] * f1
+                m[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
+                m[SX2, i] += w0 * y0 * y0 + w1 * y1 * y1
+                m[SXV, i] += w0 * y0 * vv + w1 * y1 * vv
+                if want_dv:
+                    dhdv[b, j, i] = cf[KICK, i] * (w0 * dv0 + w1 * dv1)
+                X0[i] = y0 + cf[DRIFT1, i] * n0
+                X1[i] = y1 + cf[DRIFT1, i] * n1
+                P0[i] = n0
+                P1[i] = n1
+            if j >= 1:
+                for i in range(n):
+                    g = G[b, j - 1, i]
+                    P0[i] += e0 * g
+                    P1[i] += e1 * g
+        xe[0, b] = X0
+        xe[1, b] = X1
+        pe[0, b] = P0
+        pe[1, b] = P1
