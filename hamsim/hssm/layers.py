@@ -35,12 +35,10 @@ class LinearHRULayer(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         parts = self.B.shape[0]
-        v = torch.cat([u @ self.B[i].T for i in range(parts)], dim=-1)
+        v = u @ self.B.reshape(parts * self.P, self.H).T  # [B_re u, B_im u]: one GEMM
         phi = self.core(v, {"A_raw": self.A_raw.repeat(parts), "steps_raw": self.steps_raw.repeat(parts)})
-        y = phi[..., : self.P] @ self.C[0].T
-        if parts == 2:
-            y = y - phi[..., self.P:] @ self.C[1].T
-        return y + self.D * u
+        C = self.C[0] if parts == 1 else torch.cat([self.C[0], -self.C[1]], dim=1)  # Re(C phi)
+        return phi @ C.T + self.D * u
 
     def core_parameters(self) -> dict[str, nn.Parameter]:
         """The parameters inside the Hamiltonian (their gradients come from the echoes under RHEL)."""

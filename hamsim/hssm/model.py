@@ -17,6 +17,8 @@ from torch.nn import functional as Fn
 
 from hamsim.errors import ValidationError
 from hamsim.hssm.core import Mode, SubstrateFactory, bank_substrate
+from hamsim.hssm.dropout import FastDropout
+from hamsim.hssm.norm import ChannelBatchNorm
 from hamsim.hssm.layers import LinearHRULayer, NonlinearHRULayer
 
 
@@ -67,14 +69,14 @@ def readout_every(readout: str) -> int | None:
 class Block(nn.Module):
     def __init__(self, layer: nn.Module, H: int, dropout: float) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(H, affine=False)
+        self.norm = ChannelBatchNorm(H)
         self.hru = layer
         self.glu = nn.Linear(H, 2 * H)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        x = self.norm(x)
         x = self.drop(Fn.gelu(self.hru(x)))
         x = self.drop(Fn.glu(self.glu(x), dim=-1))
         return skip + x
