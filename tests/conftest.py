@@ -24,6 +24,9 @@ def all_systems(n: int = 5, d: int = 2, seed: int = 3) -> dict[str, hamsim.Hamil
         "nonlinear_logcosh": hamsim.NonlinearHRU.random(n, d, seed=seed, potential="logcosh"),
         "nonlinear_sqrt": hamsim.NonlinearHRU.random(n, d, seed=seed, potential="sqrt"),
         "nonlinear_poly": hamsim.NonlinearHRU.random(n, d, seed=seed, potential="poly"),
+        # the recurrent cores of HSSM layers: one drive channel per unit (input_dim = n)
+        "linear_hru_diagonal": hamsim.LinearHRU.random(n, n, seed=seed, input_coupling="diagonal"),
+        "nonlinear_hru_diagonal": hamsim.NonlinearHRU.random(n, n, seed=seed, input_coupling="diagonal"),
     }
 
 

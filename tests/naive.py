@@ -45,6 +45,9 @@ class Twin:
         self.h = h
         self.p = {k: np.array(v, dtype=float) for k, v in h.params.items()}
         self.kind = h.family
+        self.diagonal = h.options.get("input_coupling") == "diagonal"
+        if self.diagonal:  # one drive channel per unit: B is the identity, not a parameter
+            self.p["B"] = np.eye(h.n)
 
     # -- per-unit step factor
     def scale(self) -> np.ndarray:
@@ -114,6 +117,12 @@ class Twin:
         return np.diag(p["alpha"] * np.ones(n) + p["c"] * p["W"] * g2(pot, z))
 
     def dH_dtheta(self, phi: np.ndarray, pi: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
+        out = self._dH_dtheta(phi, pi, u)
+        if self.diagonal:
+            del out["B"]
+        return out
+
+    def _dH_dtheta(self, phi: np.ndarray, pi: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
         p = self.p
         if self.kind == "coupled_oscillators":
             out = {"mass": -pi**2 / (2 * p["mass"] ** 2), "k": phi**2 / 2, "B": -np.outer(phi, u)}
