@@ -22,16 +22,23 @@ def standardize(splits: Splits) -> Splits:
     """x -> (x - mean_c) / std_c per channel c, with mean and std over the valid steps of the *training*
     split only (std 0 -> 1); padding stays zero."""
     tr = splits.train
-    m = _mask(tr)
-    count = m.sum(dtype=np.float64)
-    mean = (tr.X * m).sum(axis=(0, 1), dtype=np.float64) / count
-    var = (((tr.X - mean) * m) ** 2).sum(axis=(0, 1), dtype=np.float64) / count
-    std = np.sqrt(var)
+    C = tr.X.shape[2]
+    if tr.lengths is None:
+        flat = tr.X.reshape(-1, C)
+        mean, std = flat.mean(axis=0, dtype=np.float64), flat.std(axis=0, dtype=np.float64)
+    else:
+        m = _mask(tr)
+        count = m.sum(dtype=np.float64)
+        mean = (tr.X * m).sum(axis=(0, 1), dtype=np.float64) / count
+        std = np.sqrt((((tr.X - mean) * m) ** 2).sum(axis=(0, 1), dtype=np.float64) / count)
     std[std == 0] = 1.0
+    mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
 
     def apply(s: SequenceSet) -> SequenceSet:
-        X = ((s.X - mean) / std).astype(np.float32)
-        X *= _mask(s)
+        X = s.X - mean32
+        X /= std32
+        if s.lengths is not None:
+            X *= _mask(s)
         return SequenceSet(X, s.y, s.lengths)
 
     return replace(splits, train=apply(splits.train), val=apply(splits.val), test=apply(splits.test))

@@ -24,6 +24,7 @@ and the sample (0-based case index) or header line.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,14 +134,7 @@ def parse_ts(lines: Iterable[str], source: str) -> TsData:
             raise DataError(f"{source}, sample {i} (line {n}): {len(fields)} dimensions, the file has {dims}")
         cols = []
         for d, f in enumerate(fields):
-            values = [v.strip() for v in f.split(",")]
-            values = ["nan" if v == "?" else v for v in values]
-            try:
-                col = np.array(values, dtype=np.float64)
-            except ValueError:
-                bad = next(v for v in values if not _is_float(v))
-                raise DataError(f"{source}, sample {i} (line {n}): dimension {d} has the value {bad!r}, "
-                                "not a number") from None
+            col = _values(f, f"{source}, sample {i} (line {n}): dimension {d}")
             if cols and len(col) != len(cols[0]):
                 raise DataError(f"{source}, sample {i} (line {n}): dimension {d} has {len(col)} values, "
                                 f"dimension 0 has {len(cols[0])}")
@@ -165,6 +159,22 @@ def parse_ts(lines: Iterable[str], source: str) -> TsData:
         y = np.array(labels, dtype=str)
     return TsData(problem, univariate, dims or 0, bool(equal), length, class_labels, series, y,
                   np.array(line_no, np.int64))
+
+
+def _values(text: str, where: str) -> np.ndarray:
+    """Comma-separated numbers, '?' for a missing value (NaN)."""
+    if "?" in text:
+        text = text.replace("?", "nan")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            col = np.fromstring(text, dtype=np.float64, sep=",")
+        if len(col) == text.count(",") + 1:
+            return col
+    except (ValueError, DeprecationWarning):
+        pass
+    bad = next((v.strip() for v in text.split(",") if not _is_float(v)), text)
+    raise DataError(f"{where} has the value {bad!r}, not a number")
 
 
 def _is_float(v: str) -> bool:
