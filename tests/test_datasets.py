@@ -416,3 +416,5 @@ def test_smnist_and_psmnist_from_the_package():
     np.testing.assert_array_equal(p.train.X[:, :, 0], s.train.X[:, permutation(0), 0])
     np.testing.assert_array_equal(p.test.y, s.test.y)
     assert len(set(s.train.y)) > 3
+    with pytest.raises(DataError, match=r"mnist_test\.csv: the test split is empty"):
+        load_task("smnist", n_train=5, n_val=2, n_test=0)

@@ -138,6 +138,9 @@ def test_uea_mismatch_and_corruption_never_poison_the_cache(tmp_path):
     assert not list(store.rglob("*.part"))
     load_task("uea:Toy", url=src.as_uri(), cache_dir=store)               # trust on first use
     cached = store / "uea" / "Toy.zip"
+    with pytest.raises(DataError, match=r"recorded on its first download, differs from the pinned 0{64}.*left in place"):
+        load_task("uea:Toy", url=src.as_uri(), cache_dir=store, sha256="0" * 64)
+    assert cached.exists()                                                # a wrong pin deletes nothing
     cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")         # corrupted in the cache
     with pytest.raises(DataError, match=r"Toy\.zip: SHA-256 [0-9a-f]{64} does not match the expected"):
         load_task("uea:Toy", url=src.as_uri(), cache_dir=store)

@@ -110,6 +110,11 @@ def fetch(source: Source, *, cache_dir: str | Path | None = None,
             _record(root, source.key, digest, source.url)
             return path
         if digest != expected:
+            first = recorded(root).get(source.key, {}).get("sha256")
+            if source.sha256 is not None and first == digest:
+                raise DataError(f"{path}: SHA-256 {digest}, recorded on its first download, differs from the "
+                                f"pinned {expected}; the file is not used and was left in place (delete it to "
+                                "download again)")
             path.unlink()
             raise DataError(f"{path}: SHA-256 {digest} does not match the expected {expected}; the file was "
                             "removed and is downloaded again on the next load")

@@ -23,7 +23,7 @@ def _splits(name: str, sample: Sample, seed: int, sizes: tuple[int | None, int |
             kind: str, readout: str, output_dim: int) -> Splits:
     raws = []
     for stream, (part, n) in enumerate(zip(("train", "val", "test"), sizes, strict=True)):
-        n = split.cap(n, f"n_{part}")
+        n = validation.positive_int(n, f"n_{part}", minimum=0)      # generated sets always have a size
         X, y = sample(n, split.rng(seed, stream))
         raws.append(RawSet(X, y, Origin.of(f"generated:{name} ({part})", n)))
     return assemble(*raws, name=name, kind=kind, readout=readout, real=False, source="generated",

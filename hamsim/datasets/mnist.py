@@ -27,11 +27,13 @@ PIXELS, N_TRAIN_FILE = 784, 60000
 
 def _read(path: Path, rows: int | None) -> np.ndarray:
     """(rows, 785) uint8: label, then the pixels in raster order."""
+    if rows == 0:
+        return np.zeros((0, PIXELS + 1), np.uint8)
     try:
         a = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.uint8, max_rows=rows, ndmin=2)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as MNIST CSV (label, 784 pixels): {exc}") from None
-    if a.shape[1] != PIXELS + 1:
+    if len(a) and a.shape[1] != PIXELS + 1:
         raise DataError(f"{path}, sample 0: {a.shape[1]} columns, MNIST CSV rows have {PIXELS + 1}")
     return a
 

