@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as Fn
 
+from hamsim.datasets.base import parse_readout
 from hamsim.errors import ValidationError
 from hamsim.hssm.core import Mode, SubstrateFactory, bank_substrate
 from hamsim.hssm.dropout import FastDropout
@@ -53,17 +54,13 @@ class HSSMConfig:
 
 
 def readout_every(readout: str) -> int | None:
-    """The K of an "every:K" readout (None for the others); validates the name."""
-    if readout in ("mean", "last", "all"):
-        return None
-    if readout.startswith("every:"):
-        try:
-            k = int(readout.split(":", 1)[1])
-        except ValueError:
-            k = 0
-        if k >= 1:
-            return k
-    raise ValidationError("readout", f"must be 'mean', 'last', 'all' or 'every:K' (K >= 1), got {readout!r}")
+    """The K of an "every:K" readout (None for the others); validates the name (one grammar with the
+    tasks' :attr:`hamsim.datasets.TaskInfo.readout`)."""
+    try:
+        kind, k = parse_readout(readout)
+    except ValueError as exc:
+        raise ValidationError("readout", str(exc)) from None
+    return k if kind == "every" else None
 
 
 class Block(nn.Module):
