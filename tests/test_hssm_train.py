@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hamsim.datasets import SequenceSet, Splits, TaskInfo  # noqa: E402
-from hamsim.errors import ValidationError  # noqa: E402
-from hamsim.hssm import HSSM  # noqa: E402
-from hamsim.hssm.train import (  # noqa: E402
+from hamsim.datasets import SequenceSet, Splits, TaskInfo
+from hamsim.errors import ValidationError
+from hamsim.hssm import HSSM
+from hamsim.hssm.train import (
     EvalLog,
     FitConfig,
     StepLog,

@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from hamsim.cli import emulate as emulate_cmd
+from hamsim.cli import experiment as experiment_cmd
 from hamsim.cli import session as session_cmd
 from hamsim.cli import simulate as simulate_cmd
 from hamsim.cli import train as train_cmd
@@ -58,6 +59,7 @@ COMMANDS = {
     "inspect": session_cmd.inspect_command,
     "devices": session_cmd.devices_command,
     "emulate": emulate_cmd.emulate_command,
+    "experiment": experiment_cmd.experiment_command,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)

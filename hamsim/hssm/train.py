@@ -368,9 +368,8 @@ def fit(model: HSSM, splits: Splits, config: FitConfig, *, callback: Callback | 
         step += 1
         if callback is not None and step % config.log_every == 0:
             callback(StepLog(step, epoch, float(loss.detach()), gnorm, time.perf_counter() - t0))
-        if step % config.eval_every == 0 or step == config.max_steps:
-            if validate(step, epoch):
-                stop = "patience"
+        if (step % config.eval_every == 0 or step == config.max_steps) and validate(step, epoch):
+            stop = "patience"
     if stop == "max_epochs" and evals[-1].step != step:
         validate(step, epoch)
     if best_state is not None:

@@ -1,0 +1,83 @@
+"""``hamsim experiment CONFIG``: train HSSMs with RHEL and BPTT over tasks, HRU types and seeds; results table.
+
+    hamsim experiment experiments/smoke.toml [--out DIR] [--table DIR] [--workers N] [--dry-run]
+
+The config is validated completely (and every task's data loaded once) before any run starts: exit code 2
+on a bad one.  Run again on the same ``--out`` folder to resume: complete runs are skipped.  Exit code 1
+when a run failed (the others still ran and the table shows what is complete).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+def experiment_command(
+    config: Annotated[Path, typer.Argument(help="Experiment definition (TOML; see docs/experiments.md).")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Folder for the run files and results (default: data/experiments/<name>).")] = None,
+    table: Annotated[Optional[Path], typer.Option(
+        help="Also write the table as <name>.md / <name>.json into this folder (e.g. docs/results).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes running runs side by side "
+                                                        "(default: the config's, at most the cores).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their status; train nothing.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-run lines.")] = False,
+) -> None:
+    """Train every (task, HRU, algorithm, seed) of CONFIG not yet complete, then write the results table."""
+    from hamsim.errors import ValidationError
+    from hamsim.experiments import load_experiment, plan, run_experiment
+    from hamsim.experiments.runfile import RunFileError
+    from hamsim.experiments.runner import check_tasks
+
+    cfg = load_experiment(config)
+    if workers is not None and (workers < 1):
+        raise ValidationError("workers", f"must be >= 1, got {workers}")
+    folder = out or Path("data") / "experiments" / cfg.name
+    try:
+        runs = plan(cfg, folder)
+    except RunFileError as exc:
+        raise ValidationError("out", str(exc)) from None
+    if dry_run:
+        infos = check_tasks(cfg)
+        typer.echo(f"dry run: nothing is trained.  experiment {cfg.name!r} -> {folder}")
+        for t in cfg.tasks:
+            i = infos[t.label]
+            typer.echo(f"  task {t.label}: {t.name} {t.options}, {i.kind}, T = {i.length}, {i.input_dim} inputs, "
+                       f"{i.output_dim} outputs, readout {i.readout}")
+            typer.echo(f"    model {t.model}\n    fit   {t.fit}")
+        todo = [s for s, st in runs if st != "complete"]
+        for s, st in runs:
+            typer.echo(f"  {st:>10}  {s.run_id}")
+        typer.echo(f"{len(runs)} runs: {len(runs) - len(todo)} complete, {len(todo)} to run "
+                   f"on {min(workers or cfg.workers, max(len(todo), 1))} worker(s)")
+        return
+    t0 = time.perf_counter()
+
+    def show(kind: str, run_id: str, info: dict[str, Any]) -> None:
+        if quiet or kind in ("queued", "start"):
+            return
+        stamp = f"[{time.perf_counter() - t0:7.0f} s]"
+        if kind == "done":
+            typer.echo(f"{stamp} done    {run_id}: test {info.get('metric')} {info.get('test_metric', float('nan')):.4g}, "
+                       f"{info.get('wall_time_s', 0):.1f} s, peak {info.get('peak_rss_mb', 0):.0f} MB")
+        elif kind == "failed":
+            typer.secho(f"{stamp} FAILED  {run_id}: {info.get('error')}", err=True, fg=typer.colors.RED)
+        else:
+            typer.echo(f"{stamp} {kind:<7} {run_id}")
+
+    try:
+        summary = run_experiment(cfg, folder, workers=workers, table_dir=table, on_event=show)
+    except RunFileError as exc:
+        raise ValidationError("out", str(exc)) from None
+    typer.echo(f"{len(summary.executed)} runs trained, {len(summary.skipped)} already complete, "
+               f"{len(summary.failed)} failed; {summary.elapsed_s:.0f} s")
+    for f in summary.files:
+        typer.echo(f"wrote {f}")
+    if summary.failed:
+        for run_id, error in summary.failed.items():
+            typer.secho(f"error: run {run_id} failed: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
