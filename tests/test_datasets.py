@@ -92,6 +92,7 @@ SMALL = {"n_train": 8, "n_val": 3, "n_test": 4}
     ("copy", "classification", "all", (10, 9)),
     ("lemniscate", "regression", "all", (2, 2)),
     ("sine", "regression", "all", (4, 1)),
+    ("tones", "classification", "mean", (1, 5)),
 ])
 def test_generated_shapes_and_determinism(name, kind, readout, dims):
     s = load_task(name, seed=3, **SMALL)
@@ -120,6 +121,21 @@ def test_adding_definition(length):
     assert (marks[:, : length // 2].sum(axis=1) == 1).all()
     np.testing.assert_allclose(y[:, 0], X[np.arange(6), first, 0] + X[np.arange(6), second, 0], rtol=1e-6)
     assert ((X[:, :, 0] >= 0) & (X[:, :, 0] < 1)).all()
+
+
+def test_tones_definition():
+    """The dominant frequency of each noiseless series is its class's period (within the jitter)."""
+    periods = (20.0, 50.0, 125.0)
+    s = load_task("tones", length=5000, periods=periods, jitter=0.02, noise=0.0, n_train=30, n_val=1, n_test=1)
+    X, y = s.train.X[:, :, 0], s.train.y
+    assert set(y.tolist()) <= {0, 1, 2} and len(set(y.tolist())) == 3
+    freq = np.fft.rfftfreq(5000)
+    peak = 1.0 / freq[1 + np.abs(np.fft.rfft(X, axis=1))[:, 1:].argmax(axis=1)]
+    np.testing.assert_allclose(peak, np.asarray(periods)[y], rtol=0.05)
+    noisy = load_task("tones", length=5000, noise=2.0, n_train=4, n_val=1, n_test=1).train.X
+    assert 3.0 < float(noisy.var()) < 5.5                          # 1/2 (tone) + 4 (noise)
+    with pytest.raises(ValidationError, match="periods"):
+        load_task("tones", periods=(20.0,))
 
 
 def test_copy_definition_and_length_option():

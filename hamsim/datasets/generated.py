@@ -52,6 +52,39 @@ def adding(*, seed: int = 0, length: int = 200, n_train: int = 1000, n_val: int 
     return _splits("adding", sample, seed, (n_train, n_val, n_test), kind="regression", readout="last", output_dim=1)
 
 
+def tones(*, seed: int = 0, length: int = 1000, periods: tuple[float, ...] = (20.0, 35.0, 60.0, 100.0, 170.0),
+          jitter: float = 0.05, noise: float = 1.0, n_train: int = 1000, n_val: int = 200,
+          n_test: int = 200) -> Splits:
+    """Tone discrimination in noise: which of K periods carries the sinusoid?
+
+    Class k: x_t = sin(2 pi t / P + phase) + noise * N(0, 1), P = periods[k] (1 + jitter U(-1, 1)), phase
+    ~ U(0, 2 pi); one channel, classification from the whole sequence (readout "mean").  Resonant units
+    integrate the evidence over time, so the task suits oscillator networks at any length (up to 1e5);
+    chance level is 1/K.
+    """
+    T = validation.positive_int(length, "length")
+    P = np.array([validation.positive_scalar(p, "periods") for p in periods], dtype=np.float64)
+    if P.size < 2:
+        raise ValidationError("periods", "needs at least two periods (classes)")
+    if not 0.0 <= jitter < 1.0:
+        raise ValidationError("jitter", f"must be in [0, 1), got {jitter}")
+    if not (np.isfinite(noise) and noise >= 0.0):
+        raise ValidationError("noise", f"must be finite and >= 0, got {noise}")
+    t = np.arange(T, dtype=np.float64)
+
+    def sample(n: int, g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        k = g.integers(0, P.size, n)
+        period = P[k] * (1.0 + jitter * g.uniform(-1.0, 1.0, n))
+        phase = g.uniform(0.0, 2.0 * np.pi, n)
+        X = np.empty((n, T, 1), np.float32)
+        for i in range(n):  # row by row: at T = 1e5 a float64 (n, T) temporary would be large
+            X[i, :, 0] = np.sin(2.0 * np.pi * t / period[i] + phase[i]) + noise * g.standard_normal(T)
+        return X, k.astype(np.int64)
+
+    return _splits("tones", sample, seed, (n_train, n_val, n_test), kind="classification", readout="mean",
+                   output_dim=int(P.size))
+
+
 COPY_SYMBOLS, COPY_ALPHABET = 10, 10
 
 

