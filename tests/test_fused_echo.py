@@ -93,3 +93,27 @@ def test_replay_of_a_fused_session_is_exact(tmp_path: Path) -> None:
     assert report.steps_replayed == 6
     assert report.max_recompute_rel_error == 0.0  # the fused kernels, replayed: bit for bit
     assert all(c > 0.99999 for c in report.mean_cosine.values())
+
+
+@pytest.mark.parametrize("n", [7, 64])
+@pytest.mark.parametrize("at", ["echo", "midpoint"])
+def test_one_pass_echo_path_equals_the_general_kernel(n: int, at: str) -> None:
+    """Linear, scalar input, one-row readout, nudge at the echo state, nothing recorded: the one-pass
+    path of fused_echoes gives the general kernel's trajectories bit for bit."""
+    h = hamsim.LinearHRU.random(n, 1, seed=2)
+    sub = SimulatedSubstrate(h, 0.1)
+    rng = np.random.default_rng(4)
+    K, B = 150, 3
+    u = rng.normal(size=(K, B, 1))
+    w = np.full(K, 0.2)
+    w[::7] = 0.0  # steps without a loss term: no nudge there
+    loss = ReadoutLoss.step_mse(rng.normal(size=(1, n)), rng.normal(size=(K, B, 1)), weights=w)
+    fwd = sub.forward(u, State(rng.normal(size=(B, n)), rng.normal(size=(B, n))), loss=loss)
+    req = EchoRequest(fwd.final, u, (1e-2, -1e-2), (1.0, -1.0), rng.normal(size=(B, n)), at, loss)
+    got = sub.echo(req)
+    want, _, want_states = general_echo(sub, req)
+    np.testing.assert_array_equal(np.concatenate([*(f.phi for f in got.finals), *(f.pi for f in got.finals)]),
+                                  want_states)
+    for k, v in want.items():
+        if v.size:
+            np.testing.assert_allclose(got.dH_dtheta[k], v, rtol=1e-11, atol=1e-14 * np.abs(v).max(), err_msg=k)
