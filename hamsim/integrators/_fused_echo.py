@@ -68,30 +68,12 @@ def _simple_echo_row_step(x, p, uu, cf, wa0, wa1, wt, mom):
 
 
 @kernel
-def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom):
+def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom, c, e0, r0, e1, r1):
     """Two echoes of one sample in one pass (the linear, scalar-input case), rows updated exactly as
-    :func:`_simple_echo_row_step` updates each; the moments get w0 (...) + w1 (...) per term."""
-    for i in range(x0.shape[0]):
-        q0 = p0[i]
-        q1 = p1[i]
-        y0 = x0[i] + cf[0, i] * q0
-        y1 = x1[i] + cf[0, i] * q1
-        n0 = q0 - cf[2, i] * (cf[3, i] * y0 - cf[4, i] * uu)
-        n1 = q1 - cf[2, i] * (cf[3, i] * y1 - cf[4, i] * uu)
-        mom[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
-        mom[SX2, i] += w0 * y0 * y0 + w1 * y1 * y1
-        mom[N_FIXED, i] += w0 * y0 * uu + w1 * y1 * uu
-        x0[i] = y0 + cf[1, i] * n0
-        x1[i] = y1 + cf[1, i] * n1
-        p0[i] = n0
-        p1[i] = n1
+    :func:`_simple_echo_row_step` updates each; the moments get w0 (...) + w1 (...) per term.
 
-
-@kernel
-def _simple_pair_nudged_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom, c, e0, r0, e1, r1):
-    """:func:`_simple_pair_step` preceded by the pending readout nudge of the previous step,
-    p_s += e_s (c r_s) (e_s = 0: none), in the same pass: the arithmetic of the unfused sequence
-    (C^T res, then pi += nudge force, then the step)."""
+    Each row first receives the pending readout nudge of the previous step, p_s += e_s (c r_s) (e_s = 0:
+    none), in the same pass: the arithmetic of the unfused sequence (C^T res, pi += nudge force, step)."""
     for i in range(x0.shape[0]):
         q0 = p0[i] + e0 * (c[i] * r0)
         q1 = p1[i] + e1 * (c[i] * r1)
@@ -167,7 +149,9 @@ def _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, on
     S = X.shape[0]
     if simple and S == 2:
         uu = u_j[0] if u_j.shape[0] == 1 else 0.0 * one
-        _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom)
+        zero = 0.0 * one
+        _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom, cf[0],
+                          zero, zero, zero, zero)
         return
     for s in range(S):
         _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one, simple)
@@ -295,8 +279,8 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
             for k in range(K):
                 jin = K - 1 - k
                 uu = u[jin, b, 0] if d == 1 else zero
-                _simple_pair_nudged_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom,
-                                         C[0], e0, r0, e1, r1)
+                _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom,
+                                  C[0], e0, r0, e1, r1)
                 e0 = e1 = r0 = r1 = zero
                 if jin >= 1 and w[jin - 1] != 0.0:
                     if mode == 1:
