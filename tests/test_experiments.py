@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,58 @@ def test_unreadable_run_file_is_trained_again(tmp_path: Path) -> None:
     with pytest.raises(RunFileError):
         read_run(p)
     assert run_experiment(cfg, tmp_path).executed == [spec.run_id]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_killed_experiment_leaves_no_worker_training(tmp_path: Path) -> None:
+    cfg = _write(tmp_path / "long.toml")
+    cfg.write_text(cfg.read_text().replace("workers = 1", "workers = 2").replace("max_steps = 6", "max_steps = 1000000"))
+    out = tmp_path / "o"
+    parent = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", "experiment", str(cfg), "--out", str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both runs have committed an evaluation
+            files = list((out / "runs").glob("*.h5")) if (out / "runs").exists() else []
+            try:
+                if len(files) == 2 and all(len(read_run(f).evals["step"]) for f in files):
+                    break
+            except RunFileError:
+                pass
+            time.sleep(0.2)
+        workers = [c for c in _children(parent.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while any(_running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [w for w in workers if _running(w)]
+    for w in alive:  # the test's own processes: never leave them running when the check fails
+        os.kill(w, signal.SIGKILL)
+    assert not alive
+    assert all(not read_run(f).complete for f in (out / "runs").glob("*.h5"))
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -6,16 +6,20 @@ Layout of ``out``: ``runs/<run id>.h5`` (one crash-safe file per run, :mod:`hams
 ``results.md`` and ``results.json`` (:mod:`hamsim.experiments.table`).  Running the same config on the same
 folder again resumes: complete runs are skipped, partial ones (killed, failed) are trained again from the
 start.  Several runs go to a ``spawn`` process pool (``workers`` processes, each with one numba / BLAS /
-torch thread); the longest runs are started first.  Each run measures its wall time and the peak resident
+torch thread); the longest runs are started first; on Linux a worker dies with the process that started it,
+so a killed ``hamsim experiment`` leaves no run training on.  Each run measures its wall time and the peak resident
 memory of its process during the run (Linux: the high-water mark is reset at the start of the run).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import platform
 import resource
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,6 +33,7 @@ from hamsim.experiments.runfile import RunFileError, RunWriter, read_run, run_st
 from hamsim.experiments.table import as_json, build_rows, markdown
 
 _ONE_THREAD = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_PR_SET_PDEATHSIG = 1
 #: rough cost model of a run (only orders the runs, longest first): steps x batch x T, times
 #: BPTT_COST x (1 + T / BPTT_KNEE) for BPTT, whose PyTorch twin loops in Python per time step and whose
 #: backward grows faster than linearly in T (fitted to step times at T = 1751 and 10,000 on this CPU)
@@ -103,7 +108,16 @@ def run_one(spec: RunSpec, path: str | Path, *, hook: Callable[[Any], None] | No
     return read_run(path).summary()
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    """One torch thread; on Linux the worker is killed when the process that started it dies (a killed
+    ``hamsim experiment`` must not leave workers training on)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
     import torch
 
     torch.set_num_threads(1)
@@ -200,7 +214,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, workers: int | 
     elif pending:
         with _single_threaded_children():
             pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_init)
+                                       initializer=_worker_init, initargs=(os.getpid(),))
         try:
             futures: dict[Future[dict[str, Any]], RunSpec] = {}
             with _single_threaded_children():
