@@ -198,6 +198,17 @@ def test_run_file_of_other_settings_is_refused(tmp_path: Path) -> None:
     assert main(["experiment", str(_write(tmp_path / "c.toml", lr=2e-2)), "--out", str(tmp_path)]) == 2
 
 
+def test_a_folder_in_use_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    tmp_path.joinpath("o").mkdir()
+    with open(tmp_path / "o" / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValidationError, match="in use by another hamsim experiment"):
+            run_experiment(tiny(), tmp_path / "o")
+    assert not (tmp_path / "o" / "runs").exists()
+
+
 def test_unreadable_run_file_is_trained_again(tmp_path: Path) -> None:
     cfg = tiny(experiment__algorithms=["rhel"])
     (spec,) = cfg.runs()

@@ -14,6 +14,7 @@ memory of its process during the run (Linux: the high-water mark is reset at the
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import multiprocessing
 import os
 import platform
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hamsim.errors import ValidationError
 from hamsim.experiments.config import ExperimentConfig, RunSpec
 from hamsim.experiments.runfile import RunFileError, RunWriter, read_run, run_status
 from hamsim.experiments.table import as_json, build_rows, markdown
@@ -142,6 +144,25 @@ def _single_threaded_children() -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` exclusively (released when the process ends, however it ends): two invocations
+    never train the same runs into one folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    fh = open(out / ".lock", "a+")  # noqa: SIM115 - held for the duration of the context
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ValidationError("out", f"{out} is in use by another hamsim experiment; wait for it to finish or "
+                                     "choose another --out") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
 # ---------------------------------------------------------------------------------------------- experiment
 @dataclass
 class ExperimentSummary:
@@ -177,8 +198,13 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, workers: int | 
     """Train every run of ``config`` not yet complete in ``out``, then write the results table (see the module
     docstring).  A failing run is reported in ``failed`` and does not stop the others."""
     out = Path(out)
+    with folder_lock(out):
+        return _run_experiment(config, out, workers, table_dir, on_event or (lambda kind, run_id, info: None))
+
+
+def _run_experiment(config: ExperimentConfig, out: Path, workers: int | None, table_dir: str | Path | None,
+                    emit: Event) -> ExperimentSummary:
     t0 = time.perf_counter()
-    emit = on_event or (lambda kind, run_id, info: None)
     summary = ExperimentSummary(out)
     statuses = plan(config, out)
     infos = check_tasks(config)
