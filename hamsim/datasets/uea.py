@@ -5,8 +5,8 @@ The archive serves ``https://timeseriesclassification.com/aeon-toolkit/<Name>.zi
 pipeline (LinOSS / Log-NCDE): train and test cases are pooled, exact duplicate series are dropped (first
 kept), and the pool is split 70/15/15 at random by ``seed`` (cut at int(0.7 N), int(0.85 N)).  Classes
 are the ``@classLabel`` list in header order.  ``time=True`` prepends the time channel
-``time_scale * k / T``.  ``normalize`` (default True) standardises each channel with training-split
-statistics; the paper's pipeline used the raw values (``normalize=False``).
+``time_scale * k / T``.  The paper's pipeline used the raw values, so ``normalize`` defaults to False; True
+standardises each channel with training-split statistics (the default of the offline real sets).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def read_archive(path: Path, name: str) -> tuple[TsData, TsData, str, str]:
 
 
 def load(name: str, *, seed: int = 0, n_train: int | None = None, n_val: int | None = None,
-         n_test: int | None = None, normalize: bool = True, time: bool = False, time_scale: float = 1.0,
+         n_test: int | None = None, normalize: bool = False, time: bool = False, time_scale: float = 1.0,
          dedupe: bool = True, missing: Missing = "error", url: str | None = None, sha256: str | None = None,
          cache_dir: str | Path | None = None) -> Splits:
     """UEA set ``name``: pooled, deduplicated, split 70/15/15 by seed; readout "mean"."""
