@@ -64,6 +64,25 @@ def test_config_expands_runs_and_merges_task_overrides() -> None:
     assert runs[0].digest != runs[1].digest and len({r.digest for r in runs}) == 4
 
 
+def test_model_settings_per_hru_and_what_identifies_a_run() -> None:
+    raw = json.loads(json.dumps(TINY))
+    raw["experiment"]["hrus"] = ["linear", "nonlinear"]
+    raw["model"].update({"eps": 0.1, "linear": {"eps": 100.0, "hidden": 6}})
+    raw["tasks"][0]["model"] = {"oscillators": 3, "nonlinear": {"eps": 0.5}}
+    (task,) = ExperimentConfig.from_dict(raw).tasks
+    assert task.models["linear"] == {"blocks": 1, "hidden": 6, "oscillators": 3, "dropout": 0.0, "eps": 100.0}
+    assert task.models["nonlinear"] == {"blocks": 1, "hidden": 4, "oscillators": 3, "dropout": 0.0, "eps": 0.5}
+    # eps changes an RHEL run, not a BPTT run
+    before = {r.run_id: r.digest for r in ExperimentConfig.from_dict(json.loads(json.dumps(TINY))
+                                                                     | {"model": {**TINY["model"], "eps": 0.1}}).runs()}
+    after = {r.run_id: r.digest for r in ExperimentConfig.from_dict(json.loads(json.dumps(TINY))
+                                                                    | {"model": {**TINY["model"], "eps": 7.0}}).runs()}
+    assert before["adding--linear--bptt--seed0"] == after["adding--linear--bptt--seed0"]
+    assert before["adding--linear--rhel--seed0"] != after["adding--linear--rhel--seed0"]
+    with pytest.raises(ValidationError, match=r"model.linear: unknown key\(s\) \['lr'\]"):
+        ExperimentConfig.from_dict({**json.loads(json.dumps(TINY)), "model": {"linear": {"lr": 1.0}}})
+
+
 @pytest.mark.parametrize("change, message", [
     ({"bogus": {}}, r"unknown table\(s\) \['bogus'\]"),
     ({"fit": {"learning_rate": 1e-3}}, r"fit: unknown key\(s\) \['learning_rate'\]; allowed: \["),
@@ -94,7 +113,7 @@ def test_shipped_configs_are_valid() -> None:
     rep = load_experiment(REPO / "experiments" / "reproduction.toml")
     assert len(rep.tasks) >= 5 and len(rep.seeds) == 3 and set(rep.algorithms) == {"rhel", "bptt"}
     assert any(t.name == "lemniscate" and t.options["length"] >= 10_000 for t in rep.tasks)
-    assert all(t.model["eps"] == 0.1 for t in rep.tasks)
+    assert all(t.models["nonlinear"]["eps"] == 0.1 for t in rep.tasks)  # the paper's eps; linear: see the README
 
 
 # ---------------------------------------------------------------------------------------------- table

@@ -48,7 +48,9 @@ def experiment_command(
             i = infos[t.label]
             typer.echo(f"  task {t.label}: {t.name} {t.options}, {i.kind}, T = {i.length}, {i.input_dim} inputs, "
                        f"{i.output_dim} outputs, readout {i.readout}")
-            typer.echo(f"    model {t.model}\n    fit   {t.fit}")
+            for h, m in t.models.items():
+                typer.echo(f"    model ({h}) {m}")
+            typer.echo(f"    fit {t.fit}")
         todo = [s for s, st in runs if st != "complete"]
         for s, st in runs:
             typer.echo(f"  {st:>10}  {s.run_id}")

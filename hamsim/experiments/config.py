@@ -11,6 +11,8 @@
     blocks = 2                           # (input_dim, output_dim, readout) and hru (an axis)
     hidden = 32
     oscillators = 16
+    eps = 0.1
+    linear = { eps = 100.0 }             # optional: settings for one HRU type only
 
     [fit]                                # hamsim.hssm.train.FitConfig fields, except algorithm and seed (axes)
     lr = 1e-3
@@ -20,11 +22,13 @@
     name = "adding"                      # a hamsim.datasets task name
     label = "adding-10k"                 # optional: the name in run ids and tables (default: name)
     options = { length = 10000, n_train = 64 }   # load_task options
-    model = { hidden = 16 }              # optional overrides of [model] / [fit] for this task
-    fit = { max_steps = 20 }
+    model = { hidden = 16 }              # optional overrides of [model] / [fit] for this task (model may
+    fit = { max_steps = 20 }             # again hold linear = {...} / nonlinear = {...})
 
+Model settings are merged in the order [model], [model.<hru>], the task's model, the task's model.<hru>.
 Every (task, hru, algorithm, seed) is one run; its canonical description (:class:`RunSpec`) and the digest of
-it identify the run's result file.  Unknown tables or keys are errors naming the allowed ones.
+it identify the run's result file.  The digest leaves out what cannot change a run: the echo strength
+``eps`` of a BPTT run.  Unknown tables or keys are errors naming the allowed ones.
 """
 
 from __future__ import annotations
@@ -66,12 +70,12 @@ def fit_keys() -> set[str]:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task of an experiment, with its merged model and fit settings."""
+    """One task of an experiment, with its merged model settings per HRU type and its fit settings."""
 
     name: str
     label: str
     options: dict[str, Any]
-    model: dict[str, Any]
+    models: dict[str, dict[str, Any]]
     fit: dict[str, Any]
 
 
@@ -95,9 +99,17 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the result: ``to_dict()`` without the echo strength of a BPTT run."""
+        d = self.to_dict()
+        if self.algorithm == "bptt":
+            d["model"] = {k: v for k, v in d["model"].items() if k != "eps"}
+            d["fit"] = {k: v for k, v in d["fit"].items() if k != "eps"}
+        return d
+
     @property
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
@@ -119,7 +131,7 @@ class ExperimentConfig:
 
     def runs(self) -> list[RunSpec]:
         """Every run, in table order (task, hru, algorithm, seed)."""
-        return [RunSpec(t.name, t.label, t.options, h, a, s, t.model, t.fit)
+        return [RunSpec(t.name, t.label, t.options, h, a, s, t.models[h], t.fit)
                 for t in self.tasks for h in self.hrus for a in self.algorithms for s in self.seeds]
 
     @classmethod
@@ -142,7 +154,7 @@ class ExperimentConfig:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValidationError("experiment.workers", f"must be an integer >= 1, got {workers!r}")
-        model = _table(cfg.get("model", {}), "model", model_keys())
+        model = _model_table(cfg.get("model", {}), "model")
         fit = _table(cfg.get("fit", {}), "fit", fit_keys())
         raw_tasks = cfg.get("tasks")
         if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -173,6 +185,19 @@ def _table(raw: Any, name: str, allowed: set[str]) -> dict[str, Any]:
     if unknown:
         raise ValidationError(name, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     return dict(raw)
+
+
+def _model_table(raw: Any, name: str) -> dict[str, Any]:
+    """A model table: model keys, and optionally one sub-table of model keys per HRU type."""
+    t = _table(raw, name, model_keys() | set(HRUS))
+    for h in HRUS:
+        if h in t:
+            t[h] = _table(t[h], f"{name}.{h}", model_keys())
+    return t
+
+
+def _base(model: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model.items() if k not in HRUS}
 
 
 def _list(raw: Any, name: str, kind: type) -> tuple[Any, ...]:
@@ -208,14 +233,15 @@ def _task(raw: Any, i: int, model: dict[str, Any], fit: dict[str, Any], hrus: tu
     label = t.get("label", name.replace(":", "_"))
     if not isinstance(label, str) or not _LABEL.match(label):
         raise ValidationError(f"{where}.label", f"must be letters, digits, '_', '-', '.', got {label!r}")
-    m = {**model, **_table(t.get("model", {}), f"{where}.model", model_keys())}
+    own = _model_table(t.get("model", {}), f"{where}.model")
+    models = {h: {**_base(model), **model.get(h, {}), **_base(own), **own.get(h, {})} for h in hrus}
     f = {**fit, **_table(t.get("fit", {}), f"{where}.fit", fit_keys())}
     try:  # validate values now, with placeholder dimensions (the task's come at run time)
         for h in hrus:
-            HSSM(HSSMConfig(input_dim=1, output_dim=1, hru=h, **m))
+            HSSM(HSSMConfig(input_dim=1, output_dim=1, hru=h, **models[h]))
         FitConfig(**f)
     except ValidationError as exc:
         raise ValidationError(where, str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise ValidationError(where, f"invalid model or fit setting ({exc})") from None
-    return TaskSpec(name, label, options, m, f)
+    return TaskSpec(name, label, options, models, f)

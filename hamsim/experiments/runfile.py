@@ -194,8 +194,8 @@ def run_status(path: str | Path, spec: RunSpec) -> str:
         rec = read_run(p)
     except RunFileError:
         return "unreadable"
-    if rec.digest != spec.digest:
-        raise RunFileError(f"{p} holds run {rec.spec.run_id} with other settings (digest {rec.digest}, the config "
-                           f"gives {spec.digest}); use another --out folder or delete the file")
+    if rec.spec.digest != spec.digest:
+        raise RunFileError(f"{p} holds run {rec.spec.run_id} with other settings (digest {rec.spec.digest}, the "
+                           f"config gives {spec.digest}); use another --out folder or delete the file")
     return "complete" if rec.complete else "partial"
 

@@ -287,7 +287,7 @@ def write_table(config: ExperimentConfig, runs: list[dict[str, Any]], out: str |
         "elapsed, this invocation (s)": None if elapsed_s is None else round(elapsed_s, 1),
         "workers": config.workers, "cpus": os.cpu_count(), "machine": platform.platform(),
         "hamsim": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "models": {t.label: t.model for t in config.tasks}, "fit": {t.label: t.fit for t in config.tasks},
+        "models": {t.label: t.models for t in config.tasks}, "fit": {t.label: t.fit for t in config.tasks},
         "task options": {t.label: t.options for t in config.tasks},
     }
     files = []
