@@ -262,7 +262,11 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
 def test_killed_experiment_leaves_no_worker_training(tmp_path: Path) -> None:
     cfg = _write(tmp_path / "long.toml")
-    cfg.write_text(cfg.read_text().replace("workers = 1", "workers = 2").replace("max_steps = 6", "max_steps = 1000000"))
+    long = {"workers = 1": "workers = 2", "max_steps = 6": "max_steps = 1000000", "patience = 10": "patience = 1000000"}
+    text = cfg.read_text()
+    for a, b in long.items():
+        text = text.replace(a, b)
+    cfg.write_text(text)
     out = tmp_path / "o"
     parent = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", "experiment", str(cfg), "--out", str(out)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -8,7 +8,9 @@ folder again resumes: complete runs are skipped, partial ones (killed, failed) a
 start.  Several runs go to a ``spawn`` process pool (``workers`` processes, each with one numba / BLAS /
 torch thread); the longest runs are started first; on Linux a worker dies with the process that started it,
 so a killed ``hamsim experiment`` leaves no run training on.  Each run measures its wall time and the peak resident
-memory of its process during the run (Linux: the high-water mark is reset at the start of the run).
+memory of its process during the run: on the pool every run gets a fresh process (Python >= 3.11), and the
+Linux high-water mark is also reset at the start of a run (memory an earlier run in the same process left
+resident still counts, so in-process runs report an upper bound).
 """
 
 from __future__ import annotations
@@ -238,23 +240,24 @@ def _run_experiment(config: ExperimentConfig, out: Path, workers: int | None, ta
             except Exception as exc:  # noqa: BLE001 - reported per run; KeyboardInterrupt propagates
                 done(spec, None, exc)
     elif pending:
-        with _single_threaded_children():
+        # a fresh process per run (Python >= 3.11): its peak memory is its own, not what earlier runs left
+        fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+        with _single_threaded_children():  # replacement workers are spawned later: keep it for the pool's life
             pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_init, initargs=(os.getpid(),))
-        try:
-            futures: dict[Future[dict[str, Any]], RunSpec] = {}
-            with _single_threaded_children():
+                                       initializer=_worker_init, initargs=(os.getpid(),), **fresh)
+            try:
+                futures: dict[Future[dict[str, Any]], RunSpec] = {}
                 for spec in pending:
                     futures[pool.submit(_worker_run, spec.to_dict(), str(run_path(out, spec)))] = spec
                     emit("queued", spec.run_id, {})
-            remaining = set(futures)
-            while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    exc = fut.exception()
-                    done(futures[fut], None if exc else fut.result(), exc)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+                remaining = set(futures)
+                while remaining:
+                    finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        exc = fut.exception()
+                        done(futures[fut], None if exc else fut.result(), exc)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     summary.elapsed_s = time.perf_counter() - t0
     summary.runs = collect(config, out)
     summary.files = write_table(config, summary.runs, out, table_dir=table_dir, elapsed_s=summary.elapsed_s)
@@ -284,7 +287,7 @@ def write_table(config: ExperimentConfig, runs: list[dict[str, Any]], out: str |
         "name": config.name, "description": config.description, "config": config.source,
         "seeds": list(config.seeds), "runs": f"{len(complete)} of {len(runs)} complete",
         "sum of run wall times (s)": round(sum(r["wall_time_s"] for r in complete), 1),
-        "elapsed, this invocation (s)": None if elapsed_s is None else round(elapsed_s, 1),
+        "elapsed, last invocation (s)": None if elapsed_s is None else round(elapsed_s, 1),
         "workers": config.workers, "cpus": os.cpu_count(), "machine": platform.platform(),
         "hamsim": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "models": {t.label: t.models for t in config.tasks}, "fit": {t.label: t.fit for t in config.tasks},
