@@ -32,7 +32,7 @@ def slope(potential: str, z: torch.Tensor) -> torch.Tensor:
 def hru_positions(kind: str, v: torch.Tensor, params: dict[str, torch.Tensor], dt: float,
                   potential: str = "logcosh") -> torch.Tensor:
     """Positions phi_1..phi_K (Bt, K, n) from rest under drives v (Bt, K, n)."""
-    Bt, K, n = v.shape
+    Bt, _, n = v.shape
     if kind == "linear":
         a = torch.relu(params["A_raw"])
         h = dt * torch.sigmoid(params["steps_raw"])
@@ -44,8 +44,7 @@ def hru_positions(kind: str, v: torch.Tensor, params: dict[str, torch.Tensor], d
     x = v.new_zeros(Bt, n)
     p = v.new_zeros(Bt, n)
     out = []
-    for k in range(K):
-        vk = v[:, k]
+    for vk in v.unbind(1):  # one view per step (indexing v[:, k] in the loop makes backward O(K^2))
         x = x + half * p
         if kind == "linear":
             f = a * x - vk
