@@ -95,15 +95,15 @@ def test_replay_of_a_fused_session_is_exact(tmp_path: Path) -> None:
     assert all(c > 0.99999 for c in report.mean_cosine.values())
 
 
-@pytest.mark.parametrize("n", [7, 64])
+@pytest.mark.parametrize("n, K", [(7, 150), (64, 150), (7, 2 * 2048 + 37)])  # several time blocks
 @pytest.mark.parametrize("at", ["echo", "midpoint"])
-def test_one_pass_echo_path_equals_the_general_kernel(n: int, at: str) -> None:
+def test_one_pass_echo_path_equals_the_general_kernel(n: int, K: int, at: str) -> None:
     """Linear, scalar input, one-row readout, nudge at the echo state, nothing recorded: the one-pass
     path of fused_echoes gives the general kernel's trajectories bit for bit."""
     h = hamsim.LinearHRU.random(n, 1, seed=2)
     sub = SimulatedSubstrate(h, 0.1)
     rng = np.random.default_rng(4)
-    K, B = 150, 3
+    B = 3
     u = rng.normal(size=(K, B, 1))
     w = np.full(K, 0.2)
     w[::7] = 0.0  # steps without a loss term: no nudge there

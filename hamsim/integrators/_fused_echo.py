@@ -258,6 +258,67 @@ def _input_gradient(t, xh, g1row, dt_vec, c, out):
         out[j] += acc
 
 
+#: time steps per block of the one-pass echoes: the block's inputs and targets, transposed sample-major,
+#: stay in cache while every sample advances through the block (2 x 16 kB per sample in float64)
+_BLOCK = 2048
+
+
+@kernel
+def _one_pass_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights, G0, mode, c, c00, y, w, mom, phi_out, pi_out):
+    """The two echoes of :func:`fused_echoes` in its common case (see there), time block by time block.
+
+    Within a block every sample advances through all its steps (its two echo rows stay in cache); the
+    block's inputs u[j, :, 0] and targets y[j - 1, :, 0] are first copied sample-major, so a sample reads
+    them contiguously instead of one cache line of the (K, B) arrays per step.  Per sample the arithmetic
+    is that of the step-by-step kernels (states bit for bit); the moments are summed block by block."""
+    K, B, d = u.shape
+    n = phi_f.shape[1]
+    zero = 0.0 * cf[0, 0]
+    X = np.empty((B, 2, n), phi_f.dtype)
+    Pm = np.empty((B, 2, n), phi_f.dtype)
+    pend = np.zeros((B, 4), phi_f.dtype)  # e0, r0, e1, r1: the readout nudge due at the next step
+    L = min(K, _BLOCK)
+    ub = np.zeros((B, L), phi_f.dtype)
+    yb = np.zeros((B, L), phi_f.dtype)
+    for b in range(B):
+        for i in range(n):
+            X[b, 0, i] = phi_f[b, i]
+            X[b, 1, i] = phi_f[b, i]
+            Pm[b, 0, i] = -pi_f[b, i] + nudges[0] * G0[b, i]
+            Pm[b, 1, i] = -pi_f[b, i] + nudges[1] * G0[b, i]
+    for k0 in range(0, K, L):
+        k1 = min(K, k0 + L)
+        for q in range(k1 - k0):
+            jin = K - 1 - (k0 + q)
+            for b in range(B):
+                ub[b, q] = u[jin, b, 0] if d == 1 else zero
+                yb[b, q] = y[jin - 1, b, 0] if jin >= 1 else zero
+        for b in range(B):
+            x0, x1, p0, p1 = X[b, 0], X[b, 1], Pm[b, 0], Pm[b, 1]
+            e0, r0, e1, r1 = pend[b, 0], pend[b, 1], pend[b, 2], pend[b, 3]
+            for q in range(k1 - k0):
+                jin = K - 1 - (k0 + q)
+                _simple_pair_step(x0, p0, x1, p1, ub[b, q], cf, a0, a1, weights[0], weights[1], mom,
+                                  c, e0, r0, e1, r1)
+                e0 = e1 = r0 = r1 = zero
+                if jin >= 1 and w[jin - 1] != 0.0:
+                    if mode == 1:
+                        d0, d1 = _dot2(c, x0, x1)
+                    else:
+                        d0 = _dot_mid(c, x0, x1)
+                        d1 = d0
+                    base = c00 - yb[b, q]
+                    r0 = w[jin - 1] * (base + d0)
+                    r1 = w[jin - 1] * (base + d1)
+                    e0, e1 = nudges[0], nudges[1]
+            pend[b, 0], pend[b, 1], pend[b, 2], pend[b, 3] = e0, r0, e1, r1
+    for b in range(B):
+        phi_out[b] = X[b, 0]
+        phi_out[B + b] = X[b, 1]
+        pi_out[b] = Pm[b, 0]
+        pi_out[B + b] = Pm[b, 1]
+
+
 @kernel
 def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weights, G0,
                  mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi):
@@ -287,33 +348,8 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
     # echoes nudged at their own states or at their midpoint through a one-row readout, nothing recorded,
     # no dissipation
     if simple and S == 2 and (mode == 1 or mode == 2) and r == 1 and decay.shape[0] == 0 and rec_every == 0:
-        zero = 0.0 * one
-        for b in range(B):
-            for i in range(n):
-                X[0, i] = phi_f[b, i]
-                X[1, i] = phi_f[b, i]
-                Pm[0, i] = -pi_f[b, i] + nudges[0] * G0[b, i]
-                Pm[1, i] = -pi_f[b, i] + nudges[1] * G0[b, i]
-            e0 = e1 = r0 = r1 = zero
-            for k in range(K):
-                jin = K - 1 - k
-                uu = u[jin, b, 0] if d == 1 else zero
-                _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom,
-                                  C[0], e0, r0, e1, r1)
-                e0 = e1 = r0 = r1 = zero
-                if jin >= 1 and w[jin - 1] != 0.0:
-                    if mode == 1:
-                        d0, d1 = _dot2(C[0], X[0], X[1])
-                    else:
-                        d0 = _dot_mid(C[0], X[0], X[1])
-                        d1 = d0
-                    base = c0[0] - y[jin - 1, b, 0]
-                    r0 = w[jin - 1] * (base + d0)
-                    r1 = w[jin - 1] * (base + d1)
-                    e0, e1 = nudges[0], nudges[1]
-            for s in range(S):
-                phi_out[s * B + b] = X[s]
-                pi_out[s * B + b] = Pm[s]
+        _one_pass_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights, G0, mode, C[0], c0[0], y, w, mom,
+                         phi_out, pi_out)
         return phi_out, pi_out
     for b in range(B):
         for s in range(S):
