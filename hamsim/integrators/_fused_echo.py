@@ -21,7 +21,7 @@ import numpy as np
 from hamsim._jit import kernel
 from hamsim.hamiltonians._kernels import nl_slope, nl_value
 from hamsim.integrators._kernels import _fused_step_row, _pack_row_coefficients
-from hamsim.integrators._phase_kernels import apply_decay, readout_force, readout_gradient
+from hamsim.integrators._phase_kernels import apply_decay, dot, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
 SP2, SX2, SX4, SG, SG1, SGX, N_FIXED = 0, 1, 2, 3, 4, 5, 6
@@ -107,59 +107,6 @@ def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom, c, e0, r0, e1
         x1[i] = y1 + cf[1, i] * n1
         p0[i] = n0
         p1[i] = n1
-
-
-@kernel
-def _dot2(c, x0, x1):
-    """(c . x0, c . x1), each summed in the order of :func:`~hamsim.integrators._phase_kernels.dot`."""
-    n = c.shape[0]
-    z = 0.0 * c[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = z
-    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = z
-    m = n - n % 8
-    for i in range(0, m, 8):
-        a0 += c[i] * x0[i]
-        a1 += c[i + 1] * x0[i + 1]
-        a2 += c[i + 2] * x0[i + 2]
-        a3 += c[i + 3] * x0[i + 3]
-        a4 += c[i + 4] * x0[i + 4]
-        a5 += c[i + 5] * x0[i + 5]
-        a6 += c[i + 6] * x0[i + 6]
-        a7 += c[i + 7] * x0[i + 7]
-        b0 += c[i] * x1[i]
-        b1 += c[i + 1] * x1[i + 1]
-        b2 += c[i + 2] * x1[i + 2]
-        b3 += c[i + 3] * x1[i + 3]
-        b4 += c[i + 4] * x1[i + 4]
-        b5 += c[i + 5] * x1[i + 5]
-        b6 += c[i + 6] * x1[i + 6]
-        b7 += c[i + 7] * x1[i + 7]
-    for i in range(m, n):
-        a0 += c[i] * x0[i]
-        b0 += c[i] * x1[i]
-    return (((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)),
-            ((b0 + b4) + (b1 + b5)) + ((b2 + b6) + (b3 + b7)))
-
-
-@kernel
-def _dot_mid(c, x0, x1):
-    """c . (x0 + x1) / 2: the midpoint of :func:`_mean_rows` read out in the order of ``dot``."""
-    n = c.shape[0]
-    z = 0.0 * c[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = z
-    m = n - n % 8
-    for i in range(0, m, 8):
-        a0 += c[i] * ((x0[i] + x1[i]) / 2)
-        a1 += c[i + 1] * ((x0[i + 1] + x1[i + 1]) / 2)
-        a2 += c[i + 2] * ((x0[i + 2] + x1[i + 2]) / 2)
-        a3 += c[i + 3] * ((x0[i + 3] + x1[i + 3]) / 2)
-        a4 += c[i + 4] * ((x0[i + 4] + x1[i + 4]) / 2)
-        a5 += c[i + 5] * ((x0[i + 5] + x1[i + 5]) / 2)
-        a6 += c[i + 6] * ((x0[i + 6] + x1[i + 6]) / 2)
-        a7 += c[i + 7] * ((x0[i + 7] + x1[i + 7]) / 2)
-    for i in range(m, n):
-        a0 += c[i] * ((x0[i] + x1[i]) / 2)
-    return ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))
 
 
 @kernel
@@ -280,6 +227,7 @@ def _one_pass_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights, G0, mode, c, c
     L = min(K, _BLOCK)
     ub = np.zeros((B, L), phi_f.dtype)
     yb = np.zeros((B, L), phi_f.dtype)
+    mid = np.empty(n, phi_f.dtype)
     for b in range(B):
         for i in range(n):
             X[b, 0, i] = phi_f[b, i]
@@ -303,9 +251,11 @@ def _one_pass_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights, G0, mode, c, c
                 e0 = e1 = r0 = r1 = zero
                 if jin >= 1 and w[jin - 1] != 0.0:
                     if mode == 1:
-                        d0, d1 = _dot2(c, x0, x1)
+                        d0 = dot(c, x0)
+                        d1 = dot(c, x1)
                     else:
-                        d0 = _dot_mid(c, x0, x1)
+                        _mean_rows(X[b], mid)
+                        d0 = dot(c, mid)
                         d1 = d0
                     base = c00 - yb[b, q]
                     r0 = w[jin - 1] * (base + d0)
