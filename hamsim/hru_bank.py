@@ -108,6 +108,7 @@ class HRUBankSubstrate:
             cf[KB.W] = t.nl_w
             cf[KB.C] = t.nl_c
             cf[KB.BIAS] = t.nl_bias
+            cf[KB.C_OVER_W] = t.nl_c / t.nl_w
         else:
             cf[KB.W] = 1.0
         return int(t.nl_kind), cf.astype(self._dtype), h

@@ -19,7 +19,7 @@ from hamsim._jit import parallel_kernel, prange
 from hamsim.hamiltonians._kernels import nl_slope, nl_value
 
 #: rows of the per-unit coefficient table
-DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8
+DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, C_OVER_W, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 #: rows of the per-sample moment table
 SP2, SX2, SXV, SG, SG1, SGX, N_MOM = 0, 1, 2, 3, 4, 5, 6
 
@@ -101,8 +101,8 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
                     m[SG, i] += w0 * nl_value(nl, z0, one) + w1 * nl_value(nl, z1, one)
                     m[SG1, i] += w0 * s0 + w1 * s1
                     m[SGX, i] += w0 * s0 * y0 + w1 * s1 * y1
-                    dv0 += cf[C, i] / cf[W, i] * s0
-                    dv1 += cf[C, i] / cf[W, i] * s1
+                    dv0 += cf[C_OVER_W, i] * s0
+                    dv1 += cf[C_OVER_W, i] * s1
                 n0 = q0 - cf[KICK, i] * f0
                 n1 = q1 - cf[KICK, i] * f1
                 m[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
