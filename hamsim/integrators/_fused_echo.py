@@ -21,7 +21,7 @@ import numpy as np
 from hamsim._jit import kernel
 from hamsim.hamiltonians._kernels import nl_slope, nl_value
 from hamsim.integrators._kernels import _fused_step_row, _pack_row_coefficients
-from hamsim.integrators._phase_kernels import apply_decay, dot, readout_force, readout_gradient
+from hamsim.integrators._phase_kernels import apply_decay, dot, dot2, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
 SP2, SX2, SX4, SG, SG1, SGX, N_FIXED = 0, 1, 2, 3, 4, 5, 6
@@ -68,18 +68,15 @@ def _simple_echo_row_step(x, p, uu, cf, wa0, wa1, wt, mom):
 
 
 @kernel
-def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom, c, e0, r0, e1, r1):
+def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom):
     """Two echoes of one sample in one pass (the linear, scalar-input case), rows updated exactly as
-    :func:`_simple_echo_row_step` updates each; the moments get w0 (...) + w1 (...) per term.
-
-    Each row first receives the pending readout nudge of the previous step, p_s += e_s (c r_s) (e_s = 0:
-    none), in the same pass: the arithmetic of the unfused sequence (C^T res, pi += nudge force, step).
-    With contrast weights w1 = -w0 (every RHEL estimator) the moments are formed from differences,
-    w0 (y0 - y1)(y0 + y1) etc.: fewer operations, and the O(eps) contrast is computed directly."""
+    :func:`_simple_echo_row_step` updates each; the moments get w0 (...) + w1 (...) per term.  With
+    contrast weights w1 = -w0 (every RHEL estimator) they are formed from differences, w0 (y0 - y1)(y0 + y1)
+    etc.: fewer operations, and the O(eps) contrast is computed directly."""
     if w1 == -w0:
         for i in range(x0.shape[0]):
-            q0 = p0[i] + e0 * (c[i] * r0)
-            q1 = p1[i] + e1 * (c[i] * r1)
+            q0 = p0[i]
+            q1 = p1[i]
             y0 = x0[i] + cf[0, i] * q0
             y1 = x1[i] + cf[0, i] * q1
             n0 = q0 - cf[2, i] * (cf[3, i] * y0 - cf[4, i] * uu)
@@ -94,8 +91,8 @@ def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom, c, e0, r0, e1
             p1[i] = n1
         return
     for i in range(x0.shape[0]):
-        q0 = p0[i] + e0 * (c[i] * r0)
-        q1 = p1[i] + e1 * (c[i] * r1)
+        q0 = p0[i]
+        q1 = p1[i]
         y0 = x0[i] + cf[0, i] * q0
         y1 = x1[i] + cf[0, i] * q1
         n0 = q0 - cf[2, i] * (cf[3, i] * y0 - cf[4, i] * uu)
@@ -115,9 +112,7 @@ def _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, on
     S = X.shape[0]
     if simple and S == 2:
         uu = u_j[0] if u_j.shape[0] == 1 else 0.0 * one
-        zero = 0.0 * one
-        _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom, cf[0],
-                          zero, zero, zero, zero)
+        _simple_pair_step(X[0], Pm[0], X[1], Pm[1], uu, cf, a0, a1, weights[0], weights[1], mom)
         return
     for s in range(S):
         _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one, simple)
@@ -205,68 +200,121 @@ def _input_gradient(t, xh, g1row, dt_vec, c, out):
         out[j] += acc
 
 
-#: time steps per block of the one-pass echoes: the block's inputs and targets, transposed sample-major,
+#: time steps per block of the one-pass kernels: the block's inputs and targets, transposed sample-major,
 #: stay in cache while every sample advances through the block (2 x 16 kB per sample in float64)
 _BLOCK = 2048
 
 
 @kernel
-def _one_pass_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights, G0, mode, c, c00, y, w, mom, phi_out, pi_out):
-    """The two echoes of :func:`fused_echoes` in its common case (see there), time block by time block.
+def _transpose_block(u, y, K, k0, k1, reverse, ub, yb):
+    """ub[b, q] = u[k, b, 0] and yb[b, q] = y[k', b, 0] for the block's steps q (zeros where absent).
 
-    Within a block every sample advances through all its steps (its two echo rows stay in cache); the
-    block's inputs u[j, :, 0] and targets y[j - 1, :, 0] are first copied sample-major, so a sample reads
-    them contiguously instead of one cache line of the (K, B) arrays per step.  Per sample the arithmetic
-    is that of the step-by-step kernels (states bit for bit); the moments are summed block by block."""
+    Forward (``reverse`` False): k = k0 + q and k' = k.  Echo: k = K - 1 - (k0 + q) (the replayed input)
+    and k' = k - 1 (the target of the state the step reaches)."""
+    B = ub.shape[0]
+    zero = 0.0 * ub[0, 0]
+    for q in range(k1 - k0):
+        k = K - 1 - (k0 + q) if reverse else k0 + q
+        ky = k - 1 if reverse else k
+        for b in range(B):
+            ub[b, q] = u[k, b, 0] if u.shape[2] == 1 else zero
+            yb[b, q] = y[ky, b, 0] if ky >= 0 and y.shape[2] == 1 else zero
+
+
+@kernel
+def _contrast_pair_step(st, tab, acc, uu, sm, sd, same_a, a0, a1):
+    """One step of an echo pair of a linear network in mean/difference coordinates.
+
+    ``st`` rows: m_x, m_pi, d_x, d_pi with x_{0,1} = m_x +- d_x (likewise pi); ``tab`` rows: drift0,
+    drift1, kick, stiffness, input column, readout row c.  The pending readout nudges enter as
+    pi += c sm (mean) and pi += c sd (difference); the difference feels no input (superposition).
+    Per unit ``acc`` gathers the products that the contrast moments are made of:
+    a0 q_m q_d + a1 n_m n_d (pi before and after the kick), y_m y_d and y_d u (y = half-step position)."""
+    for i in range(st.shape[1]):
+        qm = st[1, i] + tab[5, i] * sm
+        qd = st[3, i] + tab[5, i] * sd
+        ym = st[0, i] + tab[0, i] * qm
+        yd = st[2, i] + tab[0, i] * qd
+        nm = qm - tab[2, i] * (tab[3, i] * ym - tab[4, i] * uu)
+        nd = qd - tab[2, i] * (tab[3, i] * yd)
+        if same_a:
+            acc[0, i] += qm * qd + nm * nd
+        else:
+            acc[0, i] += a0 * (qm * qd) + a1 * (nm * nd)
+        acc[1, i] += ym * yd
+        acc[2, i] += yd * uu
+        st[0, i] = ym + tab[1, i] * nm
+        st[2, i] = yd + tab[1, i] * nd
+        st[1, i] = nm
+        st[3, i] = nd
+
+
+@kernel
+def _contrast_pair_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, w0, G0, mode, c, c00, y, w, mom, phi_out, pi_out):
+    """The two echoes of :func:`fused_echoes` in its common linear case, as their mean and half-difference.
+
+    The network is linear, so the echo pair x_0, x_1 = m +- d evolves as the mean m (driven by the
+    input and the mean nudge) and the half-difference d (driven by the difference nudge only): the same
+    trajectories in exact arithmetic, with the O(eps) contrast computed directly instead of as the
+    difference of two O(1) states, and half the arithmetic per step.  With contrast weights w0, -w0 the
+    moments are w0 (x_0^2 - x_1^2) = 4 w0 m d etc.  Time block by time block (see ``_BLOCK``); within a
+    block every sample advances through all its steps.  ``mode`` 1 nudges each echo at its own state
+    (readouts c.m +- c.d), 2 at their midpoint m."""
     K, B, d = u.shape
     n = phi_f.shape[1]
-    zero = 0.0 * cf[0, 0]
-    X = np.empty((B, 2, n), phi_f.dtype)
-    Pm = np.empty((B, 2, n), phi_f.dtype)
-    pend = np.zeros((B, 4), phi_f.dtype)  # e0, r0, e1, r1: the readout nudge due at the next step
-    L = min(K, _BLOCK)
-    ub = np.zeros((B, L), phi_f.dtype)
-    yb = np.zeros((B, L), phi_f.dtype)
-    mid = np.empty(n, phi_f.dtype)
+    dtype = phi_f.dtype
+    zero = dtype.type(0.0)
+    half = dtype.type(0.5)
+    hm = half * (nudges[0] + nudges[1])
+    hd = half * (nudges[0] - nudges[1])
+    tab = np.empty((6, n), dtype)
+    tab[:5] = cf
+    tab[5] = c
+    st = np.empty((B, 4, n), dtype)
     for b in range(B):
         for i in range(n):
-            X[b, 0, i] = phi_f[b, i]
-            X[b, 1, i] = phi_f[b, i]
-            Pm[b, 0, i] = -pi_f[b, i] + nudges[0] * G0[b, i]
-            Pm[b, 1, i] = -pi_f[b, i] + nudges[1] * G0[b, i]
+            st[b, 0, i] = phi_f[b, i]
+            st[b, 1, i] = -pi_f[b, i] + hm * G0[b, i]
+            st[b, 2, i] = zero
+            st[b, 3, i] = hd * G0[b, i]
+    acc = np.zeros((3, n), dtype)
+    pend = np.zeros((B, 2), dtype)  # sm, sd: the readout nudges due at the next step
+    same_a = a0 == a1
+    L = min(K, _BLOCK)
+    ub = np.zeros((B, L), dtype)
+    yb = np.zeros((B, L), dtype)
     for k0 in range(0, K, L):
         k1 = min(K, k0 + L)
-        for q in range(k1 - k0):
-            jin = K - 1 - (k0 + q)
-            for b in range(B):
-                ub[b, q] = u[jin, b, 0] if d == 1 else zero
-                yb[b, q] = y[jin - 1, b, 0] if jin >= 1 else zero
+        _transpose_block(u, y, K, k0, k1, True, ub, yb)
         for b in range(B):
-            x0, x1, p0, p1 = X[b, 0], X[b, 1], Pm[b, 0], Pm[b, 1]
-            e0, r0, e1, r1 = pend[b, 0], pend[b, 1], pend[b, 2], pend[b, 3]
+            sb = st[b]
+            sm, sd = pend[b, 0], pend[b, 1]
             for q in range(k1 - k0):
                 jin = K - 1 - (k0 + q)
-                _simple_pair_step(x0, p0, x1, p1, ub[b, q], cf, a0, a1, weights[0], weights[1], mom,
-                                  c, e0, r0, e1, r1)
-                e0 = e1 = r0 = r1 = zero
+                _contrast_pair_step(sb, tab, acc, ub[b, q], sm, sd, same_a, a0, a1)
+                sm = sd = zero
                 if jin >= 1 and w[jin - 1] != 0.0:
-                    if mode == 1:
-                        d0 = dot(c, x0)
-                        d1 = dot(c, x1)
-                    else:
-                        _mean_rows(X[b], mid)
-                        d0 = dot(c, mid)
-                        d1 = d0
-                    base = c00 - yb[b, q]
-                    r0 = w[jin - 1] * (base + d0)
-                    r1 = w[jin - 1] * (base + d1)
-                    e0, e1 = nudges[0], nudges[1]
-            pend[b, 0], pend[b, 1], pend[b, 2], pend[b, 3] = e0, r0, e1, r1
+                    wj = w[jin - 1]
+                    if mode == 1:  # each echo at its own state: readouts c.m +- c.d
+                        cm, diff_res = dot2(c, sb[0], sb[2])
+                    else:  # at the midpoint m
+                        cm, diff_res = dot(c, sb[0]), zero
+                    mean_res = c00 - yb[b, q] + cm  # residual of the mean readout; diff_res: half the difference
+                    sm = wj * (hm * mean_res + hd * diff_res)
+                    sd = wj * (hd * mean_res + hm * diff_res)
+            pend[b, 0], pend[b, 1] = sm, sd
+    four_w = dtype.type(4.0) * w0
+    kin = a0 * four_w if same_a else four_w
+    for i in range(n):
+        mom[SP2, i] += kin * acc[0, i]
+        mom[SX2, i] += four_w * acc[1, i]
+        mom[N_FIXED, i] += (w0 + w0) * acc[2, i]
     for b in range(B):
-        phi_out[b] = X[b, 0]
-        phi_out[B + b] = X[b, 1]
-        pi_out[b] = Pm[b, 0]
-        pi_out[B + b] = Pm[b, 1]
+        for i in range(n):
+            phi_out[b, i] = st[b, 0, i] + st[b, 2, i]
+            phi_out[B + b, i] = st[b, 0, i] - st[b, 2, i]
+            pi_out[b, i] = st[b, 1, i] + st[b, 3, i]
+            pi_out[B + b, i] = st[b, 1, i] - st[b, 3, i]
 
 
 @kernel
@@ -294,12 +342,12 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
     simple = _simple(t, d) and dhdu.shape[0] != K  # input gradients need the half-step states
     phi_out = np.empty((S * B, n), phi_f.dtype)
     pi_out = np.empty((S * B, n), phi_f.dtype)
-    # the common training case in one pass per step (plus the readout dot): linear, scalar input, two
-    # echoes nudged at their own states or at their midpoint through a one-row readout, nothing recorded,
-    # no dissipation
-    if simple and S == 2 and (mode == 1 or mode == 2) and r == 1 and decay.shape[0] == 0 and rec_every == 0:
-        _one_pass_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights, G0, mode, C[0], c0[0], y, w, mom,
-                         phi_out, pi_out)
+    # the common training case: linear, scalar input, a contrast pair (weights w, -w) nudged at its own
+    # states or at its midpoint through a one-row readout, nothing recorded, no dissipation
+    if (simple and S == 2 and weights[1] == -weights[0] and (mode == 1 or mode == 2) and r == 1
+            and decay.shape[0] == 0 and rec_every == 0):
+        _contrast_pair_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights[0], G0, mode, C[0], c0[0], y, w,
+                              mom, phi_out, pi_out)
         return phi_out, pi_out
     for b in range(B):
         for s in range(S):
@@ -425,6 +473,57 @@ def _row_step(t, x, p, u_j, dl, dz, cf, one):
 
 
 @kernel
+def _step_and_gather(x, p, tab, gC, rp, uu):
+    """gC += rp x (the readout gradient of the state reached by the previous step), then one
+    drift-kick-drift step of a linear row with scalar input (the arithmetic of ``_fused_step_row``)."""
+    for i in range(x.shape[0]):
+        xo = x[i]
+        gC[i] += rp * xo
+        xi = xo + tab[0, i] * p[i]
+        pn = p[i] - tab[2, i] * (tab[3, i] * xi - tab[4, i] * uu)
+        x[i] = xi + tab[1, i] * pn
+        p[i] = pn
+
+
+@kernel
+def _one_pass_forward(phi, pi, u, cf, c, c00, y, w, gC, gc0):
+    """:func:`fused_forward` for a linear network with scalar input and a one-row readout (nothing
+    recorded, no dissipation): per step one pass that also adds the previous step's readout gradient,
+    and the readout dot; time block by time block with the inputs and targets transposed sample-major
+    (see ``_BLOCK``).  Returns the loss."""
+    K, B, d = u.shape
+    n = phi.shape[1]
+    dtype = phi.dtype
+    zero = dtype.type(0.0)
+    half = dtype.type(0.5)
+    loss = zero
+    pend = np.zeros(B, dtype)  # readout residual of the last state reached, not yet added to gC
+    L = min(K, _BLOCK)
+    ub = np.zeros((B, L), dtype)
+    yb = np.zeros((B, L), dtype)
+    for k0 in range(0, K, L):
+        k1 = min(K, k0 + L)
+        _transpose_block(u, y, K, k0, k1, False, ub, yb)
+        for b in range(B):
+            x, p = phi[b], pi[b]
+            rp = pend[b]
+            for q in range(k1 - k0):
+                _step_and_gather(x, p, cf, gC, rp, ub[b, q])
+                rp = zero
+                wk = w[k0 + q]
+                if wk != 0.0:
+                    z = c00 - yb[b, q] + dot(c, x)
+                    loss += half * wk * z * z
+                    rp = wk * z
+                    gc0[0] += rp
+            pend[b] = rp
+    for b in range(B):
+        for i in range(n):
+            gC[i] += pend[b] * phi[b, i]
+    return loss
+
+
+@kernel
 def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_out, rec_every, rec_phi,
                   rec_pi, gC, gc0):
     """:func:`hamsim.integrators._phase_kernels.forward_with_loss` for uncoupled single-kick schemes,
@@ -447,6 +546,9 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
     bl = t.input_t[0].copy() if d == 1 else np.zeros(n, phi.dtype)
     bn = t.nl_input_t[0].copy() if dn == 1 else np.zeros(n, phi.dtype)
     packed = _pack_row_coefficients(t, cf[0], cf[1], cf[2], bl, bn)
+    if (_simple(t, d) and r == 1 and decay.shape[0] == 0 and rec_every == 0
+            and G_out.shape[0] == 0):
+        return _one_pass_forward(phi, pi, u, cf, C[0], c0[0], y, w, gC[0], gc0)
     loss = 0.0
     if rec_every > 0:
         rec_phi[0] = phi

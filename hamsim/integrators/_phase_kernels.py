@@ -57,6 +57,38 @@ def dot(a, b):
 
 
 @kernel
+def dot2(c, a, b):
+    """(c . a, c . b) in one pass over c: each summed exactly as :func:`dot` sums it (same partial
+    sums, same order), so the results equal two ``dot`` calls bit for bit."""
+    n = c.shape[0]
+    z = 0.0 * c[0] if n else 0.0 * a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = z
+    m = n - n % 8
+    for i in range(0, m, 8):
+        s0 += c[i] * a[i]
+        t0 += c[i] * b[i]
+        s1 += c[i + 1] * a[i + 1]
+        t1 += c[i + 1] * b[i + 1]
+        s2 += c[i + 2] * a[i + 2]
+        t2 += c[i + 2] * b[i + 2]
+        s3 += c[i + 3] * a[i + 3]
+        t3 += c[i + 3] * b[i + 3]
+        s4 += c[i + 4] * a[i + 4]
+        t4 += c[i + 4] * b[i + 4]
+        s5 += c[i + 5] * a[i + 5]
+        t5 += c[i + 5] * b[i + 5]
+        s6 += c[i + 6] * a[i + 6]
+        t6 += c[i + 6] * b[i + 6]
+        s7 += c[i + 7] * a[i + 7]
+        t7 += c[i + 7] * b[i + 7]
+    for i in range(m, n):
+        s0 += c[i] * a[i]
+        t0 += c[i] * b[i]
+    return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)), ((t0 + t4) + (t1 + t5)) + ((t2 + t6) + (t3 + t7))
+
+
+@kernel
 def readout_gradient(C, c0, phi_b, y_b, w, out_r):
     """out_r = w (C phi + c0 - y) for one row; returns w/2 |C phi + c0 - y|^2."""
     r = C.shape[0]
