@@ -20,7 +20,7 @@ import numpy as np
 
 from hamsim._jit import kernel
 from hamsim.hamiltonians._kernels import nl_slope, nl_value
-from hamsim.integrators._kernels import _fused_step_row, _pack_row_coefficients
+from hamsim.integrators._kernels import _fused_step_row, _has_linear_drive, _pack_row_coefficients
 from hamsim.integrators._phase_kernels import apply_decay, dot, dot2, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
@@ -546,6 +546,7 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
     bl = t.input_t[0].copy() if d == 1 else np.zeros(n, phi.dtype)
     bn = t.nl_input_t[0].copy() if dn == 1 else np.zeros(n, phi.dtype)
     packed = _pack_row_coefficients(t, cf[0], cf[1], cf[2], bl, bn)
+    lin = _has_linear_drive(packed)
     if (_simple(t, d) and r == 1 and decay.shape[0] == 0 and rec_every == 0
             and G_out.shape[0] == 0):
         return _one_pass_forward(phi, pi, u, cf, C[0], c0[0], y, w, gC[0], gc0)
@@ -560,7 +561,7 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
             if fast:
                 ul = u[k, b, 0] if d == 1 else zero
                 un = u[k, b, 0] if dn == 1 and t.nl_kind != 0 else zero
-                _fused_step_row(t.nl_kind, t.has_quartic, packed, x, p[0], ul, un, one)
+                _fused_step_row(t.nl_kind, t.has_quartic, lin, packed, x, p[0], ul, un, one)
             else:
                 _row_step(t, x, p[0], u[k, b], dl, dz, cf, one)
             apply_decay(p, decay)

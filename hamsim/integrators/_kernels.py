@@ -132,13 +132,27 @@ def _pack_row_coefficients(t, d0, d1, k0, bl, bn):
 
 
 @kernel
-def _fused_step_row(kind, quartic, cf, x, p, ul, un, one):
+def _fused_step_row(kind, quartic, linear_drive, cf, x, p, ul, un, one):
     """One drift-kick-drift step of an uncoupled row in a single vectorisable pass.
 
     Same operations in the same order as :func:`step` (absent terms have zero coefficients, and
-    adding an exact zero changes no value).  The "poly" soft clip is inlined (no call, no branch)."""
+    adding an exact zero changes no value).  The "poly" soft clip is inlined (no call, no branch); a
+    poly network without quartic term and linear drive (every NonlinearHRU) skips those two terms."""
     n = x.shape[0]
     T = type(one)
+    if kind == 3 and not quartic and not linear_drive:
+        inv_knee = T(1.0 / POLY_KNEE)
+        c1, c3, c5 = T(1.875), T(1.25), T(0.375)
+        for i in range(n):
+            xi = x[i] + cf[0, i] * p[i]
+            z = cf[6, i] * xi + cf[7, i] * un + cf[8, i]
+            s = min(max(z * inv_knee, -one), one)
+            s2 = s * s
+            f = cf[3, i] * xi + cf[9, i] * (s * (c1 - s2 * (c3 - s2 * c5)))
+            pn = p[i] - cf[2, i] * f
+            x[i] = xi + cf[1, i] * pn
+            p[i] = pn
+        return
     if kind == 0 and not quartic:
         for i in range(n):
             xi = x[i] + cf[0, i] * p[i]
@@ -174,6 +188,15 @@ def _fused_step_row(kind, quartic, cf, x, p, ul, un, one):
             pn = p[i] - cf[2, i] * f
             x[i] = xi + cf[1, i] * pn
             p[i] = pn
+
+
+@kernel
+def _has_linear_drive(cf):
+    """Whether the linear-drive column (row 4 of a ``_pack_row_coefficients`` table) has a nonzero."""
+    for i in range(cf.shape[1]):
+        if cf[4, i] != 0.0:
+            return True
+    return False
 
 
 #: time steps per block of the fused path: the block's scalar inputs, transposed sample-major, stay in
@@ -222,14 +245,15 @@ def _advance_row_block(t, cf, phi, pi, ub_row, b, k0, k1, rec_every, rec_phi, re
     one = phi.dtype.type(1.0)
     x = phi[b]
     p = pi[b]
+    lin = _has_linear_drive(cf)
     # both drives get the input: an absent one has a zero column in ``cf`` (0 * u adds nothing), and
     # passing u unconditionally keeps this loop twice as fast as selecting it per drive
     if rec_every == 0:
         for q in range(k1 - k0):
-            _fused_step_row(t.nl_kind, t.has_quartic, cf, x, p, ub_row[q], ub_row[q], one)
+            _fused_step_row(t.nl_kind, t.has_quartic, lin, cf, x, p, ub_row[q], ub_row[q], one)
         return
     for q in range(k1 - k0):
-        _fused_step_row(t.nl_kind, t.has_quartic, cf, x, p, ub_row[q], ub_row[q], one)
+        _fused_step_row(t.nl_kind, t.has_quartic, lin, cf, x, p, ub_row[q], ub_row[q], one)
         k = k0 + q
         if (k + 1) % rec_every == 0:
             r = (k + 1) // rec_every
