@@ -48,6 +48,25 @@ def parity(a: torch.Tensor, b: torch.Tensor) -> bool:
     return cos >= 0.9999 and abs(float(a.norm() / b.norm()) - 1) <= 1e-3
 
 
+def test_float32_linear_echo_is_exact_at_small_eps() -> None:
+    """The linear HRU's echo pair runs as mean and half-difference (ADR 0011): the O(eps) contrast is
+    computed directly, so float32 RHEL matches float64 BPTT at any eps.  (With the two echoes integrated
+    separately the contrast drowned in float32 rounding: cosine < 0 at eps = 0.1 here.)"""
+    import copy
+
+    torch.manual_seed(0)
+    cfg = HSSMConfig(input_dim=1, output_dim=4, hru="linear", blocks=1, hidden=8, oscillators=8, dropout=0.0)
+    m32 = HSSM(cfg)
+    m64 = copy.deepcopy(m32).to(torch.float64)
+    x = torch.randn(4, 1639, 1)
+    y = torch.tensor([0, 1, 2, 3])
+    g_bptt = layer_gradients(m64, x.double(), y, "bptt")
+    for eps in (1e-3, 0.1):
+        m32.set_eps(eps)
+        for key, a in layer_gradients(m32, x, y, "rhel").items():
+            assert parity(a.double(), g_bptt[key]), (eps, key)
+
+
 def test_core_gradients_match_bptt_and_the_general_simulator() -> None:
     """One core, three ways: echoes on the HRU bank, echoes on SimulatedSubstrate, BPTT in PyTorch."""
     torch.manual_seed(0)
