@@ -679,10 +679,12 @@ def evaluate_checks(grid: Grid, agg: dict[str, Any], agree: dict[str, Any]) -> l
                                    s["mb_per_1000_steps"] / s["analytic_mb_per_1000_steps"],
                                    1.0 - EXACT_SLOPE_TOLERANCE, 1.0 + EXACT_SLOPE_TOLERANCE))
     timed = [row for row in agg["per_k"] if "rhel_over" in row]
+    # "one forward pass" is the forward of the gradient computation: it evaluates the loss and the readout
+    # gradient, as the forward of performance.md's reference echo did (its "3.6x its forward",
+    # shared/reference/perf/bptt.py `fwd`).  RHEL / bare simulate stays in the table (RHEL/sim), not a check.
     for row in timed:
-        for fwd, ratio in row["rhel_over"].items():
-            label = "sub.forward (with online loss)" if fwd == "forward" else "simulate(record_every=0)"
-            checks.append(check(f"K={row['steps']}: RHEL time / one {label}", ratio, RHEL_OVER_FORWARD, at_most=True))
+        checks.append(check(f"K={row['steps']}: RHEL time / one sub.forward (with online loss)",
+                            row["rhel_over"]["forward"], RHEL_OVER_FORWARD, at_most=True))
     if timed:
         last = max(timed, key=lambda row: row["steps"])
         targets = {"jax": SPEEDUP_VS_JAX, "torch": SPEEDUP_VS_TORCH}
