@@ -96,7 +96,8 @@ class Grid:
     min_time: float  # a steady-state measurement repeats its call for at least this long
     check_steps: int  # K of the gradient-agreement check
     warmup_steps: int  # K of the warm-up calls (JIT or cache load) before the measured call
-    torch_single_process_from: int  # torch at K >= this: one process, ``rounds`` steady calls in it
+    torch_single_process_from: int  # torch at K >= this: one process, ``rounds`` x ``reps`` steady calls in it
+    reps: int = 1  # steady-state measurements per process (a call at K = 50,000 is one measurement by itself)
     seed: int = 1
     nudge_at: str = "echo"  # where the echoes evaluate the loss gradient ("echo" or "midpoint")
 
@@ -108,7 +109,7 @@ class Grid:
 
 FULL = Grid(steps=(1_000, 10_000, 50_000), exact_steps=(1_000, 10_000, 50_000), n=256, batch=16, readout=1,
             dt=0.1, eps=1e-3, rounds=3, min_time=0.5, check_steps=200, warmup_steps=20,
-            torch_single_process_from=50_000)
+            torch_single_process_from=50_000, reps=3)
 QUICK = Grid(steps=(1_000, 10_000), exact_steps=(1_000, 5_000), n=256, batch=16, readout=1,
              dt=0.1, eps=1e-3, rounds=2, min_time=0.2, check_steps=200, warmup_steps=20,
              torch_single_process_from=10_000)
@@ -548,7 +549,7 @@ def run_all(drv: Driver) -> dict[str, Any]:
         hamsim_order = ["forward", "simulate", "rhel"] if r % 2 == 0 else ["rhel", "simulate", "forward"]
         for steps in grid.steps:
             for impl in order:
-                spec: dict[str, Any] = {"steps": steps, "steady_reps": 1}
+                spec: dict[str, Any] = {"steps": steps, "steady_reps": grid.reps}
                 if impl == "hamsim":
                     spec["order"] = hamsim_order
                 else:
@@ -556,7 +557,7 @@ def run_all(drv: Driver) -> dict[str, Any]:
                     if impl == "torch" and steps >= grid.torch_single_process_from:
                         if r > 0:
                             continue  # one process, all its steady calls in it (round 0)
-                        spec["steady_reps"] = grid.rounds
+                        spec["steady_reps"] = grid.rounds * grid.reps
                     if not drv.memory_ok(f"{impl} K={steps}", predicted_peak(runs[impl], steps)):
                         continue
                 res = drv.child(impl, spec)
