@@ -93,8 +93,7 @@ def run(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi, g):
 @kernel
 def _coupled_kick_drift(t, x, p, u_k, scratch, d1, d0, kc, one):
     """Kick every row with the force at ``x`` (``scratch`` = x K, the coupling product), then the last
-    drift of the step and, with ``d0`` (a row of zeros adds nothing... but is skipped: ``d0.shape[0] == 0``),
-    the first drift of the next step, all in one pass.  Per oscillator the operations of :func:`step`
+    drift of the step and, unless ``d0`` is empty, the first drift of the next step, all in one pass.  Per oscillator the operations of :func:`step`
     in its order: drive = 0 + sum_j b_ji u_j, f = onsite x - drive (+ quartic, + c g'(z)) + (deg x - xK)."""
     B, n = x.shape
     d = t.input_t.shape[0]
