@@ -36,6 +36,7 @@ class ScpiInstrument:
         self.retries = int(retries)
         self.retry_count = 0
         self._closed = False
+        self._identity: str | None = None  # the *IDN? reply, once known: the marker that resynchronises
 
     # ------------------------------------------------------------------ raw access with context
     def _guard(self, command: str, fn: Any, *args: Any) -> Any:
@@ -54,7 +55,7 @@ class ScpiInstrument:
             self.raise_errors(command)
 
     def _retry(self, command: str, fn: object, *args: object) -> object:
-        """Queries change nothing, so a failed one is repeated (bounded) after clearing the link."""
+        """Queries change nothing, so a failed one is repeated (bounded) after resynchronising the link."""
         for attempt in range(self.retries + 1):
             try:
                 return self._guard(command, fn, *args)
@@ -64,8 +65,29 @@ class ScpiInstrument:
                         raise LinkError(self.name, command, f"{exc.cause} (after {attempt + 1} attempts)") from exc
                     raise
                 self.retry_count += 1
-                self._guard(command, self.transport.clear)
+                self._resync(command)
         raise AssertionError("unreachable")
+
+    #: how long a resynchronisation may read before the link counts as lost
+    RESYNC_BUDGET_S = 5.0
+
+    def _resync(self, command: str) -> None:
+        """Realign replies with queries after a failed query.
+
+        A reply that arrives after its query timed out would otherwise answer the *next* query (seen
+        under load: ``*OPC?`` read a late ``SYST:ERR?`` reply).  Waiting for a quiet link narrows that
+        window but cannot close it; a marker does: drop what is pending, ask ``*IDN?`` and discard
+        every message until its known reply arrives -- an instrument answers in order, so nothing
+        older can follow.  Before the identity is known only the pending messages are dropped."""
+        self._guard(command, self.transport.clear)
+        if self._identity is None:
+            return
+        self._guard(command, self.transport.write, "*IDN?")
+        end = time.monotonic() + self.RESYNC_BUDGET_S
+        while time.monotonic() < end:
+            if self._guard(command, self.transport.read) == self._identity:
+                return
+        raise LinkError(self.name, command, "replies out of step: the *IDN? marker did not come back")
 
     def query(self, command: str) -> str:
         return str(self._retry(command, self.transport.query, command))
@@ -87,7 +109,9 @@ class ScpiInstrument:
 
     # ------------------------------------------------------------------ IEEE-488.2 common commands
     def idn(self) -> str:
-        return self.query("*IDN?")
+        reply = self.query("*IDN?")
+        self._identity = reply
+        return reply
 
     def reset(self) -> None:
         self._guard("*RST", self.transport.write, "*RST")

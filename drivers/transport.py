@@ -42,6 +42,10 @@ class MessageTransport(Protocol):
 
     def write_binary(self, message: str, values: Any, datatype: str) -> None: ...
 
+    def read(self) -> str:
+        """The next message from the instrument (raises on timeout)."""
+        ...
+
     def clear(self) -> None:
         """Discard whatever is pending on the link (late replies) before a retry."""
         ...
@@ -100,6 +104,10 @@ class VisaTransport:
 
     def write_binary(self, message: str, values: Any, datatype: str) -> None:
         self._res.write_binary_values(message, values, datatype=datatype, is_big_endian=False)
+
+    def read(self) -> str:
+        # raw bytes: a late binary block must not fail to decode while it is being discarded
+        return bytes(self._res.read_raw()).decode("ascii", errors="replace").strip()
 
     def clear(self, quiet_ms: int = 100, budget_s: float = 2.0) -> None:
         """Read and discard until the link has been quiet for ``quiet_ms`` (bounded; safe on a closed
@@ -169,6 +177,8 @@ class ScriptedBytes:
 class ScriptedMessages:
     """Message-exact fake for SCPI drivers: a list of (expected message, reply or None).
 
+    ``("<clear>", None)`` scripts a :meth:`clear`, ``("<read>", reply)`` a bare :meth:`read`.
+
     Binary uploads are scripted as (header, values) with the values compared after conversion to a list.
     """
 
@@ -208,6 +218,12 @@ class ScriptedMessages:
         expected = self._next(message)
         if list(map(float, values)) != list(map(float, expected)):
             raise ScriptError(f"{message!r}: values {list(values)[:4]}... differ from the script")
+
+    def read(self) -> str:
+        reply = self._next("<read>")
+        if isinstance(reply, Exception):
+            raise reply
+        return str(reply)
 
     def clear(self) -> None:
         reply = self._next("<clear>")

@@ -115,6 +115,29 @@ def test_query_retried_once_then_aborts() -> None:
     Awg(t3).play()  # the wait for completion is a query: retried
 
 
+def test_retry_resynchronises_on_the_identity_marker() -> None:
+    """A reply that comes after its query timed out must not answer the next query: once the identity
+    is known, a retry asks *IDN? and drops every message until that reply (the late one included)."""
+    timeout = pyvisa.errors.VisaIOError(pyvisa.constants.StatusCode.error_timeout)
+    late = '0,"No error"'
+    t = ScriptedMessages([("*IDN?", "X,Y,Z,1"),
+                          ("SYST:ERR?", timeout), ("<clear>", None),           # the reply is late
+                          ("*IDN?", None), ("<read>", late), ("<read>", "X,Y,Z,1"),  # resync: late one dropped
+                          ("SYST:ERR?", late),                                 # the retried query
+                          ("*OPC?", "1")], name="awg0")
+    awg = Awg(t)
+    assert awg.idn() == "X,Y,Z,1"
+    assert awg.errors() == [] and awg.retry_count == 1
+    awg.opc()  # in step: reads "1", not the late error-queue reply
+    t.assert_done()
+    lost = ScriptedMessages([("*IDN?", "X,Y,Z,1"), ("*OPC?", timeout), ("<clear>", None), ("*IDN?", None),
+                             ("<read>", timeout)], name="awg0")
+    awg = Awg(lost)
+    awg.idn()
+    with pytest.raises(LinkError, match=r"awg0: \*OPC\?: VisaIOError"):
+        awg.opc()
+
+
 # ---------------------------------------------------------------- pyvisa-sim (settings level)
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[pyvisa.ResourceManager]:

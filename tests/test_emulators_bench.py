@@ -60,7 +60,8 @@ def test_bias_limits_refused_by_driver_and_by_device(sub: BenchSubstrate, bench:
         raw.close()  # (a lost link trips the bench's watchdog: bias to zero, outputs off)
 
 
-@pytest.mark.parametrize("fault", [{"drop": 1}, {"late": 1, "late_s": 0.6}, {"corrupt": 1}])
+@pytest.mark.parametrize("fault", [{"drop": 1}, {"late": 1, "late_s": 0.6}, {"corrupt": 1},
+                                   {"late": 1, "late_s": 0.75}])  # late past the drain: must resync
 def test_query_faults_are_retried(sub: BenchSubstrate, bench: EmulatorProcess, fault: dict[str, float]) -> None:
     loss = SETUP.task.train[0].loss
     clean = sub.forward(SETUP.task.train[0].u, _zero(), loss=loss)
