@@ -59,7 +59,7 @@ from _common import (
 
 if TYPE_CHECKING:
     from hamsim.losses import ReadoutLoss
-    from hamsim.simulated import SimulatedSubstrate
+    from hamsim.substrates.simulated import SimulatedSubstrate
 
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parent.parent
@@ -157,7 +157,7 @@ class Model:
 def hamsim_setup(grid: Grid) -> tuple[SimulatedSubstrate, Model]:
     """The benchmarked substrate and its coefficients."""
     import hamsim
-    from hamsim.simulated import SimulatedSubstrate
+    from hamsim.substrates.simulated import SimulatedSubstrate
 
     h = hamsim.LinearHRU.random(grid.n, 1, seed=0)
     model = Model(A=np.asarray(h.A, float), B=np.asarray(h.params["B"], float)[:, 0],

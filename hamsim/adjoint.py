@@ -4,7 +4,7 @@ Independent of the echo code: it stores the forward sub-step states and propagat
 backwards through every drift, kick and decay with the *second* derivatives of the Hamiltonian
 (Hessian-vector products and mixed d/dtheta (v . dV/dphi) terms), whereas echo learning only ever
 evaluates first derivatives along physical echoes.  Memory O(K B n); used by the tests, by
-:class:`~hamsim.simulated.SimulatedSubstrate.exact_gradient` and by replay analysis.
+:class:`~hamsim.substrates.simulated.SimulatedSubstrate.exact_gradient` and by replay analysis.
 
 Adjoint of one sub-step (lambda = dL/d(state after), returns dL/d(state before)):
     drift  phi' = phi + a h M pi        ->  lambda_pi  += a h M lambda_phi

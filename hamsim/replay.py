@@ -20,11 +20,11 @@ from hamsim.adjoint import bptt
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
-from hamsim.integrators import _fused_echo as F
-from hamsim.integrators import _phase_kernels as P
+from hamsim.substrates._kernels import fused_echo as F
+from hamsim.substrates._kernels import phases as P
 from hamsim.integrators.splitting import get_integrator
 from hamsim.protocols.training import READOUT
-from hamsim.simulated import fused
+from hamsim.substrates.simulated import fused
 from hamsim.storage.session import Session, load_session
 from hamsim.substrate import State
 

@@ -13,7 +13,7 @@ from hamsim.protocols.training import TrainConfig, Trainer
 
 from hamsim.emulators import EmulatorProcess, start_bench
 from hamsim.emulators.bench import BenchConfig
-from hamsim.hardware import BenchSubstrate, open_substrate
+from hamsim.substrates.hardware import BenchSubstrate, open_substrate
 from hamsim.tasks import six_mass_toy
 
 SETUP = six_mass_toy(steps=40, batch=2)
@@ -116,7 +116,7 @@ def _zero():  # type: ignore[no-untyped-def]
 
 def test_circuit_nonidealities_in_process() -> None:
     from hamsim.emulators.bench import BenchConfig, Circuit
-    from hamsim.hardware.wiring import to_channels
+    from hamsim.substrates.hardware.wiring import to_channels
 
     h = SETUP.student
 

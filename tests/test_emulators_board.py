@@ -23,10 +23,10 @@ from hamsim.protocols.rhel import rhel_gradient
 from hamsim.emulators import EmulatorProcess, start_board
 from hamsim.emulators.board import BoardModel
 from hamsim.hamiltonians import CoupledOscillators
-from hamsim.hardware.board import BoardSubstrate
-from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
+from hamsim.substrates.hardware.board import BoardSubstrate
+from hamsim.substrates.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
 from hamsim.integrators.fixed_point import FixedPointFormat, fixed_point_run
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.tasks import six_mass_toy
 
 

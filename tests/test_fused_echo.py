@@ -10,11 +10,11 @@ import pytest
 
 import hamsim
 from hamsim.hamiltonians.network import zero_gradients
-from hamsim.integrators import _phase_kernels as P
+from hamsim.substrates._kernels import phases as P
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.training import Batch, Task, TrainConfig, Trainer
 from hamsim.replay import replay_session
-from hamsim.simulated import SimulatedSubstrate, fused
+from hamsim.substrates.simulated import SimulatedSubstrate, fused
 from hamsim.storage.session import SessionWriter
 from hamsim.substrate import EchoRequest, State
 

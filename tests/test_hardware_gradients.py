@@ -12,8 +12,8 @@ from hamsim.protocols.rhel import rhel_gradient
 
 from hamsim.emulators import EmulatorProcess, start_bench, start_board
 from hamsim.emulators.bench import BenchConfig
-from hamsim.hardware import open_substrate
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.hardware import open_substrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.tasks import six_mass_toy
 
 SETUP = six_mass_toy(steps=120, batch=3)

@@ -8,10 +8,10 @@ import pytest
 
 import hamsim
 from hamsim.errors import ValidationError
-from hamsim.hru_bank import HRUBankSubstrate
+from hamsim.substrates.hru_bank import HRUBankSubstrate
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.chain import echo_vjp
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.substrate import EchoRequest, State
 
 SYSTEMS = {  # system, dt

@@ -11,9 +11,9 @@ import pytest
 import hamsim
 from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
-from hamsim.nonideal import NonIdealSubstrate, NonIdeality, low_pass, quantization_step, quantize
+from hamsim.substrates.nonideal import NonIdealSubstrate, NonIdeality, low_pass, quantization_step, quantize
 from hamsim.protocols.rhel import rhel_gradient
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.substrate import State, Substrate
 
 

@@ -10,7 +10,7 @@ import hamsim
 from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.rhel import rhel_gradient
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.substrate import State
 
 EPS_GRID = [1e-2, 1e-3, 1e-4, 1e-5]

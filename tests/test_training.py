@@ -14,7 +14,7 @@ from hamsim.losses import ReadoutLoss
 from hamsim.protocols.heb import heb_initial_state_gradient
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
 from hamsim.protocols.training import TrainConfig, Trainer
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.storage.session import load_session
 from hamsim.substrate import State
 from hamsim.tasks import lemniscate, make_task, six_mass_toy

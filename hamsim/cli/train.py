@@ -22,7 +22,7 @@ from hamsim.cli.simulate import default_output
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.protocols.training import EpochRecord, Task, TrainConfig, Trainer, TrainResult
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.storage.session import SessionWriter, load_session
 from hamsim.substrate import Substrate
 from hamsim.tasks import TASKS, make_task
@@ -32,7 +32,7 @@ DEFAULT_LR = {"six_mass_toy": 5e-3, "lemniscate": 3e-2, "sine": 3e-2}
 
 def _open_substrate(spec: str, system: Hamiltonian, dt: float) -> Substrate:
     if spec != "sim":  # board:<port> / bench:<host>:<ports>, opened through the drivers
-        from hamsim.hardware import open_substrate
+        from hamsim.substrates.hardware import open_substrate
         return open_substrate(spec, system, dt)
     return SimulatedSubstrate(system, dt)
 

@@ -20,7 +20,7 @@
     echoes = 1               # echo experiments averaged per estimate, when not an axis
     repeats = 8              # independent estimates per point (bias and variance)
 
-    [levels]                 # fixed non-ideality levels (hamsim.nonideal.NonIdeality fields)
+    [levels]                 # fixed non-ideality levels (hamsim.substrates.nonideal.NonIdeality fields)
     quality_factor = 1e4
 
     [axes]                   # swept: NonIdeality fields, eps, echoes, n (system size), steps (sequence length)
@@ -52,7 +52,7 @@ import numpy as np
 
 from hamsim.config import load_toml, system_from_config
 from hamsim.errors import UnknownNameError, ValidationError
-from hamsim.nonideal import NonIdeality
+from hamsim.substrates.nonideal import NonIdeality
 
 #: sweepable axes besides the non-ideality levels
 EXTRA_AXES = ("eps", "echoes", "n", "steps")

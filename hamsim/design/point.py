@@ -25,9 +25,9 @@ import numpy as np
 
 from hamsim.config import system_from_config
 from hamsim.losses import ReadoutLoss
-from hamsim.nonideal import NonIdealSubstrate
+from hamsim.substrates.nonideal import NonIdealSubstrate
 from hamsim.protocols.rhel import rhel_gradient
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.substrate import State
 
 METRICS = ("cosine", "cosine_std", "norm_ratio", "bias", "variance", "error", "loss", "seconds")

@@ -26,7 +26,7 @@ from hamsim.emulators.faults import Faults
 from hamsim.emulators.process import listen_tcp
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians import Hamiltonian
-from hamsim.hardware.wiring import bias_channels, from_channels
+from hamsim.substrates.hardware.wiring import bias_channels, from_channels
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 

@@ -24,10 +24,10 @@ import torch
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
-from hamsim.hru_bank import HRUBankSubstrate
+from hamsim.substrates.hru_bank import HRUBankSubstrate
 from hamsim.hssm.reference import hru_positions
 from hamsim.protocols.chain import echo_vjp
-from hamsim.simulated import SimulatedSubstrate
+from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.substrate import State, Substrate
 
 Kind = Literal["linear", "nonlinear"]

@@ -2,9 +2,9 @@
 
 The system is a :class:`~hamsim.hamiltonians.hru.LinearHRU` or :class:`~hamsim.hamiltonians.hru.NonlinearHRU`
 with ``input_coupling="diagonal"``: every unit has its own drive channel v_i = (B u)_i, computed outside
-by the feed-forward layer.  It is the same Hamiltonian the general :class:`~hamsim.simulated.SimulatedSubstrate`
+by the feed-forward layer.  It is the same Hamiltonian the general :class:`~hamsim.substrates.simulated.SimulatedSubstrate`
 integrates (a test holds the two to round-off), run by kernels specialised for this structure
-(:mod:`hamsim.integrators._hru_bank`): O(n) work per step instead of O(n d), sample-major arrays, samples
+(:mod:`hamsim.substrates._kernels.hru_bank`): O(n) work per step instead of O(n d), sample-major arrays, samples
 in parallel.
 
 Echoes are nudged at the recorded forward state with a given sequence (``at="forward"``: the chained,
@@ -25,7 +25,7 @@ from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
 from hamsim.hamiltonians.network import zero_gradients
-from hamsim.integrators import _hru_bank as KB
+from hamsim.substrates._kernels import hru_bank as KB
 from hamsim.integrators.splitting import get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo

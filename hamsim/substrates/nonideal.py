@@ -56,12 +56,12 @@ from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.integrators import _kernels
-from hamsim.integrators import _noise_kernels as NK
-from hamsim.integrators import _phase_kernels as P
+from hamsim.substrates._kernels import noise as NK
+from hamsim.substrates._kernels import phases as P
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
-from hamsim.simulated import SimulatedSubstrate, nudge_arrays
+from hamsim.substrates.simulated import SimulatedSubstrate, nudge_arrays
 from hamsim.substrate import (
     Capabilities,
     EchoRequest,

@@ -17,9 +17,9 @@ from typing import Any
 
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.hardware.bench import BenchSubstrate
-from hamsim.hardware.board import BoardSubstrate
-from hamsim.hardware.calibration import Calibration
+from hamsim.substrates.hardware.bench import BenchSubstrate
+from hamsim.substrates.hardware.board import BoardSubstrate
+from hamsim.substrates.hardware.calibration import Calibration
 
 __all__ = ["BenchSubstrate", "BoardSubstrate", "Calibration", "open_bench", "open_board", "open_substrate"]
 

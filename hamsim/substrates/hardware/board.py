@@ -4,7 +4,7 @@ The board flips momenta in place and takes arbitrary register states, but it can
 while it runs: echo nudges are loaded in advance as a sequence (``nudge_at="forward"``), so
 ``online_nudge`` is False and the protocols refuse "echo"/"midpoint" with a clear message.  Echoes run
 one after the other (``paired_echoes`` False).  dH/dtheta comes from the recorded registers through
-the host's Hamiltonian model (:mod:`hamsim.hardware.observables`).
+the host's Hamiltonian model (:mod:`hamsim.substrates.hardware.observables`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from hamsim.drivers import board_protocol as bp
 from hamsim.drivers.board import OscillatorBoard
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.hardware.calibration import Calibration
-from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
+from hamsim.substrates.hardware.calibration import Calibration
+from hamsim.substrates.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
 from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo

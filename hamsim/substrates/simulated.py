@@ -16,8 +16,8 @@ from hamsim.adjoint import bptt, decay_factors
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
-from hamsim.integrators import _fused_echo as F
-from hamsim.integrators import _phase_kernels as P
+from hamsim.substrates._kernels import fused_echo as F
+from hamsim.substrates._kernels import phases as P
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs

@@ -1,6 +1,6 @@
-"""Numba kernels of the echo phases on a *non-ideal* device (hamsim.nonideal).
+"""Numba kernels of the echo phases on a *non-ideal* device (hamsim.substrates.nonideal).
 
-They differ from :mod:`hamsim.integrators._phase_kernels` in what a physical device adds between two
+They differ from :mod:`hamsim.substrates._kernels.phases` in what a physical device adds between two
 steps and in what they return:
 
 - after every step the momenta relax, ``pi <- decay * pi``, and receive a pre-drawn thermal kick
@@ -10,7 +10,7 @@ steps and in what they return:
   DAC-quantised, jittered and low-pass filtered it for every echo separately;
 - the echo nudge is DAC-quantised (step ``q_nudge``, codes ``[code_lo, code_hi]``) before it is applied;
 - nothing is accumulated: every step is recorded (row 0 = the start) so that dH/dtheta can be
-  evaluated from the *observed* trajectories with :func:`hamsim.integrators._phase_kernels.trace_contrast`,
+  evaluated from the *observed* trajectories with :func:`hamsim.substrates._kernels.phases.trace_contrast`,
   as a lab does from measured positions.
 
 Without any non-ideality the arithmetic is that of ``forward_with_loss`` / ``paired_echoes`` step for
@@ -23,7 +23,7 @@ import numpy as np
 
 from hamsim._jit import kernel
 from hamsim.integrators._kernels import make_work, step
-from hamsim.integrators._phase_kernels import apply_decay, readout_force, readout_gradient
+from hamsim.substrates._kernels.phases import apply_decay, readout_force, readout_gradient
 
 
 @kernel

@@ -26,9 +26,9 @@ from hamsim.drivers.digitizer import Digitizer
 from hamsim.drivers.errors import DriverError
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.hardware.calibration import Calibration
-from hamsim.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
-from hamsim.hardware.wiring import bias_channels, to_channels
+from hamsim.substrates.hardware.calibration import Calibration
+from hamsim.substrates.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
+from hamsim.substrates.hardware.wiring import bias_channels, to_channels
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
 from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, RawTrace, State, SubstrateInfo

@@ -21,7 +21,7 @@ import numpy as np
 from hamsim._jit import kernel
 from hamsim.hamiltonians._kernels import nl_slope, nl_value
 from hamsim.integrators._kernels import _fused_step_row, _has_linear_drive, _pack_row_coefficients
-from hamsim.integrators._phase_kernels import apply_decay, dot, dot2, readout_force, readout_gradient
+from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
 SP2, SX2, SX4, SG, SG1, SGX, N_FIXED = 0, 1, 2, 3, 4, 5, 6
@@ -320,7 +320,7 @@ def _contrast_pair_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, w0, G0, mode, c, c
 @kernel
 def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weights, G0,
                  mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi):
-    """The echoes of :func:`hamsim.integrators._phase_kernels.paired_echoes` (same modes, nudges and
+    """The echoes of :func:`hamsim.substrates._kernels.phases.paired_echoes` (same modes, nudges and
     bookkeeping), sample by sample with moment accumulation into ``mom`` ((6 + 2d, n), zeroed)."""
     K, B = u.shape[0], phi_f.shape[0]
     n = phi_f.shape[1]
@@ -526,7 +526,7 @@ def _one_pass_forward(phi, pi, u, cf, c, c00, y, w, gC, gc0):
 @kernel
 def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_out, rec_every, rec_phi,
                   rec_pi, gC, gc0):
-    """:func:`hamsim.integrators._phase_kernels.forward_with_loss` for uncoupled single-kick schemes,
+    """:func:`hamsim.substrates._kernels.phases.forward_with_loss` for uncoupled single-kick schemes,
     row by row while the row stays in cache.  Returns the per-step loss."""
     K, B = u.shape[0], phi.shape[0]
     n = phi.shape[1]
