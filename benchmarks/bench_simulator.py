@@ -196,7 +196,7 @@ def numpy_force(t: NetworkTerms) -> Callable[[np.ndarray, np.ndarray], np.ndarra
 
 def numpy_slope(kind: int) -> Callable[[np.ndarray], np.ndarray]:
     """g'(z) of a hamsim nonlinearity code: tanh (logcosh) or the quintic soft clip (poly)."""
-    from hamsim.hamiltonians._kernels import POLY_KNEE
+    from hamsim.hamiltonians.kernels import POLY_KNEE
     from hamsim.hamiltonians.network import NL_LOGCOSH, NL_POLY
 
     def soft_clip(z: np.ndarray) -> np.ndarray:

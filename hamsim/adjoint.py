@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hamsim.hamiltonians import _kernels as K
+from hamsim.hamiltonians import kernels as K
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.integrators.splitting import Splitting, get_integrator

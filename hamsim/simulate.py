@@ -14,7 +14,7 @@ from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
-from hamsim.integrators import _kernels
+from hamsim.integrators import kernels as _kernels
 from hamsim.integrators.splitting import Splitting, get_integrator
 
 

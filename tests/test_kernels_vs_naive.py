@@ -105,7 +105,7 @@ def test_integration_matches_naive(system: hamsim.Hamiltonian, integrator: str,
 def test_fused_and_general_paths_agree_bitwise(rng: np.random.Generator) -> None:
     """Uncoupled networks take a fused per-row path; it must equal the general step exactly."""
     from hamsim.hamiltonians.network import zero_gradients
-    from hamsim.integrators import _kernels
+    from hamsim.integrators import kernels as _kernels
 
     systems = [hamsim.LinearHRU.random(7, 1, seed=1), hamsim.LinearHRU.random(7, 3, seed=1),
                hamsim.NonlinearHRU.random(7, 1, seed=1, potential="poly"),
@@ -132,7 +132,7 @@ def test_fused_path_across_time_blocks_and_records(rng: np.random.Generator, par
     """The fused path goes time block by time block (inputs transposed per block): across several
     blocks, with recording, it still equals the general step bit for bit."""
     from hamsim.hamiltonians.network import zero_gradients
-    from hamsim.integrators import _kernels
+    from hamsim.integrators import kernels as _kernels
 
     K = 2 * _kernels.BLOCK + 37
     for h in (hamsim.LinearHRU.random(5, 1, seed=2), hamsim.NonlinearHRU.random(5, 1, seed=2, potential="poly")):
@@ -156,7 +156,7 @@ def test_coupled_fast_path_equals_the_general_step(rng: np.random.Generator, dty
     """Densely coupled networks under a single-kick scheme take run_coupled (one pass per step around
     the coupling product); it must equal the general step bit for bit, recording included."""
     from hamsim.hamiltonians.network import zero_gradients
-    from hamsim.integrators import _kernels
+    from hamsim.integrators import kernels as _kernels
 
     n = 6
     upper = np.triu(rng.uniform(0.0, 0.3, (n, n)), 1)

@@ -119,7 +119,7 @@ def test_other_arguments(h: hamsim.Hamiltonian) -> None:
 
 
 def test_nothing_is_computed_before_validation(h: hamsim.Hamiltonian, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hamsim.integrators import _kernels
+    from hamsim.integrators import kernels as _kernels
 
     called = []
     monkeypatch.setattr(_kernels, "run", lambda *a: called.append(a))

@@ -12,7 +12,7 @@ Per step k (inputs u_k, registers phi_q, pi_q; c_d = dt inv_mass q_pi / (2 q_phi
     pi_q  += nudge_q[k + 1] + noise_q[k]                     nudge (and thermal noise, if on)
 
 with nudge_q[0] added before the first step.  Every operation is the one of
-:func:`hamsim.integrators._kernels.run_fixed_point`, in the same order, so with zero nudges and noise
+:func:`hamsim.integrators.kernels.run_fixed_point`, in the same order, so with zero nudges and noise
 the momentum-flipped run retraces the forward run bit for bit.  ``limit`` > 0 saturates registers.
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel
-from hamsim.hamiltonians._kernels import drive, grad_potential
-from hamsim.integrators._kernels import make_work
+from hamsim.hamiltonians.kernels import drive, grad_potential
+from hamsim.integrators.kernels import make_work
 
 
 @kernel

@@ -3,7 +3,7 @@
 A family declares its parameters (:meth:`Hamiltonian.param_specs`), maps them onto the canonical
 network (:meth:`Hamiltonian.terms`) and maps canonical derivatives back (:meth:`param_gradients`).
 Everything else — energies, forces, dH/dtheta, dH/du, integration — is shared and runs in the
-kernels of :mod:`hamsim.hamiltonians._kernels`.  Instances are immutable: :meth:`with_params`
+kernels of :mod:`hamsim.hamiltonians.kernels`.  Instances are immutable: :meth:`with_params`
 returns a new one.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from hamsim import validation
 from hamsim.errors import UnknownNameError, ValidationError
-from hamsim.hamiltonians import _kernels as K
+from hamsim.hamiltonians import kernels as K
 from hamsim.hamiltonians.network import NetworkTerms, TermGradients, zero_gradients
 from hamsim.parameters import ParamSpec
 

@@ -16,7 +16,7 @@ import numpy as np
 from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.integrators import _kernels
+from hamsim.integrators import kernels as _kernels
 from hamsim.integrators.splitting import Splitting, get_integrator
 
 

@@ -8,7 +8,7 @@ of size dt as
 with drift(h): phi += h dT/dpi and kick(h): pi -= h dV/dphi (each an explicit Euler sub-step that
 changes one variable using only the other).  A scheme whose coefficient lists are palindromes is
 *symmetric*: its inverse is the same scheme with -dt, so flipping the momenta retraces a trajectory
-exactly (up to round-off).  Integrators are stateless values; the kernels in :mod:`._kernels` do the
+exactly (up to round-off).  Integrators are stateless values; the kernels in :mod:`.kernels` do the
 work.  Higher orders are coefficient tables over the same drift and kick, not new code.
 """
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel
-from hamsim.hamiltonians._kernels import nl_slope, nl_value
-from hamsim.integrators._kernels import _fused_step_row, _has_linear_drive, _pack_row_coefficients
+from hamsim.hamiltonians.kernels import nl_slope, nl_value
+from hamsim.integrators.kernels import _fused_step_row, _has_linear_drive, _pack_row_coefficients
 from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each

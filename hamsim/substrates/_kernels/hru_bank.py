@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import parallel_kernel, prange
-from hamsim.hamiltonians._kernels import nl_slope, nl_value
+from hamsim.hamiltonians.kernels import nl_slope, nl_value
 
 #: rows of the per-unit coefficient table
 DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, C_OVER_W, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9

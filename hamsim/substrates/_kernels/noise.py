@@ -14,7 +14,7 @@ steps and in what they return:
   as a lab does from measured positions.
 
 Without any non-ideality the arithmetic is that of ``forward_with_loss`` / ``paired_echoes`` step for
-step (same shared :func:`~hamsim.integrators._kernels.step`), so recorded states agree bit for bit.
+step (same shared :func:`~hamsim.integrators.kernels.step`), so recorded states agree bit for bit.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel
-from hamsim.integrators._kernels import make_work, step
+from hamsim.integrators.kernels import make_work, step
 from hamsim.substrates._kernels.phases import apply_decay, readout_force, readout_gradient
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel
-from hamsim.integrators._kernels import make_work, step
+from hamsim.integrators.kernels import make_work, step
 
 #: where the echo nudge is evaluated (NONE: only the initial nudge)
 NUDGE_SEQUENCE, NUDGE_ECHO, NUDGE_MIDPOINT, NUDGE_NONE = 0, 1, 2, 3

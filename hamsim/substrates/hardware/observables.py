@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hamsim.hamiltonians import _kernels as HK
+from hamsim.hamiltonians import kernels as HK
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import TermGradients, add_gradients, zero_gradients
 from hamsim.losses import ReadoutLoss

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel, parallel_kernel, prange
-from hamsim.hamiltonians._kernels import (
+from hamsim.hamiltonians.kernels import (
     POLY_KNEE,
     accumulate_kinetic,
     accumulate_potential,
