@@ -16,6 +16,16 @@ from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.integrators import kernels as _kernels
 from hamsim.integrators.splitting import Splitting, get_integrator
+from hamsim.substrates import plan
+
+#: the plan's simulate rows with the common kernel signature
+_SIMULATE = {
+    "simulate.rows_block": _kernels.run_rows_block,
+    "simulate.rows_block_parallel": _kernels.run_rows_block_parallel,
+    "simulate.rows": _kernels.run_rows,
+    "simulate.rows_parallel": _kernels.run_rows_parallel,
+    "simulate.coupled_fold": _kernels.run_coupled,
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class Trajectory:
     dt: float
     record_every: int
     integrator: str
+    kernel: str = ""  # the kernel-plan row that integrated it (hamsim.substrates.plan)
 
     @property
     def steps(self) -> np.ndarray:
@@ -127,11 +138,9 @@ def simulate(
     R = K // record_every + 1 if record_every > 0 else 0
     rec_phi = np.empty((R, B, n), dtype)
     rec_pi = np.empty((R, B, n), dtype)
-    if terms.coupled and len(c) == 1 and terms.edges.shape[0] == 0:  # dense coupling, single kick
-        _kernels.run_coupled(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
-    elif terms.coupled:
+    row = plan.simulate_plan(plan.System.of(terms, scheme), parallel=parallel)
+    if row.name == "simulate.lockstep":
         _kernels.run(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi, zero_gradients(terms))
     else:
-        fn = _kernels.run_uncoupled_parallel if parallel else _kernels.run_uncoupled
-        fn(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
-    return Trajectory(rec_phi, rec_pi, phi, pi, dt, record_every, scheme.name)
+        _SIMULATE[row.name](terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
+    return Trajectory(rec_phi, rec_pi, phi, pi, dt, record_every, scheme.name, row.name)

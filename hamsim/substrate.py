@@ -96,6 +96,7 @@ class ForwardResult:
     nudge_sequence: np.ndarray | None = None  # (K, B, n): dL/dphi_j at the forward states, j = 1..K
     trajectory: State | None = None  # recorded (R, B, n) arrays when asked
     raw: RawTrace | None = None  # raw ADC counts of the recorded positions, where a device returns them
+    kernel: str = ""  # the kernel-plan row that ran it (hamsim.substrates.plan); "" for a device
 
 
 NudgeAt = Literal["echo", "forward", "midpoint", "none"]
@@ -132,6 +133,7 @@ class EchoResult:
     finals: tuple[State, ...]  # final state of every echo
     trajectories: tuple[State, ...] | None = None
     raw: tuple[RawTrace, ...] | None = None  # raw ADC counts per echo, where a device returns them
+    kernel: str = ""  # the kernel-plan row that ran it (hamsim.substrates.plan); "" for a device
 
 
 @runtime_checkable

@@ -122,9 +122,14 @@ def test_fused_and_general_paths_agree_bitwise(rng: np.random.Generator) -> None
             p1, q1, p2, q2 = phi.copy(), pi.copy(), phi.copy(), pi.copy()
             e = np.empty((0, 2, h.n))
             _kernels.run(t, p1, q1, u, dt, a, c, 0, e, e, zero_gradients(t))
-            _kernels.run_uncoupled(t, p2, q2, u, dt, a, c, 0, e, e)
-            np.testing.assert_array_equal(p1, p2)
-            np.testing.assert_array_equal(q1, q2)
+            kernels = [_kernels.run_rows]  # every uncoupled system; the block path where the plan allows it
+            if name == "leapfrog" and h.input_dim <= 1:
+                kernels.append(_kernels.run_rows_block)
+            for fn in kernels:
+                p2, q2 = phi.copy(), pi.copy()
+                fn(t, p2, q2, u, dt, a, c, 0, e, e)
+                np.testing.assert_array_equal(p1, p2)
+                np.testing.assert_array_equal(q1, q2)
 
 
 @pytest.mark.parametrize("parallel", [False, True])
@@ -145,10 +150,13 @@ def test_fused_path_across_time_blocks_and_records(rng: np.random.Generator, par
         R = K // 97 + 1
         r1, s1, r2, s2 = (np.zeros((R, 3, 5)) for _ in range(4))
         _kernels.run(t, p1, q1, u, dt, a, c, 97, r1, s1, zero_gradients(t))
-        fn = _kernels.run_uncoupled_parallel if parallel else _kernels.run_uncoupled
-        fn(t, p2, q2, u, dt, a, c, 97, r2, s2)
-        for got, want in ((p2, p1), (q2, q1), (r2, r1), (s2, s1)):
-            np.testing.assert_array_equal(got, want)
+        block = _kernels.run_rows_block_parallel if parallel else _kernels.run_rows_block
+        rows = _kernels.run_rows_parallel if parallel else _kernels.run_rows
+        for fn in (block, rows):
+            p2, q2 = phi.copy(), pi.copy()
+            fn(t, p2, q2, u, dt, a, c, 97, r2, s2)
+            for got, want in ((p2, p1), (q2, q1), (r2, r1), (s2, s1)):
+                np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -341,12 +341,6 @@ BLOCK = 2048
 
 
 @kernel
-def _fusable(t, S):
-    """Single-kick scheme and at most one input column per drive: one pass per step (``_fused_step_row``)."""
-    return S == 1 and t.input_t.shape[0] <= 1 and t.nl_input_t.shape[0] <= 1
-
-
-@kernel
 def _row_table(t, dt_vec, drift_c, kick_c, dtype_probe):
     """The coefficient table of ``_fused_step_row``: per-stage products (a dt_i) inv_mass_i and c dt_i
     formed left to right as :func:`step` forms them, scalar-drive columns (zeros when absent: adding
@@ -457,21 +451,38 @@ def _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, 
 
 
 @kernel
-def run_uncoupled(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
-    """Serial integration of an uncoupled network, each row while it stays in cache.
-
-    Single-kick schemes with scalar drives go time block by time block (``BLOCK`` steps): the block's
-    inputs are transposed sample-major, then every row advances through the block in one pass per step.
-    Otherwise each row runs all steps on the general path (:func:`_advance_row`).  Rows are independent,
-    so the order changes no value: both paths equal :func:`run` bit for bit."""
+def _record_start(phi, pi, rec_every, rec_phi, rec_pi):
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
+
+
+@kernel
+def run_rows(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """Serial integration of an uncoupled network, each row through all steps while it stays in cache
+    (:func:`_advance_row`: any scheme, any number of input columns).  Rows are independent, so the order
+    changes no value: equal to :func:`run` bit for bit."""
+    _record_start(phi, pi, rec_every, rec_phi, rec_pi)
+    for b in range(phi.shape[0]):
+        _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
+
+
+@parallel_kernel
+def run_rows_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """:func:`run_rows` with the batch rows spread over threads."""
+    _record_start(phi, pi, rec_every, rec_phi, rec_pi)
+    for b in prange(phi.shape[0]):
+        _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
+
+
+@kernel
+def run_rows_block(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """Serial integration of an uncoupled network under a single-kick scheme with scalar drives, time
+    block by time block (``BLOCK`` steps): the block's inputs are transposed sample-major, then every row
+    advances through the block in one pass per step (:func:`_advance_row_block`).  Equal to :func:`run`
+    bit for bit."""
+    _record_start(phi, pi, rec_every, rec_phi, rec_pi)
     K, B = u.shape[0], phi.shape[0]
-    if not _fusable(t, kick_c.shape[0]):
-        for b in range(B):
-            _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
-        return
     cf = _row_table(t, dt_vec, drift_c, kick_c, phi)
     L = min(K, BLOCK)
     ub = np.zeros((B, L), phi.dtype)
@@ -483,17 +494,11 @@ def run_uncoupled(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, re
 
 
 @parallel_kernel
-def run_uncoupled_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
-    """As :func:`run_uncoupled`, batch rows spread over threads (one parallel region per time block, no
-    per-step synchronisation)."""
-    if rec_every > 0:
-        rec_phi[0] = phi
-        rec_pi[0] = pi
+def run_rows_block_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
+    """:func:`run_rows_block` with the batch rows spread over threads (one parallel region per time block,
+    no per-step synchronisation)."""
+    _record_start(phi, pi, rec_every, rec_phi, rec_pi)
     K, B = u.shape[0], phi.shape[0]
-    if not _fusable(t, kick_c.shape[0]):
-        for b in prange(B):
-            _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
-        return
     cf = _row_table(t, dt_vec, drift_c, kick_c, phi)
     L = min(K, BLOCK)
     ub = np.zeros((B, L), phi.dtype)

@@ -45,6 +45,7 @@ from hamsim.protocols.training import (
 )
 from hamsim.storage.common import FileFormatError, check_kind, now_iso, read_system, stamp, write_system
 from hamsim.substrate import Substrate
+from hamsim.substrates import plan
 
 KIND, VERSION = "session", 1
 SIGN_CONVENTION = ("nudge pi += s*eps*dL/dphi after each echo step; grad = -(acc(+eps) - acc(-eps)) / (2 eps), "
@@ -211,6 +212,11 @@ class SessionWriter:
             rows.declare(st, "weights", (E,), "f8", dims=("step", "echo"))
             if config.nudge_at == "forward":
                 rows.declare(st, "nudge_sequence", (K, B, n), "f8", compress=True)
+        for phase in ("forward", "echo"):
+            ds = rows.declare(st, f"kernel_{phase}", (), "i2", dims=("step",))
+            ds.attrs["rows"] = _json(list(plan.CODES))
+            ds.attrs["description"] = (f"kernel-plan row that ran the step's {phase} phase: index into 'rows' "
+                                       "(hamsim.substrates.plan); -1: the device's own (hardware) or none")
         rows.declare(st, "committed", (), "i1", dims=("step",))
         ep = f.create_group("epochs")
         e = rows.declare(ep, "epoch", (), np.int64)
@@ -275,6 +281,11 @@ class SessionWriter:
                 a(st["echo_counts"], np.concatenate([r.counts for r in est.echo.raw], axis=1))
                 a(st["counts_scale"], np.broadcast_to(est.forward.raw.scale, (n,)))
                 a(st["counts_offset"], np.broadcast_to(est.forward.raw.offset, (n,)))
+        for phase in ("forward", "echo"):
+            if f"kernel_{phase}" in st:
+                result = None if est is None else getattr(est, phase)
+                name = getattr(result, "kernel", "") if result is not None else ""
+                a(st[f"kernel_{phase}"], plan.code(name) if name else -1)
         self.file.flush()
         a(st["committed"], 1)
         self.file.flush()

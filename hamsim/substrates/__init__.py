@@ -8,8 +8,24 @@
 Which Numba kernel runs a phase is chosen in one place, :mod:`hamsim.substrates.plan`, and recorded.
 """
 
-from hamsim.substrates.hru_bank import HRUBankSubstrate
-from hamsim.substrates.nonideal import NonIdealSubstrate, NonIdeality
-from hamsim.substrates.simulated import SimulatedSubstrate
+from __future__ import annotations
 
-__all__ = ["HRUBankSubstrate", "NonIdealSubstrate", "NonIdeality", "SimulatedSubstrate"]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hamsim.substrates.hru_bank import HRUBankSubstrate
+    from hamsim.substrates.nonideal import NonIdealSubstrate, NonIdeality
+    from hamsim.substrates.simulated import SimulatedSubstrate
+
+#: exported name -> defining module (imported on first use: ``hamsim.simulate`` needs the plan alone)
+_EXPORTS = {"HRUBankSubstrate": "hru_bank", "NonIdealSubstrate": "nonideal", "NonIdeality": "nonideal",
+            "SimulatedSubstrate": "simulated"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"hamsim.substrates.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'hamsim.substrates' has no attribute {name!r}")

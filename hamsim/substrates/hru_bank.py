@@ -25,6 +25,7 @@ from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
 from hamsim.hamiltonians.network import zero_gradients
+from hamsim.substrates import plan
 from hamsim.substrates._kernels import hru_bank as KB
 from hamsim.integrators.splitting import get_integrator
 from hamsim.losses import ReadoutLoss
@@ -157,7 +158,8 @@ class HRUBankSubstrate:
         if record_every > 0:
             traj = State(rx.transpose(1, 0, 2), rp.transpose(1, 0, 2))  # type: ignore[union-attr]
         r = np.zeros((0, self._h.n))
-        return ForwardResult(final=final, loss=0.0, readout_grad_C=r, readout_grad_c0=np.zeros(0), trajectory=traj)
+        return ForwardResult(final=final, loss=0.0, readout_grad_C=r, readout_grad_c0=np.zeros(0), trajectory=traj,
+                             kernel="bank.forward")
 
     def echo(self, request: EchoRequest) -> EchoResult:
         if request.at not in ("forward", "none"):
@@ -181,14 +183,20 @@ class HRUBankSubstrate:
         mom = np.zeros((B, KB.N_MOM, n))
         dhdv = np.zeros((B, K if request.input_gradients else 0, n), self._dtype)
         xe, pe = np.empty((2, B, n), self._dtype), np.empty((2, B, n), self._dtype)
-        KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
-                       np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
-                       mom, dhdv, xe, pe)
+        w0, w1 = (float(x) for x in request.weights)
+        row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0)
+        if row.name == "bank.contrast_pair":
+            e0, e1 = (self._dtype.type(x) for x in request.nudges)
+            KB.contrast_pair_echoes(cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe)
+        else:
+            KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
+                           np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
+                           mom, dhdv, xe, pe)
         grads = self._h.param_gradients(self._moments_to_gradients(mom.sum(axis=0), h), self._dt)
         return EchoResult(
             dH_dtheta=grads,
             dH_du=dhdv.transpose(1, 0, 2) if request.input_gradients else None,
-            finals=(State(xe[0], pe[0]), State(xe[1], pe[1])))
+            finals=(State(xe[0], pe[0]), State(xe[1], pe[1])), kernel=row.name)
 
     def _moments_to_gradients(self, mom: np.ndarray, h: np.ndarray) -> Any:
         """Canonical dt-weighted accumulators from the summed moments (cf. _fused_echo.moments_to_gradients)."""

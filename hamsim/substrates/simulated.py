@@ -18,6 +18,7 @@ from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.substrates._kernels import fused_echo as F
 from hamsim.substrates._kernels import phases as P
+from hamsim.substrates import plan
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
@@ -58,11 +59,6 @@ def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
         G = np.zeros((0, B, n))
     G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
     return _MODES[request.at], C, c0, y, w, G, G0
-
-
-def fused(terms: Any, scheme: Splitting) -> bool:
-    """Whether the sample-by-sample fused kernels apply: uncoupled units, one kick per step."""
-    return not terms.coupled and len(scheme.kick) == 1
 
 
 class SimulatedSubstrate:
@@ -112,6 +108,29 @@ class SimulatedSubstrate:
     def close(self) -> None:
         """Nothing to release (a simulator has no outputs to make safe)."""
 
+    # ------------------------------------------------------------------ the kernel plan
+    def _system(self) -> plan.System:
+        return plan.System.of(self._h.terms(np.float64), self._scheme)
+
+    def forward_plan(self, *, readout_rows: int, record_every: int = 0, nudge_sequence: bool = False) -> plan.Row:
+        """The plan row a forward phase with these settings runs."""
+        return plan.forward_plan(self._system(), readout_rows=readout_rows, damped=self._damped(),
+                                 record_every=record_every, nudge_sequence=nudge_sequence)
+
+    def echo_plan(self, request: EchoRequest, *, readout_rows: int | None = None) -> plan.Row:
+        """The plan row the echoes of ``request`` run."""
+        if readout_rows is None:
+            online = request.at in ("echo", "midpoint") and request.loss is not None
+            readout_rows = request.loss.C.shape[0] if online else 0  # type: ignore[union-attr]
+        w = request.weights
+        return plan.echo_plan(self._system(), at=request.at, echoes=len(request.nudges),
+                              contrast=len(w) == 2 and w[1] == -w[0], readout_rows=readout_rows,
+                              damped=self._damped(), record_every=request.record_every,
+                              input_gradients=request.input_gradients)
+
+    def _damped(self) -> bool:
+        return decay_factors(self._h, self._dt, self._damping).size > 0
+
     # ------------------------------------------------------------------ phases
     def _common(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         t = self._h.terms(np.float64)
@@ -148,7 +167,10 @@ class SimulatedSubstrate:
         R = Kn // record_every + 1 if record_every > 0 else 0
         rec_phi, rec_pi = np.empty((R, B, n)), np.empty((R, B, n))
         gC, gc0 = np.zeros_like(C), np.zeros_like(c0)
-        if fused(t, self._scheme):
+        row = self.forward_plan(readout_rows=C.shape[0], record_every=record_every, nudge_sequence=nudge_sequence)
+        if row.name == "forward.one_pass":
+            value = F.one_pass_forward(t, phi, pi, u, dtv, a, c, C, c0, y, w, gC, gc0)
+        elif row.name == "forward.rows":
             value = F.fused_forward(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every, rec_phi, rec_pi,
                                     gC, gc0)
         else:
@@ -157,7 +179,7 @@ class SimulatedSubstrate:
         return ForwardResult(
             final=State(phi, pi), loss=float(value), readout_grad_C=gC, readout_grad_c0=gc0,
             nudge_sequence=G if nudge_sequence else None,
-            trajectory=State(rec_phi, rec_pi) if record_every > 0 else None)
+            trajectory=State(rec_phi, rec_pi) if record_every > 0 else None, kernel=row.name)
 
     def echo(self, request: EchoRequest) -> EchoResult:
         u = self._check(request.u, request.start, "start")
@@ -174,12 +196,17 @@ class SimulatedSubstrate:
         args = (t, np.ascontiguousarray(request.start.phi, float), np.ascontiguousarray(request.start.pi, float),
                 u, dtv, a, c, decay, np.asarray(request.nudges, float), np.asarray(request.weights, float), G0,
                 mode, G, C, c0, y, w)
-        if fused(t, self._scheme):
-            mom = np.zeros((F.N_FIXED + 2 * d, n))
-            phi, pi = F.fused_echoes(*args, mom, dhdu, rec, rec_phi, rec_pi)
-            F.moments_to_gradients(t, mom, dtv, c, g)
-        else:
+        row = self.echo_plan(request, readout_rows=C.shape[0])
+        if row.name == "echo.lockstep":
             phi, pi = P.paired_echoes(*args, g, dhdu, rec, rec_phi, rec_pi)
+        else:
+            mom = np.zeros((F.N_FIXED + 2 * d, n))
+            if row.name == "echo.contrast_pair":
+                phi, pi = F.contrast_pair_echoes(t, args[1], args[2], u, dtv, a, c, args[8], args[9], G0, mode, C, c0,
+                                                 y, w, mom)
+            else:
+                phi, pi = F.fused_echoes(*args, mom, dhdu, rec, rec_phi, rec_pi, row.name == "echo.fused_linear")
+            F.moments_to_gradients(t, mom, dtv, c, g)
         du = None
         if request.input_gradients:
             du = sum(wt * dhdu[:, s * B:(s + 1) * B] for s, wt in enumerate(request.weights))
@@ -188,7 +215,7 @@ class SimulatedSubstrate:
         if rec > 0:
             trajs = tuple(State(rec_phi[:, s * B:(s + 1) * B], rec_pi[:, s * B:(s + 1) * B]) for s in range(S))
         return EchoResult(dH_dtheta=self._h.param_gradients(g, self._dt), dH_du=du, finals=finals,
-                          trajectories=trajs)
+                          trajectories=trajs, kernel=row.name)
 
     # ------------------------------------------------------------------ exact model
     def exact_gradient(self, u: Any, state0: State, loss: ReadoutLoss) -> ExactGradient:

@@ -45,12 +45,6 @@ def _coefficients(t, dt_vec, drift_c, kick_c):
 
 
 @kernel
-def _simple(t, d):
-    """Linear, no quartic term, at most one input: the case with a tight vectorised loop."""
-    return t.nl_kind == 0 and not t.has_quartic and d <= 1
-
-
-@kernel
 def _simple_echo_row_step(x, p, uu, cf, wa0, wa1, wt, mom):
     """The linear, scalar-input case of :func:`_echo_row_step` as a tight loop.  It takes no network
     terms and writes only x, p and the moments: with more arrays in play LLVM gives up its run-time
@@ -250,8 +244,9 @@ def _contrast_pair_step(st, tab, acc, uu, sm, sd, same_a, a0, a1):
 
 
 @kernel
-def _contrast_pair_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, w0, G0, mode, c, c00, y, w, mom, phi_out, pi_out):
-    """The two echoes of :func:`fused_echoes` in its common linear case, as their mean and half-difference.
+def _contrast_pair_loop(phi_f, pi_f, u, cf, a0, a1, nudges, w0, G0, mode, c, c00, y, w, mom, phi_out, pi_out):
+    """Plan row ``echo.contrast_pair``: the two echoes of :func:`fused_echoes` in its common linear case
+    (see :func:`contrast_pair_echoes`), as their mean and half-difference.
 
     The network is linear, so the echo pair x_0, x_1 = m +- d evolves as the mean m (driven by the
     input and the mean nudge) and the half-difference d (driven by the difference nudge only): the same
@@ -318,14 +313,29 @@ def _contrast_pair_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, w0, G0, mode, c, c
 
 
 @kernel
+def contrast_pair_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, nudges, weights, G0, mode, C, c0, y, w, mom):
+    """Plan row ``echo.contrast_pair``: two echoes with contrast weights (w, -w) of a linear, uncoupled
+    network with at most one input, nudged at their own states (mode 1) or midpoint (mode 2) through a
+    one-row readout, undamped, nothing recorded; moments into ``mom`` ((6 + 2d, n), zeroed).  Returns the
+    final echo states (2B, n) x 2."""
+    B, n = phi_f.shape
+    cf = _coefficients(t, dt_vec, drift_c, kick_c)
+    phi_out = np.empty((2 * B, n), phi_f.dtype)
+    pi_out = np.empty((2 * B, n), phi_f.dtype)
+    _contrast_pair_loop(phi_f, pi_f, u, cf, drift_c[0], drift_c[1], nudges, weights[0], G0, mode, C[0], c0[0], y,
+                        w, mom, phi_out, pi_out)
+    return phi_out, pi_out
+
+
+@kernel
 def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weights, G0,
-                 mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi):
-    """The echoes of :func:`hamsim.substrates._kernels.phases.paired_echoes` (same modes, nudges and
-    bookkeeping), sample by sample with moment accumulation into ``mom`` ((6 + 2d, n), zeroed)."""
+                 mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear):
+    """Plan rows ``echo.fused_linear`` (``linear``: the tight linear scalar-input row and pair steps) and
+    ``echo.fused``: the echoes of :func:`hamsim.substrates._kernels.phases.paired_echoes` (same modes,
+    nudges and bookkeeping), sample by sample with moment accumulation into ``mom`` ((6 + 2d, n), zeroed)."""
     K, B = u.shape[0], phi_f.shape[0]
     n = phi_f.shape[1]
     S = nudges.shape[0]
-    d = u.shape[2]
     r = C.shape[0]
     one = phi_f.dtype.type(1.0)
     a0, a1 = drift_c[0], drift_c[1]
@@ -339,16 +349,9 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
     res = np.zeros(r, phi_f.dtype)
     mid = np.zeros(n, phi_f.dtype)
     force = np.zeros(n, phi_f.dtype)
-    simple = _simple(t, d) and dhdu.shape[0] != K  # input gradients need the half-step states
+    simple = linear
     phi_out = np.empty((S * B, n), phi_f.dtype)
     pi_out = np.empty((S * B, n), phi_f.dtype)
-    # the common training case: linear, scalar input, a contrast pair (weights w, -w) nudged at its own
-    # states or at its midpoint through a one-row readout, nothing recorded, no dissipation
-    if (simple and S == 2 and weights[1] == -weights[0] and (mode == 1 or mode == 2) and r == 1
-            and decay.shape[0] == 0 and rec_every == 0):
-        _contrast_pair_echoes(phi_f, pi_f, u, cf, a0, a1, nudges, weights[0], G0, mode, C[0], c0[0], y, w,
-                              mom, phi_out, pi_out)
-        return phi_out, pi_out
     for b in range(B):
         for s in range(S):
             for i in range(n):
@@ -399,8 +402,8 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
 
 
 @kernel
-def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights, k_lo, k_hi, mom):
-    """Moments from *recorded* echo states (rows s*B + b), restarting every step from the record: the
+def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights, k_lo, k_hi, mom, linear):
+    """Plan rows ``trace.fused_linear`` / ``trace.fused``: moments from *recorded* echo states (rows s*B + b), restarting every step from the record: the
     arithmetic and order of :func:`fused_echoes`, hence the same moments bit for bit."""
     K, B, d = u.shape
     n = rec_phi.shape[2]
@@ -414,7 +417,7 @@ def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights
     dz = np.zeros(n, rec_phi.dtype)
     xh = np.zeros(n, rec_phi.dtype)
     g1row = np.zeros(n, rec_phi.dtype)
-    simple = _simple(t, d)
+    simple = linear
     for b in range(B):
         for k in range(k_lo, k_hi):
             u_j = u[K - 1 - k, b]
@@ -456,23 +459,6 @@ def moments_to_gradients(t, mom, dt_vec, kick_c, g):
 
 
 @kernel
-def _row_step(t, x, p, u_j, dl, dz, cf, one):
-    """One drift-kick-drift step of one row (no accumulation): the forward pass of the fused path."""
-    nl = t.nl_kind
-    _drives(t, u_j, dl, dz)
-    for i in range(x.shape[0]):
-        xi = x[i] + cf[0, i] * p[i]
-        f = t.onsite[i] * xi - dl[i]
-        if t.has_quartic:
-            f += t.quartic[i] * xi * xi * xi
-        if nl != 0:
-            f += t.nl_c[i] * nl_slope(nl, t.nl_w[i] * xi + dz[i] + t.nl_bias[i], one)
-        pn = p[i] - cf[2, i] * f
-        x[i] = xi + cf[1, i] * pn
-        p[i] = pn
-
-
-@kernel
 def _step_and_gather(x, p, tab, gC, rp, uu):
     """gC += rp x (the readout gradient of the state reached by the previous step), then one
     drift-kick-drift step of a linear row with scalar input (the arithmetic of ``_fused_step_row``)."""
@@ -486,8 +472,8 @@ def _step_and_gather(x, p, tab, gC, rp, uu):
 
 
 @kernel
-def _one_pass_forward(phi, pi, u, cf, c, c00, y, w, gC, gc0):
-    """:func:`fused_forward` for a linear network with scalar input and a one-row readout (nothing
+def _one_pass_loop(phi, pi, u, cf, c, c00, y, w, gC, gc0):
+    """Plan row ``forward.one_pass`` (see :func:`one_pass_forward`): :func:`fused_forward` for a linear network with scalar input and a one-row readout (nothing
     recorded, no dissipation): per step one pass that also adds the previous step's readout gradient,
     and the readout dot; time block by time block with the inputs and targets transposed sample-major
     (see ``_BLOCK``).  Returns the loss."""
@@ -524,32 +510,34 @@ def _one_pass_forward(phi, pi, u, cf, c, c00, y, w, gC, gc0):
 
 
 @kernel
+def one_pass_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, C, c0, y, w, gC, gc0):
+    """Plan row ``forward.one_pass``: the forward phase of a linear uncoupled network with at most one input
+    and a one-row readout, undamped, nothing recorded, no nudge sequence.  Returns the per-step loss."""
+    cf = _coefficients(t, dt_vec, drift_c, kick_c)
+    return _one_pass_loop(phi, pi, u, cf, C[0], c0[0], y, w, gC[0], gc0)
+
+
+@kernel
 def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_out, rec_every, rec_phi,
                   rec_pi, gC, gc0):
-    """:func:`hamsim.substrates._kernels.phases.forward_with_loss` for uncoupled single-kick schemes,
-    row by row while the row stays in cache.  Returns the per-step loss."""
+    """Plan row ``forward.rows``: :func:`hamsim.substrates._kernels.phases.forward_with_loss` for uncoupled
+    single-kick schemes with scalar drives, row by row while the row stays in cache (one vectorisable pass
+    per step, :func:`~hamsim.integrators.kernels._fused_step_row`).  Returns the per-step loss."""
     K, B = u.shape[0], phi.shape[0]
     n = phi.shape[1]
     r = C.shape[0]
     one = phi.dtype.type(1.0)
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
-    dl = np.zeros(n, phi.dtype)
-    dz = np.zeros(n, phi.dtype)
     res = np.zeros(r, phi.dtype)
     x = np.empty(n, phi.dtype)
     p = np.empty((1, n), phi.dtype)
     d = t.input_t.shape[0]
     dn = t.nl_input_t.shape[0]
     zero = phi.dtype.type(0.0)
-    # scalar drives (or none): the vectorised one-pass step of the simulator's fused path
-    fast = d <= 1 and dn <= 1
     bl = t.input_t[0].copy() if d == 1 else np.zeros(n, phi.dtype)
     bn = t.nl_input_t[0].copy() if dn == 1 else np.zeros(n, phi.dtype)
     packed = _pack_row_coefficients(t, cf[0], cf[1], cf[2], bl, bn)
     lin = _has_linear_drive(packed)
-    if (_simple(t, d) and r == 1 and decay.shape[0] == 0 and rec_every == 0
-            and G_out.shape[0] == 0):
-        return _one_pass_forward(phi, pi, u, cf, C[0], c0[0], y, w, gC[0], gc0)
     loss = 0.0
     if rec_every > 0:
         rec_phi[0] = phi
@@ -558,12 +546,9 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
         x[:] = phi[b]
         p[0] = pi[b]
         for k in range(K):
-            if fast:
-                ul = u[k, b, 0] if d == 1 else zero
-                un = u[k, b, 0] if dn == 1 and t.nl_kind != 0 else zero
-                _fused_step_row(t.nl_kind, t.has_quartic, lin, packed, x, p[0], ul, un, one)
-            else:
-                _row_step(t, x, p[0], u[k, b], dl, dz, cf, one)
+            ul = u[k, b, 0] if d == 1 else zero
+            un = u[k, b, 0] if dn == 1 and t.nl_kind != 0 else zero
+            _fused_step_row(t.nl_kind, t.has_quartic, lin, packed, x, p[0], ul, un, one)
             apply_decay(p, decay)
             if r > 0 and w[k] != 0.0:
                 loss += readout_gradient(C, c0, x, y[k, b], w[k], res)

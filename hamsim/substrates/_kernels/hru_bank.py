@@ -26,7 +26,7 @@ SP2, SX2, SXV, SG, SG1, SGX, N_MOM = 0, 1, 2, 3, 4, 5, 6
 
 @parallel_kernel
 def bank_forward(nl, cf, x0, p0, v, rec_every, rec_x, rec_p, xK, pK):
-    """Run every sample from (x0, p0) through the drives v (B, K, n).
+    """Plan row ``bank.forward``: run every sample from (x0, p0) through the drives v (B, K, n).
 
     ``rec_x`` (B, R, n) gets the positions every ``rec_every`` steps, index 0 = the initial state
     (R = 0: nothing recorded); ``rec_p`` likewise for the momenta (R may be 0 while rec_x records)."""
@@ -61,7 +61,7 @@ def bank_forward(nl, cf, x0, p0, v, rec_every, rec_x, rec_p, xK, pK):
 
 @parallel_kernel
 def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe, pe):
-    """Two echoes per sample from the flip of (xf, pf), inputs replayed backwards.
+    """Plan row ``bank.echoes``: two echoes per sample from the flip of (xf, pf), inputs replayed backwards.
 
     Echo s starts at (xf, -pf + nudges[s] G0) and after the step that reaches forward index j >= 1
     receives pi += nudges[s] G[:, j - 1] (the nudge at the recorded forward state: G (B, K, n) holds
@@ -73,9 +73,6 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
     w0, w1 = weights[0], weights[1]
     e0, e1 = nudges[0], nudges[1]
     want_dv = dhdv.shape[1] == K
-    if nl == 0 and w1 == -w0:
-        _contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe)
-        return
     for b in prange(B):
         X0 = xf[b].copy()
         X1 = xf[b].copy()
@@ -129,8 +126,8 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
 
 
 @parallel_kernel
-def _contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe):
-    """:func:`bank_echoes` for the linear HRU with contrast weights (w0, -w0): the pair x_{0,1} = m +- d is
+def contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe):
+    """Plan row ``bank.contrast_pair``: :func:`bank_echoes` for the linear HRU with contrast weights (w0, -w0): the pair x_{0,1} = m +- d is
     integrated as its mean m (input, mean nudge (e0 + e1)/2 G) and half-difference d (difference nudge
     (e0 - e1)/2 G, no input) -- the same linear map in other coordinates (ADR 0011).  The O(eps) contrast
     is computed directly, not as the difference of two O(1) states, so float32 keeps its precision at

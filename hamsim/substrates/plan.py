@@ -1,0 +1,210 @@
+"""The kernel plan: which Numba kernel runs a phase, decided in one place, named, and recorded.
+
+Every phase of every simulated substrate asks a pure function of this module — :func:`simulate_plan`,
+:func:`forward_plan`, :func:`echo_plan`, :func:`bank_plan` — which kernel applies to its configuration.
+The answer is a :class:`Row` of the table :data:`ROWS`: a name ("echo.contrast_pair"), the kernel, when
+it runs, what it is equal to (bit for bit or to round-off) and its speed class, and for an echo row its
+*replay twin*, the trace kernel that recomputes its accumulators from recorded states (:func:`trace_plan`).
+Kernels never choose among their siblings; the substrates dispatch on the row, put its name into every
+result (``ForwardResult.kernel``, ``EchoResult.kernel``) and the recorder writes it into the session
+file, so a run says which code produced it and :mod:`hamsim.replay` asks this module, not a copy of its
+rules.  ``docs/kernel-plan.md`` is this table in prose (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hamsim.integrators.splitting import Splitting
+from hamsim.substrate import NudgeAt
+
+Phase = Literal["simulate", "forward", "echo", "trace", "bank"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One kernel of the plan (see the module docstring)."""
+
+    name: str
+    phase: Phase
+    kernel: str  # dotted path of the Numba entry point (or the Python driver)
+    when: str
+    equal_to: str
+    speed: str
+    replay: str | None = None  # echo rows: the trace row that recomputes their accumulators
+
+
+def _rows(*rows: Row) -> dict[str, Row]:
+    return {r.name: r for r in rows}
+
+
+_K = "hamsim.substrates._kernels."
+_I = "hamsim.integrators.kernels."
+
+#: every kernel a simulated substrate can run, by name (order: fastest first within a phase)
+ROWS: dict[str, Row] = _rows(
+    # -- simulate(): integration without loss
+    Row("simulate.rows_block", "simulate", _I + "run_rows_block",
+        "uncoupled, quadratic kinetic energy, one kick per step, at most one input column per drive",
+        "simulate.lockstep bit for bit", "fast (time blocks, 4 linear steps per pass)"),
+    Row("simulate.rows_block_parallel", "simulate", _I + "run_rows_block_parallel",
+        "as simulate.rows_block, parallel=True", "simulate.lockstep bit for bit", "fast, rows over threads"),
+    Row("simulate.rows", "simulate", _I + "run_rows",
+        "uncoupled, quadratic kinetic energy, otherwise (several kicks or input columns)",
+        "simulate.lockstep bit for bit", "fast (each row in cache)"),
+    Row("simulate.rows_parallel", "simulate", _I + "run_rows_parallel", "as simulate.rows, parallel=True",
+        "simulate.lockstep bit for bit", "fast, rows over threads"),
+    Row("simulate.coupled_fold", "simulate", _I + "run_coupled",
+        "dense coupling (no edge list), quadratic kinetic energy, one kick per step",
+        "simulate.lockstep bit for bit", "fast (one pass per step around the coupling product)"),
+    Row("simulate.lockstep", "simulate", _I + "run",
+        "everything else: edge lists, several kicks with coupling, non-quadratic kinetic energy",
+        "the reference", "general (sub-step by sub-step over the batch)"),
+    # -- forward phase with online readout loss
+    Row("forward.one_pass", "forward", _K + "fused_echo.one_pass_forward",
+        "forward.rows conditions, linear, one readout row, no damping, nothing recorded, no nudge sequence",
+        "forward.lockstep: states bit for bit, loss and readout gradients to round-off (summation order)",
+        "fastest (one pass per step gathers the readout gradient)"),
+    Row("forward.rows", "forward", _K + "fused_echo.fused_forward",
+        "uncoupled, quadratic kinetic energy, one kick per step, at most one input column per drive",
+        "forward.lockstep: states bit for bit, loss and readout gradients to round-off", "fast (row in cache)"),
+    Row("forward.lockstep", "forward", _K + "phases.forward_with_loss",
+        "everything else (coupling, several kicks, several input columns, non-quadratic kinetic energy, "
+        "thermal kicks of a non-ideal device)", "the reference", "general"),
+    Row("forward.fixed_point", "forward", "hamsim.substrates.nonideal (Python loop over run_fixed_point)",
+        "non-ideal device with integer-register arithmetic (fixed_point_bits > 0)",
+        "the virtual board's registers bit for bit", "slow (one kernel call per step)"),
+    # -- nudged echoes
+    Row("echo.contrast_pair", "echo", _K + "fused_echo.contrast_pair_echoes",
+        "echo.fused_linear conditions, two echoes with contrast weights (w, -w) nudged at their own states or "
+        "midpoint through a one-row readout, no damping, nothing recorded",
+        "echo.lockstep to round-off (mean/half-difference coordinates, ADR 0011); more precise at small eps",
+        "fastest (half the arithmetic of two echoes)", replay="trace.fused_linear"),
+    Row("echo.fused_linear", "echo", _K + "fused_echo.fused_echoes(linear=True)",
+        "uncoupled, linear, quadratic kinetic energy, leapfrog-like (one kick), at most one input, "
+        "no input gradients", "echo.lockstep to round-off (moments, ADR 0007)", "fast",
+        replay="trace.fused_linear"),
+    Row("echo.fused", "echo", _K + "fused_echo.fused_echoes(linear=False)",
+        "uncoupled, quadratic kinetic energy, one kick per step (nonlinear, several inputs, input gradients)",
+        "echo.lockstep to round-off (moments, ADR 0007)", "fast", replay="trace.fused"),
+    Row("echo.lockstep", "echo", _K + "phases.paired_echoes",
+        "everything else: coupling, several kicks (yoshida4), non-quadratic kinetic energy; and every echo "
+        "of a non-ideal device (thermal kicks, quantised nudges, every step recorded)",
+        "the reference (term-by-term dH/dtheta)", "general", replay="trace.lockstep"),
+    Row("echo.fixed_point", "echo", "hamsim.substrates.nonideal (Python loop over run_fixed_point)",
+        "non-ideal device with integer-register arithmetic (fixed_point_bits > 0); dH/dtheta from the traces",
+        "the virtual board's registers bit for bit", "slow (one kernel call per step)", replay="trace.lockstep"),
+    # -- dH/dtheta from recorded states (replay, and a non-ideal device's observed traces)
+    Row("trace.fused_linear", "trace", _K + "fused_echo.fused_trace_contrast(linear=True)",
+        "replay of echo.fused_linear (and echo.contrast_pair) recordings",
+        "echo.fused_linear's moments bit for bit", "fast"),
+    Row("trace.fused", "trace", _K + "fused_echo.fused_trace_contrast(linear=False)",
+        "replay of echo.fused recordings", "echo.fused's moments bit for bit", "fast"),
+    Row("trace.lockstep", "trace", _K + "phases.trace_contrast",
+        "replay of echo.lockstep / echo.fixed_point recordings; a non-ideal device's observed traces",
+        "echo.lockstep's accumulators bit for bit", "general"),
+    # -- the HRU bank (diagonal drive, sample-major, samples in parallel)
+    Row("bank.forward", "bank", _K + "hru_bank.bank_forward", "HRUBankSubstrate forward",
+        "forward.rows of the same HRU to round-off", "fast, samples over threads"),
+    Row("bank.contrast_pair", "bank", _K + "hru_bank.contrast_pair_echoes",
+        "HRUBankSubstrate echoes of a linear HRU with contrast weights (w, -w)",
+        "bank.echoes to round-off (mean/half-difference coordinates, ADR 0011)", "fastest, samples over threads"),
+    Row("bank.echoes", "bank", _K + "hru_bank.bank_echoes", "HRUBankSubstrate echoes otherwise",
+        "echo.fused of the same HRU to round-off", "fast, samples over threads"),
+)
+
+
+@dataclass(frozen=True)
+class System:
+    """The facts about a system and its scheme that the plan depends on."""
+
+    coupled: bool
+    dense_only: bool  # coupled through the dense matrix alone (no edge list)
+    kicks: int  # kick sub-steps per step
+    quadratic_kinetic: bool
+    linear: bool  # no nonlinearity, no quartic term
+    scalar_drives: bool  # at most one input column for each drive
+
+    @classmethod
+    def of(cls, terms: Any, scheme: Splitting) -> "System":
+        kin = int(getattr(terms, "kin_kind", 0))
+        return cls(coupled=bool(terms.coupled),
+                   dense_only=terms.coupling.shape[0] > 0 and terms.edges.shape[0] == 0,
+                   kicks=len(scheme.kick), quadratic_kinetic=kin == 0,
+                   linear=int(terms.nl_kind) == 0 and not bool(terms.has_quartic),
+                   scalar_drives=terms.input_t.shape[0] <= 1 and terms.nl_input_t.shape[0] <= 1)
+
+    @property
+    def rows_fusable(self) -> bool:
+        """Uncoupled units with a quadratic kinetic energy under a single-kick scheme."""
+        return not self.coupled and self.quadratic_kinetic and self.kicks == 1
+
+
+def simulate_plan(s: System, *, parallel: bool = False) -> Row:
+    """The integration kernel of :func:`hamsim.simulate`."""
+    if not s.coupled and s.quadratic_kinetic:
+        name = "simulate.rows_block" if s.kicks == 1 and s.scalar_drives else "simulate.rows"
+        return ROWS[name + ("_parallel" if parallel else "")]
+    if s.dense_only and s.kicks == 1 and s.quadratic_kinetic:
+        return ROWS["simulate.coupled_fold"]
+    return ROWS["simulate.lockstep"]
+
+
+def forward_plan(s: System, *, readout_rows: int, damped: bool = False, thermal: bool = False,
+                 record_every: int = 0, nudge_sequence: bool = False, fixed_point: bool = False) -> Row:
+    """The forward-phase kernel (state, online per-step loss, readout gradients)."""
+    if fixed_point:
+        return ROWS["forward.fixed_point"]
+    if thermal or not (s.rows_fusable and s.scalar_drives):
+        return ROWS["forward.lockstep"]
+    if s.linear and readout_rows == 1 and not damped and record_every == 0 and not nudge_sequence:
+        return ROWS["forward.one_pass"]
+    return ROWS["forward.rows"]
+
+
+def echo_plan(s: System, *, at: NudgeAt, echoes: int, contrast: bool, readout_rows: int,
+              damped: bool = False, record_every: int = 0, input_gradients: bool = False,
+              device: bool = False, fixed_point: bool = False) -> Row:
+    """The echo kernel.  ``contrast``: two echoes with weights (w, -w); ``device``: a non-ideal device's
+    echoes (thermal kicks, quantised nudges, every step recorded, dH/dtheta from the observed traces)."""
+    if fixed_point:
+        return ROWS["echo.fixed_point"]
+    if device or not s.rows_fusable:
+        return ROWS["echo.lockstep"]
+    linear = s.linear and s.scalar_drives and not input_gradients
+    if (linear and echoes == 2 and contrast and at in ("echo", "midpoint") and readout_rows == 1 and not damped
+            and record_every == 0):
+        return ROWS["echo.contrast_pair"]
+    return ROWS["echo.fused_linear" if linear else "echo.fused"]
+
+
+def trace_plan(echo_row: str) -> Row:
+    """The replay twin of an echo row: recomputes its dH/dtheta accumulators from recorded states."""
+    row = ROWS.get(echo_row)
+    if row is None or row.replay is None:
+        known = sorted(k for k, r in ROWS.items() if r.replay)
+        raise KeyError(f"{echo_row!r} is not an echo row of the kernel plan; known: {known}")
+    return ROWS[row.replay]
+
+
+def bank_plan(*, linear: bool, contrast: bool) -> Row:
+    """The HRU bank's echo kernel."""
+    return ROWS["bank.contrast_pair" if linear and contrast else "bank.echoes"]
+
+
+#: the recorded code of a row in session files: its index in this tuple (append only: old files keep meaning)
+CODES: tuple[str, ...] = tuple(ROWS)
+
+
+def code(row: Row | str) -> int:
+    return CODES.index(row if isinstance(row, str) else row.name)
+
+
+def table_markdown() -> str:
+    """The plan as a markdown table (docs/kernel-plan.md holds it; a test keeps the two equal)."""
+    lines = ["| row | kernel | runs when | equal to | speed | replay twin |", "|---|---|---|---|---|---|"]
+    for r in ROWS.values():
+        lines.append(f"| `{r.name}` | `{r.kernel}` | {r.when} | {r.equal_to} | {r.speed} | "
+                     f"{'`' + r.replay + '`' if r.replay else '—'} |")
+    return "\n".join(lines) + "\n"
