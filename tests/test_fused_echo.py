@@ -41,9 +41,10 @@ def general_echo(sub: SimulatedSubstrate, req: EchoRequest) -> tuple[dict[str, n
     g = zero_gradients(t)
     dhdu = np.zeros((K, 2 * B, d))
     e = np.empty((0, 2 * B, h.n))
-    phi, pi = P.paired_echoes(t, req.start.phi, req.start.pi, req.u, sub.info.dt * h.time_scale(), a, c,
-                              np.zeros(0), np.asarray(req.nudges), np.asarray(req.weights), req.initial_nudge,
-                              mode[req.at], G, loss.C, loss.c0, y, w, g, dhdu, 0, e, e)
+    phi, pi = P.paired_echoes(t, req.start.phi, req.start.pi, req.u, False, sub.info.dt * h.time_scale(), a, c,
+                              np.zeros(0), np.zeros((0, 0, 0)), np.asarray(req.nudges), np.asarray(req.weights),
+                              req.initial_nudge, mode[req.at], G, loss.C, loss.c0, y, w, 0.0, 0.0, 0.0, True, g, dhdu,
+                              0, e, e)
     du = dhdu[:, :B] - dhdu[:, B:]
     return h.param_gradients(g, sub.info.dt), du, np.concatenate([phi, pi])
 
@@ -176,7 +177,8 @@ def test_one_pass_forward_equals_the_general_kernel(n: int, K: int) -> None:
     y, ww = loss.step_arrays(K, B)
     gC, gc0 = np.zeros((1, n)), np.zeros(1)
     e = np.empty((0, B, n))
-    value = P.forward_with_loss(t, phi, pi, u, 0.1 * h.time_scale(), a, c, np.zeros(0), loss.C, loss.c0, y, ww,
+    value = P.forward_with_loss(t, phi, pi, u, 0.1 * h.time_scale(), a, c, np.zeros(0), np.zeros((0, 0, 0)), loss.C,
+                                loss.c0, y, ww,
                                 np.zeros((0, B, n)), 0, e, e, gC, gc0, zero_gradients(t))
     np.testing.assert_allclose(got.final.phi, phi, rtol=0, atol=1e-13 * np.abs(phi).max())
     np.testing.assert_allclose(got.final.pi, pi, rtol=0, atol=1e-13 * np.abs(pi).max())

@@ -56,7 +56,7 @@ from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.integrators import kernels as _kernels
-from hamsim.substrates._kernels import noise as NK
+from hamsim.substrates import plan
 from hamsim.substrates._kernels import phases as P
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
@@ -316,16 +316,20 @@ class NonIdealSubstrate:
         dtv = self._dt * h.time_scale()
         if self.levels.fixed_point_bits > 0:
             return self._run_fixed_point(h, phi, pi, u_play, decay, kicks, echo)
+        n = h.n
         if echo is None:
-            rec_phi, rec_pi = np.empty((K + 1,) + phi.shape), np.empty((K + 1,) + phi.shape)
-            NK.device_forward(t, phi.copy(), pi.copy(), u_play, dtv, a, c, decay, kicks, rec_phi, rec_pi,
-                              zero_gradients(t))
+            B = phi.shape[0]
+            rec_phi, rec_pi = np.empty((K + 1, B, n)), np.empty((K + 1, B, n))
+            P.forward_with_loss(t, phi.copy(), pi.copy(), u_play, dtv, a, c, decay, kicks, np.zeros((0, n)),
+                                np.zeros(0), np.zeros((K, B, 0)), np.zeros(K), np.zeros((0, B, n)), 1, rec_phi,
+                                rec_pi, np.zeros((0, n)), np.zeros(0), zero_gradients(t))
             return rec_phi, rec_pi
         R = len(echo["nudges"]) * phi.shape[0]
-        rec_phi, rec_pi = np.empty((K + 1, R, h.n)), np.empty((K + 1, R, h.n))
-        NK.device_echoes(t, phi, pi, u_play, dtv, a, c, decay, kicks, echo["nudges"], echo["G0"], echo["mode"],
-                         echo["G"], echo["C"], echo["c0"], echo["y"], echo["w"], *self._nudge_dac(),
-                         rec_phi, rec_pi, zero_gradients(t))
+        rec_phi, rec_pi = np.empty((K + 1, R, n)), np.empty((K + 1, R, n))
+        S = len(echo["nudges"])
+        P.paired_echoes(t, phi, pi, u_play, True, dtv, a, c, decay, kicks, echo["nudges"], np.ones(S), echo["G0"],
+                        echo["mode"], echo["G"], echo["C"], echo["c0"], echo["y"], echo["w"], *self._nudge_dac(),
+                        False, zero_gradients(t), np.zeros((0, R, u_play.shape[2])), 1, rec_phi, rec_pi)
         return rec_phi, rec_pi
 
     def _run_fixed_point(self, h: Hamiltonian, phi: np.ndarray, pi: np.ndarray, u_play: np.ndarray,
@@ -411,8 +415,10 @@ class NonIdealSubstrate:
         traj = None
         if record_every > 0:
             traj = State(obs_phi[::record_every].copy(), obs_pi[::record_every].copy())
+        row = plan.forward_plan(plan.System.of(h.terms(np.float64), self._scheme), readout_rows=gC.shape[0],
+                                thermal=True, fixed_point=self.levels.fixed_point_bits > 0)
         return ForwardResult(final=State(rec_phi[-1].copy(), rec_pi[-1].copy()), loss=value, readout_grad_C=gC,
-                             readout_grad_c0=gc0, nudge_sequence=G, trajectory=traj)
+                             readout_grad_c0=gc0, nudge_sequence=G, trajectory=traj, kernel=row.name)
 
     def echo(self, request: EchoRequest) -> EchoResult:
         u = self._check(request.u, request.start, "start")
@@ -448,8 +454,10 @@ class NonIdealSubstrate:
             e = request.record_every
             trajs = tuple(State(obs_phi[::e, s * B:(s + 1) * B].copy(), obs_pi[::e, s * B:(s + 1) * B].copy())
                           for s in range(S))
+        row = plan.echo_plan(plan.System.of(t, self._scheme), at=request.at, echoes=S, contrast=False,
+                             readout_rows=C.shape[0], device=True, fixed_point=self.levels.fixed_point_bits > 0)
         return EchoResult(dH_dtheta=self._h.param_gradients(g, self._dt), dH_du=du, finals=finals,
-                          trajectories=trajs)
+                          trajectories=trajs, kernel=row.name)
 
     def with_levels(self, levels: NonIdeality, *, seed: int = 0) -> "NonIdealSubstrate":
         return NonIdealSubstrate(self._h, self._dt, levels, seed=seed, integrator=self._scheme, name=self._name)

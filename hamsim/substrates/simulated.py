@@ -32,6 +32,9 @@ from hamsim.substrate import (
     SubstrateInfo,
 )
 
+#: an ideal simulator has no heat bath: no thermal kicks between steps
+_NO_KICKS = np.zeros((0, 0, 0))
+
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
 
 
@@ -174,7 +177,7 @@ class SimulatedSubstrate:
             value = F.fused_forward(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every, rec_phi, rec_pi,
                                     gC, gc0)
         else:
-            value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every,
+            value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, _NO_KICKS, C, c0, y, w, G, record_every,
                                         rec_phi, rec_pi, gC, gc0, zero_gradients(t))
         return ForwardResult(
             final=State(phi, pi), loss=float(value), readout_grad_C=gC, readout_grad_c0=gc0,
@@ -193,19 +196,21 @@ class SimulatedSubstrate:
         rec = request.record_every
         R = Kn // rec + 1 if rec > 0 else 0
         rec_phi, rec_pi = np.empty((R, S * B, n)), np.empty((R, S * B, n))
-        args = (t, np.ascontiguousarray(request.start.phi, float), np.ascontiguousarray(request.start.pi, float),
-                u, dtv, a, c, decay, np.asarray(request.nudges, float), np.asarray(request.weights, float), G0,
-                mode, G, C, c0, y, w)
+        phi_f = np.ascontiguousarray(request.start.phi, float)
+        pi_f = np.ascontiguousarray(request.start.pi, float)
+        nudges, weights = np.asarray(request.nudges, float), np.asarray(request.weights, float)
         row = self.echo_plan(request, readout_rows=C.shape[0])
         if row.name == "echo.lockstep":
-            phi, pi = P.paired_echoes(*args, g, dhdu, rec, rec_phi, rec_pi)
+            phi, pi = P.paired_echoes(t, phi_f, pi_f, u, False, dtv, a, c, decay, _NO_KICKS, nudges, weights, G0,
+                                      mode, G, C, c0, y, w, 0.0, 0.0, 0.0, True, g, dhdu, rec, rec_phi, rec_pi)
         else:
             mom = np.zeros((F.N_FIXED + 2 * d, n))
             if row.name == "echo.contrast_pair":
-                phi, pi = F.contrast_pair_echoes(t, args[1], args[2], u, dtv, a, c, args[8], args[9], G0, mode, C, c0,
-                                                 y, w, mom)
+                phi, pi = F.contrast_pair_echoes(t, phi_f, pi_f, u, dtv, a, c, nudges, weights, G0, mode, C, c0, y,
+                                                 w, mom)
             else:
-                phi, pi = F.fused_echoes(*args, mom, dhdu, rec, rec_phi, rec_pi, row.name == "echo.fused_linear")
+                phi, pi = F.fused_echoes(t, phi_f, pi_f, u, dtv, a, c, decay, nudges, weights, G0, mode, G, C, c0, y,
+                                         w, mom, dhdu, rec, rec_phi, rec_pi, row.name == "echo.fused_linear")
             F.moments_to_gradients(t, mom, dtv, c, g)
         du = None
         if request.input_gradients:

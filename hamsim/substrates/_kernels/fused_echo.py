@@ -21,7 +21,7 @@ import numpy as np
 from hamsim._jit import kernel
 from hamsim.hamiltonians.kernels import nl_slope, nl_value
 from hamsim.integrators.kernels import _fused_step_row, _has_linear_drive, _pack_row_coefficients
-from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, readout_force, readout_gradient
+from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, nudge_sample, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
 SP2, SX2, SX4, SG, SG1, SGX, N_FIXED = 0, 1, 2, 3, 4, 5, 6
@@ -151,21 +151,6 @@ def _echo_row_step(t, x, p, dl, dz, u_j, cf, a0, a1, wt, mom, xh, g1row, one, si
         mom[SP2, i] += wt * a1 * pn * pn
         x[i] = xi + cf[1, i] * pn
         p[i] = pn
-
-
-@kernel
-def _mean_rows(X, out):
-    """out = mean over rows of X, summed in row order from zero (as the lockstep kernel does)."""
-    S, n = X.shape
-    if S == 2:
-        for i in range(n):
-            out[i] = (X[0, i] + X[1, i]) / 2  # (0 + a) + b == a + b exactly
-        return
-    for i in range(n):
-        acc = 0.0 * X[0, i]
-        for s in range(S):
-            acc += X[s, i]
-        out[i] = acc / S
 
 
 @kernel
@@ -350,6 +335,7 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
     mid = np.zeros(n, phi_f.dtype)
     force = np.zeros(n, phi_f.dtype)
     simple = linear
+    zero = phi_f.dtype.type(0.0)  # no nudge DAC: the nudges are exact
     phi_out = np.empty((S * B, n), phi_f.dtype)
     pi_out = np.empty((S * B, n), phi_f.dtype)
     for b in range(B):
@@ -373,23 +359,7 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
             else:
                 _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, one, simple)
             apply_decay(Pm, decay)
-            j = jin
-            if j >= 1 and mode != 3:
-                if mode == 0:
-                    for s in range(S):
-                        for i in range(n):
-                            Pm[s, i] += nudges[s] * G_seq[j - 1, b, i]
-                elif w[j - 1] != 0.0:
-                    if mode == 2:
-                        _mean_rows(X, mid)
-                        readout_gradient(C, c0, mid, y[j - 1, b], w[j - 1], res)
-                        readout_force(C, res, force)
-                    for s in range(S):
-                        if mode == 1:
-                            readout_gradient(C, c0, X[s], y[j - 1, b], w[j - 1], res)
-                            readout_force(C, res, force)
-                        for i in range(n):
-                            Pm[s, i] += nudges[s] * force[i]
+            nudge_sample(mode, X, Pm, b, jin, nudges, G_seq, C, c0, y, w, zero, zero, zero, res, mid, force)
             if rec_every > 0 and (k + 1) % rec_every == 0:
                 q = (k + 1) // rec_every
                 for s in range(S):

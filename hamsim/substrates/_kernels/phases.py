@@ -35,6 +35,82 @@ def apply_decay(pi, decay):
 
 
 @kernel
+def relax(pi, decay, kicks, k):
+    """What a device adds between two steps: pi *= decay (per unit; empty: lossless), then the pre-drawn
+    thermal kick pi += kicks[k] (the exact Ornstein-Uhlenbeck update of a Langevin bath; empty: none)."""
+    apply_decay(pi, decay)
+    if kicks.shape[0] > 0:
+        R, n = pi.shape
+        for r in range(R):
+            for i in range(n):
+                pi[r, i] += kicks[k, r, i]
+
+
+@kernel
+def quantize(v, q, code_lo, code_hi):
+    """Mid-tread quantiser of a nudge DAC: q * clip(rint(v / q), code_lo, code_hi); v itself when q == 0."""
+    if q == 0.0:
+        return v
+    c = np.rint(v / q)
+    return q * min(max(c, code_lo), code_hi)
+
+
+@kernel
+def mean_rows(X, out):
+    """out = mean over the rows of X, summed in row order from zero ((0 + a) + b == a + b exactly)."""
+    S, n = X.shape
+    if S == 2:
+        for i in range(n):
+            out[i] = (X[0, i] + X[1, i]) / 2
+        return
+    for i in range(n):
+        acc = 0.0 * X[0, i]
+        for s in range(S):
+            acc += X[s, i]
+        out[i] = acc / S
+
+
+@kernel
+def start_echoes(phi_f, pi_f, nudges, G0, q, lo, hi, X, Pm):
+    """Echo s of sample b starts at (phi_f[b], -pi_f[b] + Q(nudges[s] G0[b])): rows s*B + b of X, Pm (S*B, n)."""
+    B, n = phi_f.shape
+    for s in range(nudges.shape[0]):
+        for b in range(B):
+            for i in range(n):
+                X[s * B + b, i] = phi_f[b, i]
+                Pm[s * B + b, i] = -pi_f[b, i] + quantize(nudges[s] * G0[b, i], q, lo, hi)
+
+
+@kernel
+def nudge_sample(mode, X, Pm, b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, mid, force):
+    """The echo nudge after the step that lands near forward index j (none for j = 0), for the S echoes of
+    sample b (rows of X, Pm (S, n)): Pm[s] += Q(nudges[s] G) with G = G_seq[j-1, b] (mode 0, linearised),
+    the readout-loss gradient at the echo's own positions (mode 1) or at the echoes' mean (mode 2); mode 3
+    adds none.  Q is the nudge DAC (:func:`quantize`; q = 0: exact).  The one spelling of the nudge rules
+    (science.md 2.7) for every lockstep and fused kernel."""
+    if j < 1 or mode == 3:
+        return
+    S, n = X.shape
+    if mode == 0:
+        for s in range(S):
+            for i in range(n):
+                Pm[s, i] += quantize(nudges[s] * G_seq[j - 1, b, i], q, lo, hi)
+        return
+    if w[j - 1] == 0.0:
+        return
+    if mode == 2:
+        mean_rows(X, mid)
+        readout_gradient(C, c0, mid, y[j - 1, b], w[j - 1], res)
+        readout_force(C, res, force)
+    for s in range(S):
+        if mode == 1:
+            readout_gradient(C, c0, X[s], y[j - 1, b], w[j - 1], res)
+            readout_force(C, res, force)
+        for i in range(n):
+            Pm[s, i] += quantize(nudges[s] * force[i], q, lo, hi)
+
+
+@kernel
 def dot(a, b):
     """sum_i a_i b_i in a fixed order with eight interleaved partial sums: deterministic, and eight
     independent add chains (packed into vector registers) instead of one latency-bound chain."""
@@ -113,26 +189,29 @@ def readout_force(C, res, out):
 
 
 @kernel
-def echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch_du):
-    """Echo step k on all rows (row r replays input row r % B of u[K-1-k]), accumulating dH/dtheta;
-    dH/du goes to dhdu[K-1-k] when dhdu has K rows."""
+def echo_step(t, phi, pi, u, played, k, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, uk, dhdu,
+              scratch_du):
+    """Echo step k on all rows.  Row r replays input row r % B of u[K-1-k] (u in forward order), or, with
+    ``played``, u[k, r] (u (K, R, d) already reversed per row, as a device played it).  With ``accumulate``
+    dH/dtheta goes to ``g``; dH/du to dhdu[K-1-k] when dhdu has K rows."""
     K, B, d = u.shape
     jin = K - 1 - k
     for r in range(phi.shape[0]):
         for q in range(d):
-            uk[r, q] = u[jin, r % B, q]
+            uk[r, q] = u[k, r, q] if played else u[jin, r % B, q]
     if dhdu.shape[0] == K:
         du = dhdu[jin]
     else:
         scratch_du[:, :] = 0.0
         du = scratch_du
-    step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, True, g, row_scale, du)
+    step(t, phi, pi, uk, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, du)
 
 
 @kernel
-def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w,
+def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, kicks, C, c0, y, w,
                       G_out, rec_every, rec_phi, rec_pi, gC, gc0, g_unused):
-    """Forward phase in place.  Returns the per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if
+    """Plan row ``forward.lockstep``: the forward phase in place, any system; ``decay``/``kicks`` are a
+    device's losses and thermal kicks after every step (:func:`relax`; empty: ideal).  Returns the per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if
     ``G_out`` has K rows, stores dL/dphi_j in G_out[j-1] (the linearised-nudge sequence).
     ``g_unused`` is a TermGradients that the shared step kernel needs for typing only."""
     K, B = u.shape[0], phi.shape[0]
@@ -147,7 +226,7 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w
         rec_pi[0] = pi
     for k in range(K):
         step(t, phi, pi, u[k], dt_vec, drift_c, kick_c, work, False, g_unused, ones, dummy)
-        apply_decay(pi, decay)
+        relax(pi, decay, kicks, k)
         if r > 0 and w[k] != 0.0:
             for b in range(B):
                 loss += readout_gradient(C, c0, phi[b], y[k, b], w[k], res)
@@ -165,18 +244,21 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w
 
 
 @kernel
-def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weights, G0,
-                  mode, G_seq, C, c0, y, w, g, dhdu, rec_every, rec_phi, rec_pi):
-    """Run len(nudges) echoes from the flip of (phi_f, pi_f), all rows in lockstep.
+def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kicks, nudges, weights, G0,
+                  mode, G_seq, C, c0, y, w, q_nudge, code_lo, code_hi, accumulate, g, dhdu, rec_every, rec_phi,
+                  rec_pi):
+    """Plan row ``echo.lockstep``: len(nudges) echoes from the flip of (phi_f, pi_f), all rows in lockstep
+    (rows s*B + b for echo s), any system.
 
-    Echo s starts at (phi_f, -pi_f + nudges[s] G0) and after every step gets the momentum kick
-    nudges[s] * G, where G is G_seq[j-1] (mode 0, linearised), the readout-loss gradient at the echo's
-    own positions (mode 1) or at the mean positions of the echoes (mode 2); mode 3 adds none.  dH/dtheta is accumulated
-    into ``g`` weighted by weights[s]; dH/du of every row into ``dhdu[j]`` when it has K rows.
-    Returns the final echo states (S*B, n) x 2.
-    """
-    K, B = u.shape[0], phi_f.shape[0]
-    n = phi_f.shape[1]
+    Echo s starts at (phi_f, -pi_f + Q(nudges[s] G0)); after every step the device relaxes (``decay``,
+    thermal ``kicks``: :func:`relax`) and the momenta get the nudge of :func:`nudge_sample` (modes 0-3, nudge
+    DAC Q with step ``q_nudge``, codes [code_lo, code_hi]; q_nudge = 0: exact).  With ``accumulate``
+    dH/dtheta goes into ``g`` weighted by weights[s], dH/du of every row into ``dhdu[j]`` when it has K rows;
+    a non-ideal device records every step instead (``rec_every`` = 1) and evaluates dH/dtheta from the
+    observed traces.  Inputs: u (K, B, d) in forward order, or with ``played`` (K, S*B, d) as played.
+    Returns the final echo states (S*B, n) x 2."""
+    K = u.shape[0]
+    B, n = phi_f.shape
     S = nudges.shape[0]
     R = S * B
     d = u.shape[2]
@@ -187,44 +269,25 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
     for s in range(S):
         for b in range(B):
             row_scale[s * B + b] = weights[s]
-            for i in range(n):
-                phi[s * B + b, i] = phi_f[b, i]
-                pi[s * B + b, i] = -pi_f[b, i] + nudges[s] * G0[b, i]
+    start_echoes(phi_f, pi_f, nudges, G0, q_nudge, code_lo, code_hi, phi, pi)
     work = make_work(t, R, phi)
     uk = np.empty((R, d), phi_f.dtype)
     scratch_du = np.zeros((R, d), phi_f.dtype)
     res = np.zeros(r, phi_f.dtype)
     mid = np.zeros(n, phi_f.dtype)
     force = np.zeros(n, phi_f.dtype)
+    X3 = phi.reshape(S, B, n)
+    P3 = pi.reshape(S, B, n)
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
     for k in range(K):
-        echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch_du)
-        apply_decay(pi, decay)
-        j = K - 1 - k
-        if j >= 1 and mode != 3:
-            if mode == 0:
-                for s in range(S):
-                    for b in range(B):
-                        for i in range(n):
-                            pi[s * B + b, i] += nudges[s] * G_seq[j - 1, b, i]
-            elif w[j - 1] != 0.0:
-                for b in range(B):
-                    if mode == 2:
-                        for i in range(n):
-                            acc = 0.0 * mid[0]
-                            for s in range(S):
-                                acc += phi[s * B + b, i]
-                            mid[i] = acc / S
-                        readout_gradient(C, c0, mid, y[j - 1, b], w[j - 1], res)
-                    for s in range(S):
-                        row = s * B + b
-                        if mode == 1:
-                            readout_gradient(C, c0, phi[row], y[j - 1, b], w[j - 1], res)
-                        readout_force(C, res, force)
-                        for i in range(n):
-                            pi[row, i] += nudges[s] * force[i]
+        echo_step(t, phi, pi, u, played, k, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, uk, dhdu,
+                  scratch_du)
+        relax(pi, decay, kicks, k)
+        for b in range(B):
+            nudge_sample(mode, X3[:, b], P3[:, b], b, K - 1 - k, nudges, G_seq, C, c0, y, w, q_nudge, code_lo,
+                         code_hi, res, mid, force)
         if rec_every > 0 and (k + 1) % rec_every == 0:
             q = (k + 1) // rec_every
             rec_phi[q] = phi
@@ -234,7 +297,7 @@ def paired_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, wei
 
 @kernel
 def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_lo, k_hi, g, dhdu):
-    """Accumulate sum_rows row_scale * dt-weighted dH/dtheta along *recorded* echo trajectories.
+    """Plan row ``trace.lockstep``: accumulate sum_rows row_scale * dt-weighted dH/dtheta along *recorded* echo trajectories.
 
     rec_phi/rec_pi (K+1, R, n) are the echo states at every step (row r replays input row r % B);
     echo step k restarts from the recorded state k, so for an exact recording this performs the very
@@ -251,4 +314,4 @@ def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_
     for k in range(k_lo, k_hi):
         phi[:, :] = rec_phi[k]
         pi[:, :] = rec_pi[k]
-        echo_step(t, phi, pi, u, k, dt_vec, drift_c, kick_c, work, g, row_scale, uk, dhdu, scratch)
+        echo_step(t, phi, pi, u, False, k, dt_vec, drift_c, kick_c, work, True, g, row_scale, uk, dhdu, scratch)
