@@ -1,4 +1,4 @@
-"""The virtual oscillator board: protocol v1 over a pty or a TCP socket, running :mod:`board_core`.
+"""The virtual oscillator board: protocol v1 over a pty or a TCP socket, running the physics' integer leapfrog.
 
 Non-idealities (all seeded): parameter mismatch (each realised parameter is the requested one times
 1 + mismatch * r, r ~ U(-1, 1) fixed per element), thermal noise (a momentum kick N(0, noise^2 dt)
@@ -23,11 +23,26 @@ import numpy as np
 
 from hamsim.drivers import board_protocol as bp
 from hamsim.drivers import slip
-from hamsim.emulators.board_core import run_board
 from hamsim.emulators.faults import Faults
 from hamsim.emulators.systems import hardware_limits
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians import Hamiltonian
+from hamsim.integrators import LEAPFROG
+from hamsim.integrators.kernels import run_fixed_point
+
+
+_DRIFT, _KICK = LEAPFROG.coefficients(np.float64)
+
+
+def run_board(t: Any, phi_q: np.ndarray, pi_q: np.ndarray, u: np.ndarray, reverse: bool, dt_vec: np.ndarray,
+              q_phi: float, q_pi: float, limit: int, nudge_q: np.ndarray, noise_q: np.ndarray, rec_pre: np.ndarray,
+              rec_mid: np.ndarray, rec_post: np.ndarray, rec_end: np.ndarray) -> bool:
+    """The board's arithmetic: the physics' integer leapfrog (:func:`~hamsim.integrators.kernels.run_fixed_point`)
+    with the host's integer nudges and the board's thermal noise between steps; traces per step: pi before
+    the first half drift, phi after it, pi after the kick, phi at the end (empty arrays: not recorded)."""
+    none = np.zeros((0,) + phi_q.shape, np.int64)
+    return bool(run_fixed_point(t, phi_q, pi_q, u, reverse, dt_vec, _DRIFT, _KICK, q_phi, q_pi, limit, nudge_q,
+                                noise_q, 0, none, none, rec_pre, rec_mid, rec_post, rec_end))
 
 
 class BoardError(Exception):
@@ -76,7 +91,7 @@ class BoardModel:
         n, d = self.nominal.n, self.nominal.input_dim
         z = np.zeros((0, 1, n), np.int64)
         run_board(self.actual.terms(np.float64), np.zeros((1, n), np.int64), np.zeros((1, n), np.int64),
-                  np.zeros((1, 1, d)), False, np.ones(n) * 0.1, float(self.q_phi), float(self.q_pi), 0, z, z, True,
+                  np.zeros((1, 1, d)), False, np.ones(n) * 0.1, float(self.q_phi), float(self.q_pi), 0, z, z,
                   *(np.zeros((1, 1, n), np.int64) for _ in range(4)))
 
     def _realise(self) -> None:
@@ -172,10 +187,10 @@ class BoardModel:
         self.outputs = "active"
         sat = run_board(self.actual.terms(np.float64), self.phi_q, self.pi_q, u, bool(flags & bp.RunFlag.REVERSE),
                         np.ascontiguousarray(dt * self.actual.time_scale(), dtype=np.float64), float(self.q_phi),
-                        float(self.q_pi), int(self.limit), nudge_q, noise_q, record, *recs)
+                        float(self.q_pi), int(self.limit), nudge_q, noise_q, *recs)
         self.outputs = "zero"  # the drive DAC returns to zero at the end of the sequence
         if record:
-            self.traces = {int(bp.Channel.PHI_MID): recs[0].reshape(-1), int(bp.Channel.PI_PRE): recs[1].reshape(-1),
+            self.traces = {int(bp.Channel.PHI_MID): recs[1].reshape(-1), int(bp.Channel.PI_PRE): recs[0].reshape(-1),
                            int(bp.Channel.PI_POST): recs[2].reshape(-1), int(bp.Channel.PHI_END): recs[3].reshape(-1)}
         self.runs += 1
         self.saturated = bool(sat)

@@ -78,8 +78,9 @@ def fixed_point_run(
     R = u.shape[0] // record_every + 1 if record_every > 0 else 0
     rec_phi = np.zeros((R, B, n), np.int64)
     rec_pi = np.zeros((R, B, n), np.int64)
-    _kernels.run_fixed_point(terms, phi_q, pi_q, u, dt_vec, a, c, fmt.q_phi, fmt.q_pi, fmt.limit,
-                             record_every, rec_phi, rec_pi)
+    none = np.zeros((0, B, n), np.int64)
+    _kernels.run_fixed_point(terms, phi_q, pi_q, u, False, dt_vec, a, c, fmt.q_phi, fmt.q_pi, fmt.limit, none, none,
+                             record_every, rec_phi, rec_pi, none, none, none, none)
     if record_every > 0:
         return phi_q, pi_q, rec_phi, rec_pi
     return phi_q, pi_q, None, None

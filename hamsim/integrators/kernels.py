@@ -510,14 +510,33 @@ def run_rows_block_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, r
 
 
 @kernel
-def run_fixed_point(t, phi_q, pi_q, u, dt_vec, drift_c, kick_c, q_phi, q_pi, limit, rec_every, rec_phi, rec_pi):
-    """Integer leapfrog: ``phi = phi_q * q_phi``, ``pi = pi_q * q_pi`` with int64 registers.
+def _clamp(x, limit):
+    """x saturated to [-limit, limit] (limit 0: 64-bit, none), and whether it clipped."""
+    if limit > 0:
+        if x > limit:
+            return limit, True
+        if x < -limit:
+            return -limit, True
+    return x, False
+
+
+@kernel
+def run_fixed_point(t, phi_q, pi_q, u, reverse, dt_vec, drift_c, kick_c, q_phi, q_pi, limit, nudge_q, noise_q,
+                    rec_every, rec_phi, rec_pi, rec_pre, rec_mid, rec_post, rec_end):
+    """Integer leapfrog: ``phi = phi_q * q_phi``, ``pi = pi_q * q_pi`` with int64 registers, in place over
+    u.shape[0] steps (inputs replayed backwards with ``reverse``).  Returns True if a register saturated.
 
     Each drift adds rint(pi_q * c) with c = a dt inv_mass q_pi / q_phi, an exactly odd function of
-    pi_q; each kick subtracts rint(c dV/dphi(phi_q q_phi) / q_pi), a deterministic function of phi_q.
+    pi_q; each kick subtracts rint(c dt dV/dphi(phi_q q_phi) / q_pi), a deterministic function of phi_q.
     Both are undone exactly by the momentum-flipped run, so a symmetric scheme is *bit-exactly*
     reversible for any network, chaotic or not.  ``limit > 0`` saturates registers to [-limit, limit]
-    (a hardware non-ideality that breaks reversibility once it clips).
+    (a hardware non-ideality that breaks reversibility once it clips).  This is also the virtual
+    board's arithmetic (:mod:`hamsim.emulators.board`): integer nudges ``nudge_q`` (K+1, B, n; row 0
+    before the first step, row k+1 after step k) and thermal noise ``noise_q`` (K, B, n) are added to
+    the momentum registers (empty arrays: none); ``rec_pre``/``rec_mid``/``rec_post``/``rec_end`` (K, B, n)
+    (empty: not recorded) get per step pi before the first drift, phi after the first drift, pi after the
+    last kick and phi at the end of the step; ``rec_phi``/``rec_pi`` every ``rec_every`` steps (row 0 the
+    start).
     """
     K, B = u.shape[0], phi_q.shape[0]
     n = phi_q.shape[1]
@@ -525,23 +544,36 @@ def run_fixed_point(t, phi_q, pi_q, u, dt_vec, drift_c, kick_c, q_phi, q_pi, lim
     dlin, dnl, f, scratch, _, _ = work
     x = np.empty((B, n), dt_vec.dtype)
     S = kick_c.shape[0]
+    sub = rec_pre.shape[0] > 0
+    sat = False
     if rec_every > 0:
         rec_phi[0] = phi_q
         rec_pi[0] = pi_q
+    if nudge_q.shape[0] > 0:
+        for b in range(B):
+            for i in range(n):
+                pi_q[b, i], c = _clamp(pi_q[b, i] + nudge_q[0, b, i], limit)
+                sat = sat or c
     for k in range(K):
+        uk = u[K - 1 - k] if reverse else u[k]
         if t.input_t.shape[0] > 0:
-            drive(t.input_t, u[k], dlin)
+            drive(t.input_t, uk, dlin)
         if t.nl_kind != 0 and t.nl_input_t.shape[0] > 0:
-            drive(t.nl_input_t, u[k], dnl)
+            drive(t.nl_input_t, uk, dnl)
+        if sub:
+            rec_pre[k] = pi_q
+        first = True
         for s in range(S + 1):
             a = drift_c[s]
             if a != 0.0:
                 for b in range(B):
                     for i in range(n):
                         c = a * dt_vec[i] * t.inv_mass[i] * q_pi / q_phi
-                        phi_q[b, i] += np.int64(np.rint(pi_q[b, i] * c))
-                        if limit > 0:
-                            phi_q[b, i] = min(max(phi_q[b, i], -limit), limit)
+                        phi_q[b, i], clip = _clamp(phi_q[b, i] + np.int64(np.rint(pi_q[b, i] * c)), limit)
+                        sat = sat or clip
+                if sub and first:
+                    rec_mid[k] = phi_q
+                first = False
             if s < S and kick_c[s] != 0.0:
                 for b in range(B):
                     for i in range(n):
@@ -549,10 +581,24 @@ def run_fixed_point(t, phi_q, pi_q, u, dt_vec, drift_c, kick_c, q_phi, q_pi, lim
                 grad_potential(t, x, dlin, dnl, scratch, f)
                 for b in range(B):
                     for i in range(n):
-                        pi_q[b, i] -= np.int64(np.rint(kick_c[s] * dt_vec[i] * f[b, i] / q_pi))
-                        if limit > 0:
-                            pi_q[b, i] = min(max(pi_q[b, i], -limit), limit)
+                        v = pi_q[b, i] - np.int64(np.rint(kick_c[s] * dt_vec[i] * f[b, i] / q_pi))
+                        pi_q[b, i], clip = _clamp(v, limit)
+                        sat = sat or clip
+        if sub:
+            rec_post[k] = pi_q
+            rec_end[k] = phi_q
+        if nudge_q.shape[0] > 0 or noise_q.shape[0] > 0:
+            for b in range(B):
+                for i in range(n):
+                    v = pi_q[b, i]
+                    if nudge_q.shape[0] > 0:
+                        v += nudge_q[k + 1, b, i]
+                    if noise_q.shape[0] > 0:
+                        v += noise_q[k, b, i]
+                    pi_q[b, i], clip = _clamp(v, limit)
+                    sat = sat or clip
         if rec_every > 0 and (k + 1) % rec_every == 0:
             r = (k + 1) // rec_every
             rec_phi[r] = phi_q
             rec_pi[r] = pi_q
+    return sat

@@ -360,8 +360,8 @@ class NonIdealSubstrate:
         rec_phi[0], rec_pi[0] = xq * lsb, pq * lsb
         none = np.zeros((0, R, h.n), np.int64)
         for k in range(K):
-            _kernels.run_fixed_point(t, xq, pq, np.ascontiguousarray(u_play[k:k + 1]), dtv, a, c, lsb, lsb, 0, 0,
-                                     none, none)
+            _kernels.run_fixed_point(t, xq, pq, np.ascontiguousarray(u_play[k:k + 1]), False, dtv, a, c, lsb, lsb, 0,
+                                     none, none, 0, none, none, none, none, none, none)
             pk = pq * lsb
             if decay.size:
                 pk = pk * decay
