@@ -188,7 +188,7 @@ def replay_step(session: Session, s: int, options: ReplayOptions) -> StepReplay:
         pb = session.params_before
         loss = batch.loss.with_readout(pb["readout/C"][s] if "readout/C" in pb else session.task.readout_C,
                                        pb["readout/c0"][s] if "readout/c0" in pb else session.task.readout_c0)
-        s0 = batch.state0 or State(np.zeros((B, h.n)), np.zeros((B, h.n)))
+        s0 = batch.state0 or State.zeros(B, h.n)
         ex = bptt(h, u, session.dt, loss, s0, integrator)
         for k, v in recorded.items():
             w = ex.params[k]

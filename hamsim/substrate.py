@@ -38,6 +38,11 @@ class State:
         """Sigma_z: the time-reversed state (phi, -pi)."""
         return State(self.phi, -self.pi)
 
+    @classmethod
+    def zeros(cls, batch: int, n: int, dtype: type | np.dtype = np.float64) -> "State":
+        """The system at rest: phi = pi = 0, each (batch, n) — the default initial state of every phase."""
+        return cls(np.zeros((batch, n), dtype), np.zeros((batch, n), dtype))
+
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -51,11 +51,6 @@ class EchoGradient:
     echo: EchoResult | None = None  # with the echo trajectories when recorded
 
 
-def _zero_state(substrate: Substrate, batch: int) -> State:
-    n = substrate.info.n
-    return State(np.zeros((batch, n)), np.zeros((batch, n)))
-
-
 def rhel_gradient(
     substrate: Substrate,
     u: np.ndarray,
@@ -88,7 +83,7 @@ def rhel_gradient(
         raise ValidationError("u", f"last axis must be the input dimension {info.input_dim}, got {u.shape[2]}")
     K, B = u.shape[0], u.shape[1]
     if state0 is None:
-        state0 = _zero_state(substrate, B)
+        state0 = State.zeros(B, substrate.info.n)
     if state0.batch != B:
         raise ValidationError("state0", f"batch {state0.batch} != input batch {B}")
     if nudge_at == "midpoint" and not info.capabilities.paired_echoes:

@@ -172,7 +172,7 @@ class Trainer:
         state0 = batch.state0
         if state0 is None:
             n = self.substrate.info.n
-            state0 = State(np.zeros((batch.u.shape[1], n)), np.zeros((batch.u.shape[1], n)))
+            state0 = State.zeros(batch.u.shape[1], n)
         estimate = None
         if cfg.gradient == "exact":
             ex = self.substrate.exact_gradient(batch.u, state0, loss)  # type: ignore[attr-defined]
@@ -193,7 +193,7 @@ class Trainer:
         for batch in batches:
             loss = self._loss(batch)
             n = self.substrate.info.n
-            s0 = batch.state0 or State(np.zeros((batch.u.shape[1], n)), np.zeros((batch.u.shape[1], n)))
+            s0 = batch.state0 or State.zeros(batch.u.shape[1], n)
             fwd = self.substrate.forward(batch.u, s0, loss=loss)
             total += fwd.loss + loss.final_terms(fwd.final.phi)[0]
         return total / max(len(batches), 1)

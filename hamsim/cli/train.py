@@ -22,19 +22,12 @@ from hamsim.cli.simulate import default_output
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.protocols.training import EpochRecord, Task, TrainConfig, Trainer, TrainResult
-from hamsim.substrates.simulated import SimulatedSubstrate
+from hamsim.substrates.spec import open_substrate
 from hamsim.storage.session import SessionWriter, load_session
 from hamsim.substrate import Substrate
 from hamsim.tasks import TASKS, make_task
 
 DEFAULT_LR = {"six_mass_toy": 5e-3, "lemniscate": 3e-2, "sine": 3e-2}
-
-
-def _open_substrate(spec: str, system: Hamiltonian, dt: float) -> Substrate:
-    if spec != "sim":  # board:<port> / bench:<host>:<ports>, opened through the drivers
-        from hamsim.substrates.hardware import open_substrate
-        return open_substrate(spec, system, dt)
-    return SimulatedSubstrate(system, dt)
 
 
 def print_plan(spec: str, system: Hamiltonian, dt: float, task: Task, cfg: TrainConfig) -> None:
@@ -126,7 +119,7 @@ def train_command(
         if session.system is None:
             raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
         cfg = session.config
-        sub: Substrate = _open_substrate(session.substrate_spec, session.system, session.dt)
+        sub: Substrate = open_substrate(session.substrate_spec, session.system, session.dt)
         trainer = Trainer(sub, session.task, cfg)
         writer = SessionWriter.resume(resume, cfg)
         point = session.resume_point()
@@ -142,7 +135,7 @@ def train_command(
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
             return
-        sub = _open_substrate(substrate, setup.student, setup.dt)
+        sub = open_substrate(substrate, setup.student, setup.dt)
         trainer = Trainer(sub, setup.task, cfg)
         path = out or default_output("train")
         writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,

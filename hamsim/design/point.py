@@ -25,9 +25,8 @@ import numpy as np
 
 from hamsim.config import system_from_config
 from hamsim.losses import ReadoutLoss
-from hamsim.substrates.nonideal import NonIdealSubstrate
 from hamsim.protocols.rhel import rhel_gradient
-from hamsim.substrates.simulated import SimulatedSubstrate
+from hamsim.substrates.spec import open_substrate
 from hamsim.substrate import State
 
 METRICS = ("cosine", "cosine_std", "norm_ratio", "bias", "variance", "error", "loss", "seconds")
@@ -72,12 +71,12 @@ def evaluate_point(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[st
     R = int(echo["repeats"])
     h, u, loss, s0 = build_problem(raw, values)
     dt = float(raw["problem"]["dt"])
-    exact = _flat(SimulatedSubstrate(h, dt).exact_gradient(u, s0, loss).params)
+    exact = _flat(open_substrate("sim", h, dt).exact_gradient(u, s0, loss).params)
     norm = float(np.linalg.norm(exact))
     estimates = np.empty((R, exact.size))
     losses = []
     for r in range(R):
-        dev = NonIdealSubstrate(h, dt, levels, seed=repeat_seed(raw["sampling"]["seed"], r))
+        dev = open_substrate("nonideal", h, dt, levels=levels, seed=repeat_seed(raw["sampling"]["seed"], r))
         acc = np.zeros_like(exact)
         for _ in range(N):
             gr = rhel_gradient(dev, u, loss, eps=eps, estimator=echo["estimator"], nudge_at=echo["nudge_at"],
@@ -114,15 +113,15 @@ def _training(raw: Mapping[str, Any], h: Any, u: np.ndarray, loss: ReadoutLoss, 
     task = Task("design", [Batch(u, loss, s0)], [], loss.C, loss.c0)
 
     def score(hh: Any) -> float:
-        f = SimulatedSubstrate(hh, dt).forward(u, s0, loss=loss)
+        f = open_substrate("sim", hh, dt).forward(u, s0, loss=loss)
         return f.loss + loss.final_terms(f.final.phi)[0]
 
     before = score(h)
     out = {}
     for key, substrate, grad in (
-            ("train_loss_ratio", NonIdealSubstrate(h, dt, levels, seed=repeat_seed(raw["sampling"]["seed"], 10**6)),
+            ("train_loss_ratio", open_substrate("nonideal", h, dt, levels=levels, seed=repeat_seed(raw["sampling"]["seed"], 10**6)),
              "rhel"),
-            ("exact_train_loss_ratio", SimulatedSubstrate(h, dt), "exact")):
+            ("exact_train_loss_ratio", open_substrate("sim", h, dt), "exact")):
         cfg = TrainConfig(epochs=int(tr["epochs"]), lr=float(tr["lr"]), gradient=grad, eps=eps,  # type: ignore[arg-type]
                           estimator=echo["estimator"], nudge_at=echo["nudge_at"])
         trainer = Trainer(substrate, task, cfg)

@@ -24,10 +24,9 @@ import torch
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
-from hamsim.substrates.hru_bank import HRUBankSubstrate
 from hamsim.hssm.reference import hru_positions
 from hamsim.protocols.chain import echo_vjp
-from hamsim.substrates.simulated import SimulatedSubstrate
+from hamsim.substrates.spec import open_substrate
 from hamsim.substrate import State, Substrate
 
 Kind = Literal["linear", "nonlinear"]
@@ -49,12 +48,12 @@ class LayerSubstrate(Substrate, Protocol):
 
 def bank_substrate(h: Hamiltonian, dt: float, dtype: torch.dtype) -> Substrate:
     """The default backend: the Numba HRU-bank simulator in the tensors' precision."""
-    return HRUBankSubstrate(h, dt, dtype=np.float64 if dtype == torch.float64 else np.float32)  # type: ignore[arg-type]
+    return open_substrate("bank", h, dt, dtype=np.float64 if dtype == torch.float64 else np.float32)
 
 
 def simulator_substrate(h: Hamiltonian, dt: float, dtype: torch.dtype) -> Substrate:
     """The general simulator (float64, any Hamiltonian): slower, used to show backend independence."""
-    return SimulatedSubstrate(h, dt)
+    return open_substrate("sim", h, dt)
 
 
 @dataclass(frozen=True)

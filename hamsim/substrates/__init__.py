@@ -3,7 +3,9 @@
 - :class:`SimulatedSubstrate` — the ideal simulator (exact model, fused constant-memory echoes);
 - :class:`NonIdealSubstrate` — the simulator with a real device's losses, noise, mismatch, converters;
 - :class:`HRUBankSubstrate` — a bank of uncoupled HRUs, the recurrent core of an HSSM layer;
-- :mod:`hamsim.substrates.hardware` — the serial oscillator board and the SCPI bench.
+- :mod:`hamsim.substrates.hardware` — the serial oscillator board and the SCPI bench;
+- :func:`open_substrate` — the one door: a spec (``sim``, ``nonideal``, ``bank``, ``board:…``, ``bench:…``) in,
+  a substrate out.
 
 Which Numba kernel runs a phase is chosen in one place, :mod:`hamsim.substrates.plan`, and recorded.
 """
@@ -17,10 +19,11 @@ if TYPE_CHECKING:
     from hamsim.substrates.hru_bank import HRUBankSubstrate
     from hamsim.substrates.nonideal import NonIdealSubstrate, NonIdeality
     from hamsim.substrates.simulated import SimulatedSubstrate
+    from hamsim.substrates.spec import open_substrate
 
 #: exported name -> defining module (imported on first use: ``hamsim.simulate`` needs the plan alone)
 _EXPORTS = {"HRUBankSubstrate": "hru_bank", "NonIdealSubstrate": "nonideal", "NonIdeality": "nonideal",
-            "SimulatedSubstrate": "simulated"}
+            "SimulatedSubstrate": "simulated", "open_substrate": "spec"}
 
 __all__ = sorted(_EXPORTS)
 
