@@ -127,9 +127,10 @@ def simulate(
     R = K // record_every + 1 if record_every > 0 else 0
     rec_phi = np.empty((R, B, n), dtype)
     rec_pi = np.empty((R, B, n), dtype)
-    if terms.coupled and len(c) == 1 and terms.edges.shape[0] == 0:  # dense coupling, single kick
+    quadratic = terms.kin_kind == 0  # the fast kernels know only T = inv_mass pi^2 / 2
+    if quadratic and terms.coupled and len(c) == 1 and terms.edges.shape[0] == 0:  # dense coupling, single kick
         _kernels.run_coupled(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
-    elif terms.coupled:
+    elif terms.coupled or not quadratic:
         _kernels.run(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi, zero_gradients(terms))
     else:
         fn = _kernels.run_uncoupled_parallel if parallel else _kernels.run_uncoupled

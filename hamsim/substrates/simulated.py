@@ -61,8 +61,9 @@ def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
 
 
 def fused(terms: Any, scheme: Splitting) -> bool:
-    """Whether the sample-by-sample fused kernels apply: uncoupled units, one kick per step."""
-    return not terms.coupled and len(scheme.kick) == 1
+    """Whether the sample-by-sample fused kernels apply: uncoupled units, one kick per step, quadratic
+    kinetic term (the fused kernels hard-code T = inv_mass pi^2 / 2)."""
+    return terms.kin_kind == 0 and not terms.coupled and len(scheme.kick) == 1
 
 
 class SimulatedSubstrate:
