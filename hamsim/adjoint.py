@@ -7,7 +7,8 @@ evaluates first derivatives along physical echoes.  Memory O(K B n); used by the
 :class:`~hamsim.substrates.simulated.SimulatedSubstrate.exact_gradient` and by replay analysis.
 
 Adjoint of one sub-step (lambda = dL/d(state after), returns dL/d(state before)):
-    drift  phi' = phi + a h M pi        ->  lambda_pi  += a h M lambda_phi
+    drift  phi' = phi + a h dT/dpi(pi)  ->  lambda_pi  += a h (d^2T/dpi^2) lambda_phi   (= a h M lambda_phi
+                                           for the quadratic T = pi M pi / 2)
     kick   pi'  = pi - c h dV/dphi(phi)  ->  lambda_phi -= c h Hess V(phi) lambda_pi
     decay  pi'  = gamma pi               ->  lambda_pi  *= gamma
 with the parameter contributions of each (see ``accumulate_mixed``).
@@ -19,7 +20,7 @@ import numpy as np
 
 from hamsim.hamiltonians import kernels as K
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.hamiltonians.network import zero_gradients
+from hamsim.hamiltonians.network import NetworkTerms, zero_gradients
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.substrate import ExactGradient, State
@@ -35,6 +36,13 @@ def decay_factors(h: Hamiltonian, dt: float, damping: float | np.ndarray | None)
     return np.exp(-r * dt)
 
 
+def _velocity(t: NetworkTerms, pi: np.ndarray) -> np.ndarray:
+    """dT/dpi for every row."""
+    out = np.empty_like(pi)
+    K.velocity(t, pi, out)
+    return out
+
+
 def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: State,
          integrator: str | Splitting = "leapfrog", damping: float | np.ndarray | None = None) -> ExactGradient:
     """dL/dtheta, dL/du, dL/d(readout) and dL/d(initial state) of the discrete forward map."""
@@ -42,6 +50,7 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
     t = h.terms(np.float64)
     dtv = dt * h.time_scale()
     inv_m = t.inv_mass
+    quadratic = t.kin_kind == 0
     decay = decay_factors(h, dt, damping)
     Kn, B, d = u.shape
     n = h.n
@@ -59,7 +68,7 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
         for s, a in enumerate(scheme.drift):
             if a != 0.0:
                 step_ops.append(("drift", a, pi.copy()))
-                phi = phi + a * dtv * inv_m * pi
+                phi = phi + a * dtv * (inv_m * pi if quadratic else _velocity(t, pi))
             if s < len(scheme.kick) and scheme.kick[s] != 0.0:
                 c = scheme.kick[s]
                 f = np.empty((B, n))
@@ -101,9 +110,15 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
         for kind, coef, saved in reversed(ops[k]):
             if kind == "drift":
                 pi_b = saved
-                g.inv_mass[:] += np.sum(coef * dtv * pi_b * lam_phi, axis=0)
-                g.dt[:] += np.sum(coef * inv_m * pi_b * lam_phi, axis=0)
-                lam_pi = lam_pi + coef * dtv * inv_m * lam_phi
+                if quadratic:
+                    g.inv_mass[:] += np.sum(coef * dtv * pi_b * lam_phi, axis=0)
+                    g.dt[:] += np.sum(coef * inv_m * pi_b * lam_phi, axis=0)
+                    lam_pi = lam_pi + coef * dtv * inv_m * lam_phi
+                else:
+                    K.accumulate_kinetic_mixed(t, pi_b, lam_phi, coef * dtv, g)
+                    g.dt[:] += np.sum(coef * _velocity(t, pi_b) * lam_phi, axis=0)
+                    K.kinetic_hessian_vector(t, pi_b, lam_phi, hv)
+                    lam_pi = lam_pi + coef * dtv * hv
             else:
                 phi_b, f = saved[:B], saved[B:]
                 K.hessian_vector(t, phi_b, drives[k], lam_pi, scratch, hv)

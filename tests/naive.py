@@ -8,6 +8,8 @@ import numpy as np
 import hamsim
 
 KNEE = 15.0 / 8.0
+#: families whose potential is springs k phi^2 / 2 (+ pairwise) driven by B u
+SPRINGS = ("coupled_oscillators", "relativistic_oscillators")
 
 
 def g(kind: str, z: np.ndarray) -> np.ndarray:
@@ -56,10 +58,28 @@ class Twin:
         return np.ones(self.h.n)
 
     def inv_mass(self) -> np.ndarray:
-        return 1.0 / self.p["mass"] if self.kind == "coupled_oscillators" else np.ones(self.h.n)
+        return 1.0 / self.p["mass"] if self.kind in SPRINGS else np.ones(self.h.n)
+
+    # -- kinetic term: pi^2 / (2 m), or c sqrt(pi^2 / m + (m0 c)^2) for relativistic oscillators
+    def _root(self, pi: np.ndarray) -> np.ndarray:
+        c = self.h.options["c"]
+        return np.sqrt(pi**2 / self.p["mass"] + (self.p["rest_mass"] * c) ** 2)
+
+    def kinetic(self, pi: np.ndarray) -> float:
+        if self.kind == "relativistic_oscillators":
+            return float(np.sum(self.h.options["c"] * self._root(pi)))
+        return float(np.sum(self.inv_mass() * pi**2) / 2)
+
+    def velocity(self, pi: np.ndarray) -> np.ndarray:
+        """dT/dpi."""
+        if self.kind == "relativistic_oscillators":
+            return self.h.options["c"] * pi / self.p["mass"] / self._root(pi)
+        return self.inv_mass() * pi
 
     def _pairs(self) -> list[tuple[int, int, float]]:
         p = self.p
+        if "k_ij" not in p:
+            return []
         if "edges" in self.h.options:
             return [(int(a), int(b), float(k)) for (a, b), k in zip(self.h.options["edges"], p["k_ij"])]
         n = self.h.n
@@ -67,7 +87,7 @@ class Twin:
 
     def potential(self, phi: np.ndarray, u: np.ndarray) -> float:
         p = self.p
-        if self.kind == "coupled_oscillators":
+        if self.kind in SPRINGS:
             v = np.sum(p["k"] * phi**2) / 2 - phi @ (p["B"] @ u)
             if "beta" in p:
                 v += np.sum(p["beta"] * phi**4) / 4
@@ -81,11 +101,11 @@ class Twin:
         return float(p["alpha"] * np.sum(phi**2) / 2 + np.sum(p["c"] / p["W"] * g(pot, z)))
 
     def energy(self, phi: np.ndarray, pi: np.ndarray, u: np.ndarray) -> float:
-        return float(np.sum(self.inv_mass() * pi**2) / 2) + self.potential(phi, u)
+        return self.kinetic(pi) + self.potential(phi, u)
 
     def grad_phi(self, phi: np.ndarray, u: np.ndarray) -> np.ndarray:
         p = self.p
-        if self.kind == "coupled_oscillators":
+        if self.kind in SPRINGS:
             f = p["k"] * phi - p["B"] @ u
             if "beta" in p:
                 f = f + p["beta"] * phi**3
@@ -102,7 +122,7 @@ class Twin:
     def hessian(self, phi: np.ndarray, u: np.ndarray) -> np.ndarray:
         p = self.p
         n = self.h.n
-        if self.kind == "coupled_oscillators":
+        if self.kind in SPRINGS:
             hm = np.diag(p["k"] + (3 * p["beta"] * phi**2 if "beta" in p else 0.0))
             for i, j, k in self._pairs():
                 hm[i, i] += k
@@ -124,6 +144,13 @@ class Twin:
 
     def _dH_dtheta(self, phi: np.ndarray, pi: np.ndarray, u: np.ndarray) -> dict[str, np.ndarray]:
         p = self.p
+        if self.kind == "relativistic_oscillators":
+            c, r = self.h.options["c"], self._root(pi)
+            out = {"mass": -c * pi**2 / (2 * p["mass"] ** 2 * r), "rest_mass": p["rest_mass"] * c**3 / r,
+                   "k": phi**2 / 2, "B": -np.outer(phi, u)}
+            if "k_ij" in p:
+                out["k_ij"] = (phi[:, None] - phi[None, :]) ** 2 / 2
+            return out
         if self.kind == "coupled_oscillators":
             out = {"mass": -pi**2 / (2 * p["mass"] ** 2), "k": phi**2 / 2, "B": -np.outer(phi, u)}
             if "edges" in self.h.options:
@@ -155,7 +182,7 @@ class Twin:
 
     def dH_du(self, phi: np.ndarray, u: np.ndarray) -> np.ndarray:
         p = self.p
-        if self.kind in ("coupled_oscillators", "linear_hru"):
+        if self.kind in (*SPRINGS, "linear_hru"):
             return -p["B"].T @ phi
         pot = self.h.options["potential"]
         z = p["W"] * phi + p["B"] @ u + p["b"]
@@ -167,10 +194,9 @@ class Twin:
         """Integrate one system (n,) over inputs (K, d) with a splitting scheme."""
         phi, pi = phi.astype(float).copy(), pi.astype(float).copy()
         h = dt * self.scale()
-        m = self.inv_mass()
         for uk in u:
             for s, a in enumerate(scheme.drift):
-                phi = phi + a * h * m * pi
+                phi = phi + a * h * self.velocity(pi)
                 if s < len(scheme.kick):
                     pi = pi - scheme.kick[s] * h * self.grad_phi(phi, uk)
         return phi, pi

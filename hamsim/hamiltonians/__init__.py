@@ -4,6 +4,7 @@ from hamsim.hamiltonians.base import Hamiltonian, families, family
 from hamsim.hamiltonians.coupled import CoupledOscillators
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
 from hamsim.hamiltonians.network import NetworkTerms, TermGradients
+from hamsim.hamiltonians.relativistic import RelativisticOscillators
 
 __all__ = [
     "CoupledOscillators",
@@ -11,6 +12,7 @@ __all__ = [
     "LinearHRU",
     "NetworkTerms",
     "NonlinearHRU",
+    "RelativisticOscillators",
     "TermGradients",
     "families",
     "family",

@@ -167,9 +167,14 @@ class Hamiltonian(ABC):
         return out[0] if single else out
 
     def grad_pi(self, pi: Any) -> np.ndarray:
-        """dT/dpi (the velocity)."""
+        """dT/dpi (the velocity): inv_mass pi for a quadratic kinetic term, whatever T otherwise."""
         pi_a = validation.array(pi, "pi")
-        return pi_a * self.terms().inv_mass
+        pi_b = np.ascontiguousarray(np.atleast_2d(pi_a), np.float64)
+        if pi_b.ndim != 2 or pi_b.shape[1] != self.n:
+            raise ValidationError("pi", f"must have shape (n,) or (B, n) with n={self.n}, got {pi_a.shape}")
+        out = np.empty_like(pi_b)
+        K.velocity(self.terms(), pi_b, out)
+        return out[0] if pi_a.ndim == 1 else out
 
     def hessian_vector(self, phi: Any, v: Any, u: Any | None = None) -> np.ndarray:
         """(d^2 V / dphi^2) v."""

@@ -81,6 +81,93 @@ def nl_curvature(kind, z, one):
 
 
 @kernel
+def kin_velocity(kind, p, im, c, m0):
+    """dT/dpi of one unit: im p (quadratic); c im p / s with s = sqrt(im p^2 + (m0 c)^2)
+    (relativistic; |dT/dpi| < c sqrt(im)).  Odd in p, exactly."""
+    if kind == 0:
+        return im * p
+    mc = m0 * c
+    return c * im * p / np.sqrt(im * p * p + mc * mc)
+
+
+@kernel
+def kin_value(kind, p, im, c, m0, one):
+    """T of one unit: im p^2 / 2, or c s (the rest energy m0 c^2 included)."""
+    if kind == 0:
+        return type(one)(0.5) * im * p * p
+    mc = m0 * c
+    return c * np.sqrt(im * p * p + mc * mc)
+
+
+@kernel
+def kin_curvature(kind, p, im, c, m0):
+    """d^2T/dpi^2 of one unit: im, or c im (m0 c)^2 / s^3."""
+    if kind == 0:
+        return im
+    mc = m0 * c
+    s2 = im * p * p + mc * mc
+    return c * im * mc * mc / (s2 * np.sqrt(s2))
+
+
+@kernel
+def kin_param_derivatives(kind, p, im, c, m0, one):
+    """(dT/dim, dT/dc, dT/dm0) of one unit: (p^2/2, 0, 0), or (c p^2 / (2 s), s + (m0 c)^2 / s, m0 c^3 / s)."""
+    half = type(one)(0.5)
+    if kind == 0:
+        return half * p * p, one - one, one - one
+    mc = m0 * c
+    s = np.sqrt(im * p * p + mc * mc)
+    return half * c * p * p / s, s + mc * mc / s, mc * c * c / s
+
+
+@kernel
+def kin_velocity_param_derivatives(kind, p, im, c, m0, one):
+    """d(dT/dpi)/d(im, c, m0) of one unit (the mixed second derivatives of the exact adjoint):
+    (p, 0, 0), or (c p (im p^2 + 2 (m0 c)^2) / (2 s^3), im^2 p^3 / s^3, -im p m0 c^3 / s^3)."""
+    if kind == 0:
+        return p, one - one, one - one
+    mc = m0 * c
+    s2 = im * p * p + mc * mc
+    s3 = s2 * np.sqrt(s2)
+    return (c * p * (im * p * p + (one + one) * mc * mc) / ((one + one) * s3),
+            im * im * p * p * p / s3, -im * p * mc * c * c / s3)
+
+
+@kernel
+def velocity(t, pi, out):
+    """out = dT/dpi for every row (see :func:`kin_velocity`)."""
+    B, n = pi.shape
+    for b in range(B):
+        for i in range(n):
+            out[b, i] = kin_velocity(t.kin_kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i])
+
+
+@kernel
+def kinetic_hessian_vector(t, pi, v, out):
+    """out = (d^2 T / dpi^2) v for every row (T is separable: a diagonal Hessian)."""
+    B, n = pi.shape
+    for b in range(B):
+        for i in range(n):
+            out[b, i] = kin_curvature(t.kin_kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i]) * v[b, i]
+
+
+@kernel
+def accumulate_kinetic_mixed(t, pi, v, weight, g):
+    """Add weight_i * d/dtheta (v . dT/dpi) at ``pi`` to g.inv_mass, g.kin_c, g.kin_m0: the mixed
+    second derivatives of the kinetic term that the exact adjoint needs at every drift."""
+    B, n = pi.shape
+    one = pi.dtype.type(1.0)
+    for b in range(B):
+        for i in range(n):
+            d_im, d_c, d_m0 = kin_velocity_param_derivatives(
+                t.kin_kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i], one)
+            w = weight[i] * v[b, i]
+            g.inv_mass[i] += w * d_im
+            g.kin_c[i] += w * d_c
+            g.kin_m0[i] += w * d_m0
+
+
+@kernel
 def grad_potential(t, phi, dlin, dnl, scratch, out):
     """out = dV/dphi for every row.  ``dlin``/``dnl`` are the drives B_lin u and B_nl u;
     ``scratch`` (B, n) is work space for the dense coupling product."""
@@ -172,7 +259,9 @@ def unit_potential(t, phi, dlin, dnl, out):
 def energy(t, phi, pi, dlin, dnl, unit_buf, scratch, out):
     """out[b] = H(phi_b, pi_b; u_b) for every row."""
     B, n = phi.shape
+    one = phi.dtype.type(1.0)
     half = phi.dtype.type(0.5)
+    quadratic = t.kin_kind == 0
     unit_potential(t, phi, dlin, dnl, unit_buf)
     if t.coupling.shape[0] > 0:
         np.dot(phi, t.coupling, scratch)
@@ -180,7 +269,10 @@ def energy(t, phi, pi, dlin, dnl, unit_buf, scratch, out):
         e = 0.0 * phi[b, 0]
         for i in range(n):
             p = pi[b, i]
-            e += half * t.inv_mass[i] * p * p + unit_buf[b, i]
+            if quadratic:
+                e += half * t.inv_mass[i] * p * p + unit_buf[b, i]
+            else:
+                e += kin_value(t.kin_kind, p, t.inv_mass[i], t.kin_c[i], t.kin_m0[i], one) + unit_buf[b, i]
         if t.coupling.shape[0] > 0:
             # 1/4 sum_ij K_ij (x_i - x_j)^2 = 1/2 (x . deg x - x . K x)
             for i in range(n):
@@ -262,9 +354,24 @@ def accumulate_potential(t, phi, u_k, dlin, dnl, dt_vec, coef, row_scale, g, uni
 
 @kernel
 def accumulate_kinetic(t, pi, dt_vec, coef, row_scale, g):
-    """Add coef * row_scale[b] * dt_i * dT/dinv_mass and coef * row_scale[b] * T_i (to g.dt)."""
+    """Add coef * row_scale[b] * dt_i * dT/d(inv_mass, kin_c, kin_m0) and coef * row_scale[b] * T_i
+    (to g.dt)."""
     B, n = pi.shape
+    one = pi.dtype.type(1.0)
     half = pi.dtype.type(0.5)
+    if t.kin_kind != 0:
+        kind = t.kin_kind
+        for b in range(B):
+            s = coef * row_scale[b]
+            for i in range(n):
+                p, im, c, m0 = pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i]
+                d_im, d_c, d_m0 = kin_param_derivatives(kind, p, im, c, m0, one)
+                w = s * dt_vec[i]
+                g.inv_mass[i] += w * d_im
+                g.kin_c[i] += w * d_c
+                g.kin_m0[i] += w * d_m0
+                g.dt[i] += s * kin_value(kind, p, im, c, m0, one)
+        return
     for b in range(B):
         s = coef * row_scale[b]
         for i in range(n):

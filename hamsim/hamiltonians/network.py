@@ -3,7 +3,8 @@
 All Hamiltonian families (coupled oscillators, linear and nonlinear HRUs, ...) are instances of
 
     H(phi, pi; u) = T(pi) + V(phi; u)
-    T = sum_i inv_mass_i pi_i^2 / 2
+    T = sum_i inv_mass_i pi_i^2 / 2                                   (kin_kind = KIN_QUADRATIC)
+      or sum_i c_i sqrt(inv_mass_i pi_i^2 + (m0_i c_i)^2)            (kin_kind = KIN_RELATIVISTIC)
     V = sum_i onsite_i phi_i^2 / 2 + quartic_i phi_i^4 / 4
       + 1/4 sum_ij coupling_ij (phi_i - phi_j)^2          (dense, symmetric, zero diagonal)
       + 1/2 sum_e edge_k_e (phi_a(e) - phi_b(e))^2         (sparse edge list)
@@ -25,6 +26,10 @@ import numpy as np
 NL_NONE, NL_LOGCOSH, NL_SQRT, NL_POLY = 0, 1, 2, 3
 NONLINEARITIES = {"logcosh": NL_LOGCOSH, "sqrt": NL_SQRT, "poly": NL_POLY}
 
+#: kinetic-term codes: T_i = inv_mass_i pi_i^2 / 2, or c_i sqrt(inv_mass_i pi_i^2 + (m0_i c_i)^2)
+KIN_QUADRATIC, KIN_RELATIVISTIC = 0, 1
+KINETICS = {"quadratic": KIN_QUADRATIC, "relativistic": KIN_RELATIVISTIC}
+
 
 class NetworkTerms(NamedTuple):
     """Arrays of the canonical network (one dtype throughout, edges int64)."""
@@ -43,6 +48,9 @@ class NetworkTerms(NamedTuple):
     nl_input_t: np.ndarray  # (d, n)
     nl_kind: int
     has_quartic: bool
+    kin_kind: int  # KIN_*; the specialised (fast) kernels support KIN_QUADRATIC only
+    kin_c: np.ndarray  # (n,) speed of light c_i (relativistic; ones otherwise)
+    kin_m0: np.ndarray  # (n,) rest mass m0_i (relativistic; zeros otherwise)
 
     @property
     def n(self) -> int:
@@ -62,7 +70,8 @@ class TermGradients(NamedTuple):
     """Accumulated derivatives of (dt-weighted) H with respect to every canonical array.
 
     ``dt`` holds d(dt_i H)/d(dt_i) summed over stages (the unit energies): the derivative with
-    respect to a per-unit step.  ``coupling_outer`` and ``coupling_sq`` accumulate sum(w x x^T) and
+    respect to a per-unit step.  ``kin_c`` and ``kin_m0`` belong to the relativistic kinetic term
+    (zero for a quadratic one).  ``coupling_outer`` and ``coupling_sq`` accumulate sum(w x x^T) and
     sum(w x^2); :func:`coupling_gradient` turns them into dH/dcoupling_ij = (x_i - x_j)^2 / 2.
     """
 
@@ -78,6 +87,8 @@ class TermGradients(NamedTuple):
     nl_bias: np.ndarray
     nl_input_t: np.ndarray
     dt: np.ndarray
+    kin_c: np.ndarray
+    kin_m0: np.ndarray
 
 
 def make_terms(
@@ -97,8 +108,15 @@ def make_terms(
     nl_c: np.ndarray | None = None,
     nl_bias: np.ndarray | None = None,
     nl_input_matrix: np.ndarray | None = None,
+    kinetic: str = "quadratic",
+    kin_c: np.ndarray | None = None,
+    kin_m0: np.ndarray | None = None,
 ) -> NetworkTerms:
     """Assemble :class:`NetworkTerms`; absent terms become zeros / empty arrays.
+
+    ``kinetic`` is "quadratic" (T_i = inv_mass_i pi_i^2 / 2, the default) or "relativistic"
+    (T_i = kin_c_i sqrt(inv_mass_i pi_i^2 + (kin_m0_i kin_c_i)^2); ``kin_c`` defaults to ones,
+    ``kin_m0`` to zeros).
 
     ``input_matrix`` and ``nl_input_matrix`` have shape (n, d) (the maths' B); they are stored
     transposed for the kernels.  Inputs are assumed validated by the calling family.
@@ -129,6 +147,7 @@ def make_terms(
         return np.array(np.asarray(b).T, dt, order="C")
 
     kind = 0 if nonlinearity is None else NONLINEARITIES[nonlinearity]
+    kin_kind = KINETICS[kinetic]
     return NetworkTerms(
         inv_mass=vec(inv_mass, 1.0),
         onsite=vec(onsite, 0.0),
@@ -144,6 +163,9 @@ def make_terms(
         nl_input_t=inp(nl_input_matrix),
         nl_kind=kind,
         has_quartic=quartic is not None and bool(np.any(np.asarray(quartic) != 0)),
+        kin_kind=kin_kind,
+        kin_c=vec(kin_c, 1.0),
+        kin_m0=vec(kin_m0, 0.0),
     )
 
 
@@ -163,6 +185,8 @@ def zero_gradients(terms: NetworkTerms) -> TermGradients:
         nl_bias=z(terms.nl_bias),
         nl_input_t=z(terms.nl_input_t),
         dt=z(terms.inv_mass),
+        kin_c=z(terms.kin_c),
+        kin_m0=z(terms.kin_m0),
     )
 
 

@@ -18,6 +18,7 @@ from hamsim.hamiltonians.kernels import (
     accumulate_potential,
     drive,
     grad_potential,
+    kin_velocity,
     nl_slope,
 )
 
@@ -32,10 +33,18 @@ def make_work(t, B, dtype_probe):
 
 @kernel
 def drift(t, phi, pi, dt_vec, a):
+    """phi += a dt_i dT/dpi_i: a dt_i inv_mass_i pi_i for the quadratic term (that product, in that
+    order, is what every fast kernel forms), a dt_i kin_velocity(pi_i) otherwise."""
     B, n = phi.shape
+    if t.kin_kind == 0:
+        for b in range(B):
+            for i in range(n):
+                phi[b, i] += a * dt_vec[i] * t.inv_mass[i] * pi[b, i]
+        return
+    kind = t.kin_kind
     for b in range(B):
         for i in range(n):
-            phi[b, i] += a * dt_vec[i] * t.inv_mass[i] * pi[b, i]
+            phi[b, i] += a * dt_vec[i] * kin_velocity(kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i])
 
 
 @kernel
@@ -526,8 +535,9 @@ def run_fixed_point(t, phi_q, pi_q, u, reverse, dt_vec, drift_c, kick_c, q_phi, 
     """Integer leapfrog: ``phi = phi_q * q_phi``, ``pi = pi_q * q_pi`` with int64 registers, in place over
     u.shape[0] steps (inputs replayed backwards with ``reverse``).  Returns True if a register saturated.
 
-    Each drift adds rint(pi_q * c) with c = a dt inv_mass q_pi / q_phi, an exactly odd function of
-    pi_q; each kick subtracts rint(c dt dV/dphi(phi_q q_phi) / q_pi), a deterministic function of phi_q.
+    Each drift adds rint(pi_q * c) with c = a dt inv_mass q_pi / q_phi (quadratic T), or
+    rint(a dt dT/dpi(pi_q q_pi) / q_phi) for another kinetic term: exactly odd functions of pi_q;
+    each kick subtracts rint(c dt dV/dphi(phi_q q_phi) / q_pi), a deterministic function of phi_q.
     Both are undone exactly by the momentum-flipped run, so a symmetric scheme is *bit-exactly*
     reversible for any network, chaotic or not.  ``limit > 0`` saturates registers to [-limit, limit]
     (a hardware non-ideality that breaks reversibility once it clips).  This is also the virtual
@@ -565,12 +575,19 @@ def run_fixed_point(t, phi_q, pi_q, u, reverse, dt_vec, drift_c, kick_c, q_phi, 
         first = True
         for s in range(S + 1):
             a = drift_c[s]
-            if a != 0.0:
+            if a != 0.0 and t.kin_kind == 0:
                 for b in range(B):
                     for i in range(n):
                         c = a * dt_vec[i] * t.inv_mass[i] * q_pi / q_phi
                         phi_q[b, i], clip = _clamp(phi_q[b, i] + np.int64(np.rint(pi_q[b, i] * c)), limit)
                         sat = sat or clip
+            elif a != 0.0:
+                for b in range(B):
+                    for i in range(n):
+                        v = kin_velocity(t.kin_kind, pi_q[b, i] * q_pi, t.inv_mass[i], t.kin_c[i], t.kin_m0[i])
+                        phi_q[b, i], clip = _clamp(phi_q[b, i] + np.int64(np.rint(a * dt_vec[i] * v / q_phi)), limit)
+                        sat = sat or clip
+            if a != 0.0:
                 if sub and first:
                     rec_mid[k] = phi_q
                 first = False

@@ -56,6 +56,8 @@ class HRUBankSubstrate:
             raise ValidationError("hamiltonian", f"must be a LinearHRU or NonlinearHRU, got {type(hamiltonian).__name__}")
         if hamiltonian.options.get("input_coupling") != "diagonal":
             raise ValidationError("hamiltonian", "an HRU bank needs input_coupling='diagonal' (one drive per unit)")
+        if hamiltonian.terms().kin_kind != 0:
+            raise ValidationError("hamiltonian", "an HRU bank integrates T = pi^2 / 2 only (quadratic kinetic term)")
         self._dtype = validation.as_dtype(dtype)
         if self._dtype not in _DTYPES:
             raise ValidationError("dtype", f"must be float64 or float32, got {self._dtype}")
