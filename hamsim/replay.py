@@ -19,13 +19,11 @@ import numpy as np
 from hamsim.adjoint import bptt
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.hamiltonians.network import zero_gradients
-from hamsim.substrates._kernels import fused_echo as F
-from hamsim.substrates._kernels import phases as P
-from hamsim.integrators.splitting import Splitting, get_integrator
+from hamsim.integrators.splitting import get_integrator
 from hamsim.protocols.training import READOUT
 from hamsim.storage.session import Session, load_session
 from hamsim.substrates import plan
+from hamsim.substrates.traces import trace_gradients
 from hamsim.substrate import State
 
 ReplayEstimator = Literal["recorded", "centered", "one_sided"]
@@ -89,28 +87,6 @@ def _system_at(session: Session, step: int) -> Hamiltonian:
     return session.system.with_params(**physical)
 
 
-def _contrast(h: Hamiltonian, dt: float, trace: plan.Row, phi: np.ndarray, pi: np.ndarray, u: np.ndarray,
-              weights: np.ndarray, window: tuple[int, int], scheme: Splitting) -> dict[str, np.ndarray]:
-    """sum_s weights[s] dt dH/dtheta along recorded echoes (rows s*B + b) with the plan's ``trace`` row,
-    the replay twin of the kernel the session ran: an exact recording gives back its accumulators bit
-    for bit."""
-    t = h.terms(np.float64)
-    a, c = scheme.coefficients(np.float64)
-    g = zero_gradients(t)
-    dtv = dt * h.time_scale()
-    phi, pi = np.ascontiguousarray(phi), np.ascontiguousarray(pi)
-    if trace.name == "trace.lockstep":
-        B = u.shape[1]
-        P.trace_contrast(t, phi, pi, u, dtv, a, c, np.repeat(weights, B), window[0], window[1], g,
-                         np.zeros((0, phi.shape[1], u.shape[2])))
-    else:
-        mom = np.zeros((F.N_FIXED + 2 * u.shape[2], h.n))
-        F.fused_trace_contrast(t, phi, pi, u, dtv, a, c, weights, window[0], window[1], mom,
-                               trace.name == "trace.fused_linear")
-        F.moments_to_gradients(t, mom, dtv, c, g)
-    return h.param_gradients(g, dt)
-
-
 def echo_row(session: Session, s: int) -> str:
     """The plan row that ran step ``s``'s echoes: as recorded, or (files written before the plan was
     recorded) what the plan chooses for the session's configuration."""
@@ -158,16 +134,16 @@ def replay_step(session: Session, s: int, options: ReplayOptions) -> StepReplay:
     if estimator == "centered":
         if nudges[1] != -nudges[0]:
             raise ValidationError("estimator", "the session's second echo was not nudged with -eps")
-        acc = _contrast(h, session.dt, trace, echo_phi, echo_pi, u, np.asarray(weights, float), window, scheme)
+        acc = trace_gradients(h, session.dt, trace, echo_phi, echo_pi, u, np.asarray(weights, float), window, scheme)
         scale = -1.0 / (2.0 * eps)  # the very expression of rhel_gradient, so that nothing but the data differs
         grads = {k: scale * v for k, v in acc.items()}
     else:
         # one-sided: the +eps echo against the eps = 0 echo, which by reversibility is the recorded
         # forward trajectory run backwards with flipped momenta
-        plus = _contrast(h, session.dt, trace, echo_phi[:, :B], echo_pi[:, :B], u, np.ones(1), window, scheme)
+        plus = trace_gradients(h, session.dt, trace, echo_phi[:, :B], echo_pi[:, :B], u, np.ones(1), window, scheme)
         ref_phi = _smooth(fwd_phi[::-1], options.smooth)
         ref_pi = _smooth(-fwd_pi[::-1], options.smooth)
-        zero = _contrast(h, session.dt, trace, ref_phi, ref_pi, u, np.ones(1), window, scheme)
+        zero = trace_gradients(h, session.dt, trace, ref_phi, ref_pi, u, np.ones(1), window, scheme)
         grads = {k: -(plus[k] - zero[k]) / eps for k in plus}
     recorded = {k: session.gradient[k][s] for k in session.gradient if k not in READOUT}
     diff = np.sqrt(sum(float(np.sum((grads[k] - v) ** 2)) for k, v in recorded.items()))

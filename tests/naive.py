@@ -279,7 +279,7 @@ def potential_part(tw: Twin, dt: float, phi: np.ndarray, u: np.ndarray) -> dict[
 def unit_dV_du(tw: Twin, phi: np.ndarray, u: np.ndarray) -> np.ndarray:
     """(n, d): row i is dV_i/du, the input derivative of unit i's potential (they sum to Twin.dH_du)."""
     p = tw.p
-    if tw.kind in ("coupled_oscillators", "linear_hru"):  # V_i contains -phi_i (B u)_i
+    if tw.kind in SPRINGS + ("linear_hru",):  # V_i contains -phi_i (B u)_i
         return -phi[:, None] * p["B"]
     pot = tw.h.options["potential"]
     z = p["W"] * phi + p["B"] @ u + p["b"]
@@ -294,12 +294,11 @@ def _substeps(tw: Twin, dt: float, scheme: hamsim.Splitting, phi: np.ndarray, pi
     each kick (coefficient c, positions where the force is evaluated); ``du`` (d,) gets the unweighted
     c * sum_i dt_i dV_i/du at each kick."""
     h = dt * tw.scale()
-    m = tw.inv_mass()
     for s, a in enumerate(scheme.drift):
         if acc is not None and a != 0.0:
             for k, v in kinetic_part(tw, dt, phi, pi, uk).items():
                 acc[k] = acc[k] + weight * a * v
-        phi = phi + a * h * m * pi
+        phi = phi + a * h * tw.velocity(pi)
         if s < len(scheme.kick):
             c = scheme.kick[s]
             if acc is not None and c != 0.0:

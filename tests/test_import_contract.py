@@ -209,10 +209,6 @@ def test_the_tree_is_found() -> None:
     assert paths["hamsim.protocols.rhel"] == "protocols/rhel.py"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known violations on branch contract at 213c30b (to be fixed in hamsim/, then remove this marker): "
-    "hamsim/replay.py:23: hamsim.replay -> hamsim.substrates._kernels.fused_echo; "
-    "hamsim/replay.py:24: hamsim.replay -> hamsim.substrates._kernels.phases (cross-package private imports)"))
 def test_the_real_tree_keeps_the_import_contract() -> None:
     found = real_tree_violations()
     assert not found, "import contract violations:\n" + "\n".join(map(str, found))

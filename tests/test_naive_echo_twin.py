@@ -47,6 +47,9 @@ SYSTEMS: dict[str, Callable[[int], hamsim.Hamiltonian]] = {
     "nonlinear_poly": lambda d: hamsim.NonlinearHRU.random(N, d, seed=20, potential="poly"),
     "nonlinear_diagonal": lambda d: hamsim.NonlinearHRU.random(N, N, seed=21, potential="poly",
                                                                input_coupling="diagonal"),
+    "relativistic": lambda d: hamsim.hamiltonians.RelativisticOscillators.random(N, d, seed=22),
+    "relativistic_dense": lambda d: hamsim.hamiltonians.RelativisticOscillators.random(N, d, seed=23,
+                                                                                      dense_coupling=True),
 }
 
 
@@ -117,6 +120,10 @@ ECHO_CASES: list[EchoCase] = [
              weights=(1.0, -1.0, 0.5)),
     EchoCase("none_uncoupled", "uncoupled", at="none", input_gradients=True),
     EchoCase("none_coupled_yoshida4", "coupled_dense", at="none", integrator="yoshida4", d=2),
+    # a non-quadratic kinetic energy (relativistic units): the general path, masses learnable
+    EchoCase("relativistic_echo", "relativistic", input_gradients=True),
+    EchoCase("relativistic_dense_midpoint", "relativistic_dense", at="midpoint", d=2, record_every=1),
+    EchoCase("relativistic_yoshida4_forward", "relativistic", integrator="yoshida4", at="forward", damping=0.1),
 ]
 
 
@@ -156,8 +163,9 @@ def _substrate(kind: str, h: hamsim.Hamiltonian, case: EchoCase) -> object:
     return NonIdealSubstrate(h, DT, NonIdeality(), integrator=case.integrator)
 
 
-def check_case(case: EchoCase, kind: str = "simulated") -> None:
-    """Forward phase and echoes of ``case`` on a substrate against the naive twin."""
+def check_case(case: EchoCase, kind: str = "simulated") -> tuple[str, str]:
+    """Forward phase and echoes of ``case`` on a substrate against the naive twin; returns the kernel-plan
+    rows that ran them."""
     h, u, state0, loss = _problem(case)
     scheme = hamsim.get_integrator(case.integrator)
     sub = _substrate(kind, h, case)
@@ -204,6 +212,7 @@ def check_case(case: EchoCase, kind: str = "simulated") -> None:
         for s, tr in enumerate(er.trajectories):
             close(tr.phi, ne.traj_phi[:: case.record_every, s], STATE_TOL, what=f"echo {s} recorded phi")
             close(tr.pi, ne.traj_pi[:: case.record_every, s], STATE_TOL, what=f"echo {s} recorded pi")
+    return fr.kernel, er.kernel
 
 
 # ------------------------------------------------------------------------------------------ tests

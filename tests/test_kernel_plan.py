@@ -1,0 +1,135 @@
+"""The kernel plan (hamsim.substrates.plan): every row is reachable, named in results and files, held to
+the plain-numpy echo twin, and its replay twin recomputes its accumulators exactly."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_naive_echo_twin import DT, ECHO_CASES, STATE_TOL, GRAD_TOL, EchoCase, _problem, check_case, close
+
+import hamsim
+from hamsim.substrate import EchoRequest
+from hamsim.substrates import SimulatedSubstrate, plan
+from hamsim.substrates.traces import trace_gradients
+from naive import naive_forward
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows_of(case: EchoCase) -> tuple[str, str]:
+    """What the plan chooses for ``case`` as check_case runs it (forward with its nudge sequence)."""
+    h, _, _, loss = _problem(case)
+    sub = SimulatedSubstrate(h, DT, integrator=case.integrator, damping=case.damping)
+    fwd = sub.forward_plan(readout_rows=loss.C.shape[0], record_every=case.record_every, nudge_sequence=True)
+    req = EchoRequest(None, None, case.nudges, case.weights, None, case.at, loss,  # type: ignore[arg-type]
+                      None, case.input_gradients, case.record_every)
+    return fwd.name, sub.echo_plan(req).name
+
+
+SIM_ROWS = [r for r in plan.ROWS.values() if r.phase in ("forward", "echo") and "fixed_point" not in r.name]
+
+
+@pytest.mark.parametrize("row", [r.name for r in SIM_ROWS if r.name != "forward.one_pass"])
+def test_every_simulator_row_equals_the_naive_twin(row: str) -> None:
+    """Each echo and forward row of the simulator, on every case of ECHO_CASES that selects it, equals the
+    twin (states 1e-12, gradients 1e-10 relative) and says so in its result."""
+    cases = [c for c in ECHO_CASES if row in _rows_of(c)]
+    assert cases, f"no case of ECHO_CASES runs {row}"
+    for case in cases:
+        ran = check_case(case, "simulated")
+        assert row in ran, (case.name, ran)
+
+
+@pytest.mark.parametrize("name", ["contrast_pair_echo", "contrast_pair_step_weights", "linear_hru_echo"])
+def test_one_pass_forward_equals_the_naive_twin(name: str) -> None:
+    case = next(c for c in ECHO_CASES if c.name == name)
+    h, u, s0, loss = _problem(case)
+    fr = SimulatedSubstrate(h, DT).forward(u, s0, loss=loss)
+    assert fr.kernel == "forward.one_pass"
+    nf = naive_forward(h, DT, hamsim.get_integrator("leapfrog"), s0.phi, s0.pi, u, loss, None)
+    close(fr.final.phi, nf.phi, STATE_TOL, what="phi_K")
+    close(fr.final.pi, nf.pi, STATE_TOL, what="pi_K")
+    close(fr.loss, nf.loss, STATE_TOL, what="loss")
+    close(fr.readout_grad_C, nf.grad_C, GRAD_TOL, what="dL/dC")
+    close(fr.readout_grad_c0, nf.grad_c0, GRAD_TOL, what="dL/dc0")
+
+
+@pytest.mark.parametrize("name", ["contrast_pair_record", "nonlinear_poly_echo", "three_echoes_uncoupled",
+                                  "relativistic_dense_midpoint"])
+def test_replay_twin_recomputes_the_echo_accumulators_exactly(name: str) -> None:
+    """From the recorded echo states, the plan's trace row gives back the echo's dH/dtheta bit for bit."""
+    case = next(c for c in ECHO_CASES if c.name == name)
+    h, u, s0, loss = _problem(case)
+    scheme = hamsim.get_integrator(case.integrator)
+    sub = SimulatedSubstrate(h, DT, integrator=scheme, damping=case.damping)
+    fr = sub.forward(u, s0, loss=loss, nudge_sequence=True)
+    req = EchoRequest(fr.final, u, case.nudges, case.weights, fr.nudge_sequence[-1], case.at, loss,
+                      fr.nudge_sequence if case.at == "forward" else None, False, 1)
+    er = sub.echo(req)
+    trace = plan.trace_plan(er.kernel)
+    phi = np.concatenate([t.phi for t in er.trajectories], axis=1)
+    pi = np.concatenate([t.pi for t in er.trajectories], axis=1)
+    got = trace_gradients(h, DT, trace, phi, pi, u, np.asarray(case.weights, float), (0, case.K), scheme)
+    for k, v in er.dH_dtheta.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=f"{er.kernel} -> {trace.name}: {k}")
+
+
+def test_every_row_is_reachable_and_documented() -> None:
+    """Sweeping the configuration space reaches every row of the table; docs/kernel-plan.md holds the table."""
+    seen: set[str] = set()
+    systems = [plan.System(coupled=c, dense_only=do, kicks=k, quadratic_kinetic=q, linear=lin, scalar_drives=sd)
+               for c, do, k, q, lin, sd in itertools.product([False, True], [False, True], [1, 3], [True, False],
+                                                            [True, False], [True, False]) if c or not do]
+    for s in systems:
+        for par in (False, True):
+            seen.add(plan.simulate_plan(s, parallel=par).name)
+        for r, damped, rec, seq, fp in itertools.product([1, 2], [False, True], [0, 1], [False, True], [False, True]):
+            seen.add(plan.forward_plan(s, readout_rows=r, damped=damped, record_every=rec, nudge_sequence=seq,
+                                       fixed_point=fp).name)
+        for at, S, contrast, r, damped, rec, grads, dev, fp in itertools.product(
+                ["echo", "midpoint", "forward", "none"], [2, 3], [True, False], [1, 2], [False, True], [0, 1],
+                [False, True], [False, True], [False, True]):
+            seen.add(plan.echo_plan(s, at=at, echoes=S, contrast=contrast, readout_rows=r, damped=damped,  # type: ignore[arg-type]
+                                    record_every=rec, input_gradients=grads, device=dev, fixed_point=fp).name)
+    for row in plan.ROWS.values():
+        if row.replay:
+            seen.add(plan.trace_plan(row.name).name)
+    for lin, con in itertools.product([False, True], repeat=2):
+        seen.add(plan.bank_plan(linear=lin, contrast=con).name)
+    seen.add("bank.forward")  # the bank has one forward kernel
+    assert seen == set(plan.ROWS)
+    doc = (ROOT / "docs" / "kernel-plan.md").read_text()
+    assert plan.table_markdown() in doc, "docs/kernel-plan.md is out of date: paste plan.table_markdown()"
+    with pytest.raises(KeyError, match="not an echo row"):
+        plan.trace_plan("forward.rows")
+
+
+def test_codes_are_stable() -> None:
+    """Session files store a row as its index in plan.CODES: old files must keep their meaning."""
+    assert plan.CODES[:4] == ("simulate.rows_block", "simulate.rows_block_parallel", "simulate.rows",
+                              "simulate.rows_parallel")
+    assert plan.code("echo.contrast_pair") == plan.CODES.index("echo.contrast_pair")
+    assert len(set(plan.CODES)) == len(plan.CODES)
+
+
+def test_yoshida4_damping_and_input_gradients_are_visible() -> None:
+    """The choices that used to move a run silently to a slower or not bit-equal path are named in the result."""
+    h = hamsim.LinearHRU.random(4, 1, seed=1)
+    case = next(c for c in ECHO_CASES if c.name == "contrast_pair_echo")
+    _, u, s0, loss = _problem(case)
+    rows = {}
+    for label, sub, grads in (("plain", SimulatedSubstrate(h, DT), False),
+                              ("yoshida4", SimulatedSubstrate(h, DT, integrator="yoshida4"), False),
+                              ("damped", SimulatedSubstrate(h, DT, damping=0.1), False),
+                              ("input gradients", SimulatedSubstrate(h, DT), True)):
+        fr = sub.forward(u, s0, loss=loss)
+        er = sub.echo(EchoRequest(fr.final, u, (1e-3, -1e-3), (500.0, -500.0), np.zeros_like(s0.phi), "echo", loss,
+                                  input_gradients=grads))
+        rows[label] = (fr.kernel, er.kernel)
+    assert rows == {"plain": ("forward.one_pass", "echo.contrast_pair"),
+                    "yoshida4": ("forward.lockstep", "echo.lockstep"),
+                    "damped": ("forward.rows", "echo.fused_linear"),
+                    "input gradients": ("forward.one_pass", "echo.fused")}
