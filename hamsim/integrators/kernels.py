@@ -236,7 +236,7 @@ def _kick_row(t, x, p, dl, dz, kc, one):
 
 
 @kernel
-def _pack_row_coefficients(t, d0, d1, k0, bl, bn):
+def pack_row_coefficients(t, d0, d1, k0, bl, bn):
     """Per-unit coefficients of the fused step in one table (rows: drift0, drift1, kick, onsite,
     drive, quartic, w, nl drive, bias, c).  With a dozen separate arrays LLVM gives up on the
     run-time alias checks and the step loop stays scalar."""
@@ -255,7 +255,7 @@ def _pack_row_coefficients(t, d0, d1, k0, bl, bn):
 
 
 @kernel
-def _fused_step_row(kind, quartic, linear_drive, cf, x, p, ul, un, one):
+def fused_step_row(kind, quartic, linear_drive, cf, x, p, ul, un, one):
     """One drift-kick-drift step of an uncoupled row in a single vectorisable pass.
 
     Same operations in the same order as :func:`step` (absent terms have zero coefficients, and
@@ -278,10 +278,7 @@ def _fused_step_row(kind, quartic, linear_drive, cf, x, p, ul, un, one):
         return
     if kind == 0 and not quartic:
         for i in range(n):
-            xi = x[i] + cf[0, i] * p[i]
-            pn = p[i] - cf[2, i] * (cf[3, i] * xi - cf[4, i] * ul)
-            x[i] = xi + cf[1, i] * pn
-            p[i] = pn
+            _, p[i], x[i] = linear_unit_step(x[i], p[i], cf[0, i], cf[1, i], cf[2, i], cf[3, i], cf[4, i] * ul)
     elif kind == 0:
         for i in range(n):
             xi = x[i] + cf[0, i] * p[i]
@@ -314,8 +311,8 @@ def _fused_step_row(kind, quartic, linear_drive, cf, x, p, ul, un, one):
 
 
 @kernel
-def _has_linear_drive(cf):
-    """Whether the linear-drive column (row 4 of a ``_pack_row_coefficients`` table) has a nonzero."""
+def has_linear_drive(cf):
+    """Whether the linear-drive column (row 4 of a ``pack_row_coefficients`` table) has a nonzero."""
     for i in range(cf.shape[1]):
         if cf[4, i] != 0.0:
             return True
@@ -323,23 +320,25 @@ def _has_linear_drive(cf):
 
 
 @kernel
-def _linear_substep(x, p, d0, d1, kc, on, bl, u):
-    """One step of one linear oscillator: the arithmetic of ``_fused_step_row`` (kind 0, no quartic)."""
+def linear_unit_step(x, p, d0, d1, kc, on, bu):
+    """One drift-kick-drift step of one linear oscillator, the one spelling every linear kernel uses:
+    y = x + d0 p (half-step position), p' = p - kc (on y - bu), x' = y + d1 p'; returns (y, p', x').
+    ``bu`` is the drive b u (0 for the drive-free half-difference of an echo pair: y - 0 is y exactly)."""
     y = x + d0 * p
-    pn = p - kc * (on * y - bl * u)
-    return y + d1 * pn, pn
+    pn = p - kc * (on * y - bu)
+    return y, pn, y + d1 * pn
 
 
 @kernel
 def _linear_four_steps(cf, x, p, u0, u1, u2, u3):
     """Four consecutive steps of a linear row (no quartic term), each oscillator carried through all four
-    in registers with its coefficients loaded once: four ``_fused_step_row`` calls, bit for bit."""
+    in registers with its coefficients loaded once: four ``fused_step_row`` calls, bit for bit."""
     for i in range(x.shape[0]):
         d0, d1, kc, on, bl = cf[0, i], cf[1, i], cf[2, i], cf[3, i], cf[4, i]
-        xi, pi = _linear_substep(x[i], p[i], d0, d1, kc, on, bl, u0)
-        xi, pi = _linear_substep(xi, pi, d0, d1, kc, on, bl, u1)
-        xi, pi = _linear_substep(xi, pi, d0, d1, kc, on, bl, u2)
-        xi, pi = _linear_substep(xi, pi, d0, d1, kc, on, bl, u3)
+        _, pi, xi = linear_unit_step(x[i], p[i], d0, d1, kc, on, bl * u0)
+        _, pi, xi = linear_unit_step(xi, pi, d0, d1, kc, on, bl * u1)
+        _, pi, xi = linear_unit_step(xi, pi, d0, d1, kc, on, bl * u2)
+        _, pi, xi = linear_unit_step(xi, pi, d0, d1, kc, on, bl * u3)
         x[i] = xi
         p[i] = pi
 
@@ -351,7 +350,7 @@ BLOCK = 2048
 
 @kernel
 def _row_table(t, dt_vec, drift_c, kick_c, dtype_probe):
-    """The coefficient table of ``_fused_step_row``: per-stage products (a dt_i) inv_mass_i and c dt_i
+    """The coefficient table of ``fused_step_row``: per-stage products (a dt_i) inv_mass_i and c dt_i
     formed left to right as :func:`step` forms them, scalar-drive columns (zeros when absent: adding
     0 * 0 leaves every value unchanged)."""
     n = dt_vec.shape[0]
@@ -365,7 +364,7 @@ def _row_table(t, dt_vec, drift_c, kick_c, dtype_probe):
         k0[i] = kick_c[0] * dt_vec[i]
     bl = t.input_t[0].copy() if t.input_t.shape[0] == 1 else np.full(n, zero)
     bn = t.nl_input_t[0].copy() if t.nl_input_t.shape[0] == 1 else np.full(n, zero)
-    return _pack_row_coefficients(t, d0, d1, k0, bl, bn)
+    return pack_row_coefficients(t, d0, d1, k0, bl, bn)
 
 
 @kernel
@@ -384,7 +383,7 @@ def _advance_row_block(t, cf, phi, pi, ub_row, b, k0, k1, rec_every, rec_phi, re
     one = phi.dtype.type(1.0)
     x = phi[b]
     p = pi[b]
-    lin = _has_linear_drive(cf)
+    lin = has_linear_drive(cf)
     # both drives get the input: an absent one has a zero column in ``cf`` (0 * u adds nothing), and
     # passing u unconditionally keeps this loop twice as fast as selecting it per drive
     if rec_every == 0:
@@ -394,11 +393,11 @@ def _advance_row_block(t, cf, phi, pi, ub_row, b, k0, k1, rec_every, rec_phi, re
                 _linear_four_steps(cf, x, p, ub_row[q], ub_row[q + 1], ub_row[q + 2], ub_row[q + 3])
                 q += 4
         while q < k1 - k0:
-            _fused_step_row(t.nl_kind, t.has_quartic, lin, cf, x, p, ub_row[q], ub_row[q], one)
+            fused_step_row(t.nl_kind, t.has_quartic, lin, cf, x, p, ub_row[q], ub_row[q], one)
             q += 1
         return
     for q in range(k1 - k0):
-        _fused_step_row(t.nl_kind, t.has_quartic, lin, cf, x, p, ub_row[q], ub_row[q], one)
+        fused_step_row(t.nl_kind, t.has_quartic, lin, cf, x, p, ub_row[q], ub_row[q], one)
         k = k0 + q
         if (k + 1) % rec_every == 0:
             r = (k + 1) // rec_every

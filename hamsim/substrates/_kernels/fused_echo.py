@@ -20,7 +20,7 @@ import numpy as np
 
 from hamsim._jit import kernel
 from hamsim.hamiltonians.kernels import nl_slope, nl_value
-from hamsim.integrators.kernels import _fused_step_row, _has_linear_drive, _pack_row_coefficients
+from hamsim.integrators.kernels import fused_step_row, has_linear_drive, linear_unit_step, pack_row_coefficients
 from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, nudge_sample, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
@@ -51,13 +51,11 @@ def _simple_echo_row_step(x, p, uu, cf, wa0, wa1, wt, mom):
     alias checks and leaves the loop scalar (5x slower)."""
     for i in range(x.shape[0]):
         pi0 = p[i]
-        xi = x[i] + cf[0, i] * pi0
+        xi, pn, x[i] = linear_unit_step(x[i], pi0, cf[0, i], cf[1, i], cf[2, i], cf[3, i], cf[4, i] * uu)
         mom[SP2, i] += wa0 * pi0 * pi0
         mom[SX2, i] += wt * xi * xi
         mom[N_FIXED, i] += wt * xi * uu
-        pn = pi0 - cf[2, i] * (cf[3, i] * xi - cf[4, i] * uu)
         mom[SP2, i] += wa1 * pn * pn
-        x[i] = xi + cf[1, i] * pn
         p[i] = pn
 
 
@@ -71,31 +69,25 @@ def _simple_pair_step(x0, p0, x1, p1, uu, cf, a0, a1, w0, w1, mom):
         for i in range(x0.shape[0]):
             q0 = p0[i]
             q1 = p1[i]
-            y0 = x0[i] + cf[0, i] * q0
-            y1 = x1[i] + cf[0, i] * q1
-            n0 = q0 - cf[2, i] * (cf[3, i] * y0 - cf[4, i] * uu)
-            n1 = q1 - cf[2, i] * (cf[3, i] * y1 - cf[4, i] * uu)
+            bu = cf[4, i] * uu
+            y0, n0, x0[i] = linear_unit_step(x0[i], q0, cf[0, i], cf[1, i], cf[2, i], cf[3, i], bu)
+            y1, n1, x1[i] = linear_unit_step(x1[i], q1, cf[0, i], cf[1, i], cf[2, i], cf[3, i], bu)
             dy = y0 - y1
             mom[SP2, i] += w0 * (a0 * ((q0 - q1) * (q0 + q1)) + a1 * ((n0 - n1) * (n0 + n1)))
             mom[SX2, i] += w0 * (dy * (y0 + y1))
             mom[N_FIXED, i] += w0 * (dy * uu)
-            x0[i] = y0 + cf[1, i] * n0
-            x1[i] = y1 + cf[1, i] * n1
             p0[i] = n0
             p1[i] = n1
         return
     for i in range(x0.shape[0]):
         q0 = p0[i]
         q1 = p1[i]
-        y0 = x0[i] + cf[0, i] * q0
-        y1 = x1[i] + cf[0, i] * q1
-        n0 = q0 - cf[2, i] * (cf[3, i] * y0 - cf[4, i] * uu)
-        n1 = q1 - cf[2, i] * (cf[3, i] * y1 - cf[4, i] * uu)
+        bu = cf[4, i] * uu
+        y0, n0, x0[i] = linear_unit_step(x0[i], q0, cf[0, i], cf[1, i], cf[2, i], cf[3, i], bu)
+        y1, n1, x1[i] = linear_unit_step(x1[i], q1, cf[0, i], cf[1, i], cf[2, i], cf[3, i], bu)
         mom[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
         mom[SX2, i] += w0 * y0 * y0 + w1 * y1 * y1
         mom[N_FIXED, i] += w0 * y0 * uu + w1 * y1 * uu
-        x0[i] = y0 + cf[1, i] * n0
-        x1[i] = y1 + cf[1, i] * n1
         p0[i] = n0
         p1[i] = n1
 
@@ -209,21 +201,20 @@ def _contrast_pair_step(st, tab, acc, uu, sm, sd, same_a, a0, a1):
     pi += c sm (mean) and pi += c sd (difference); the difference feels no input (superposition).
     Per unit ``acc`` gathers the products that the contrast moments are made of:
     a0 q_m q_d + a1 n_m n_d (pi before and after the kick), y_m y_d and y_d u (y = half-step position)."""
+    zero = st.dtype.type(0.0)  # the half-difference feels no input (superposition): y - 0 is y exactly
     for i in range(st.shape[1]):
         qm = st[1, i] + tab[5, i] * sm
         qd = st[3, i] + tab[5, i] * sd
-        ym = st[0, i] + tab[0, i] * qm
-        yd = st[2, i] + tab[0, i] * qd
-        nm = qm - tab[2, i] * (tab[3, i] * ym - tab[4, i] * uu)
-        nd = qd - tab[2, i] * (tab[3, i] * yd)
+        ym, nm, xm = linear_unit_step(st[0, i], qm, tab[0, i], tab[1, i], tab[2, i], tab[3, i], tab[4, i] * uu)
+        yd, nd, xd = linear_unit_step(st[2, i], qd, tab[0, i], tab[1, i], tab[2, i], tab[3, i], zero)
         if same_a:
             acc[0, i] += qm * qd + nm * nd
         else:
             acc[0, i] += a0 * (qm * qd) + a1 * (nm * nd)
         acc[1, i] += ym * yd
         acc[2, i] += yd * uu
-        st[0, i] = ym + tab[1, i] * nm
-        st[2, i] = yd + tab[1, i] * nd
+        st[0, i] = xm
+        st[2, i] = xd
         st[1, i] = nm
         st[3, i] = nd
 
@@ -431,14 +422,11 @@ def moments_to_gradients(t, mom, dt_vec, kick_c, g):
 @kernel
 def _step_and_gather(x, p, tab, gC, rp, uu):
     """gC += rp x (the readout gradient of the state reached by the previous step), then one
-    drift-kick-drift step of a linear row with scalar input (the arithmetic of ``_fused_step_row``)."""
+    drift-kick-drift step of a linear row with scalar input (the arithmetic of ``fused_step_row``)."""
     for i in range(x.shape[0]):
         xo = x[i]
         gC[i] += rp * xo
-        xi = xo + tab[0, i] * p[i]
-        pn = p[i] - tab[2, i] * (tab[3, i] * xi - tab[4, i] * uu)
-        x[i] = xi + tab[1, i] * pn
-        p[i] = pn
+        _, p[i], x[i] = linear_unit_step(xo, p[i], tab[0, i], tab[1, i], tab[2, i], tab[3, i], tab[4, i] * uu)
 
 
 @kernel
@@ -492,7 +480,7 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
                   rec_pi, gC, gc0):
     """Plan row ``forward.rows``: :func:`hamsim.substrates._kernels.phases.forward_with_loss` for uncoupled
     single-kick schemes with scalar drives, row by row while the row stays in cache (one vectorisable pass
-    per step, :func:`~hamsim.integrators.kernels._fused_step_row`).  Returns the per-step loss."""
+    per step, :func:`~hamsim.integrators.kernels.fused_step_row`).  Returns the per-step loss."""
     K, B = u.shape[0], phi.shape[0]
     n = phi.shape[1]
     r = C.shape[0]
@@ -506,8 +494,8 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
     zero = phi.dtype.type(0.0)
     bl = t.input_t[0].copy() if d == 1 else np.zeros(n, phi.dtype)
     bn = t.nl_input_t[0].copy() if dn == 1 else np.zeros(n, phi.dtype)
-    packed = _pack_row_coefficients(t, cf[0], cf[1], cf[2], bl, bn)
-    lin = _has_linear_drive(packed)
+    packed = pack_row_coefficients(t, cf[0], cf[1], cf[2], bl, bn)
+    lin = has_linear_drive(packed)
     loss = 0.0
     if rec_every > 0:
         rec_phi[0] = phi
@@ -518,7 +506,7 @@ def fused_forward(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, C, c0, y, w, G_
         for k in range(K):
             ul = u[k, b, 0] if d == 1 else zero
             un = u[k, b, 0] if dn == 1 and t.nl_kind != 0 else zero
-            _fused_step_row(t.nl_kind, t.has_quartic, lin, packed, x, p[0], ul, un, one)
+            fused_step_row(t.nl_kind, t.has_quartic, lin, packed, x, p[0], ul, un, one)
             apply_decay(p, decay)
             if r > 0 and w[k] != 0.0:
                 loss += readout_gradient(C, c0, x, y[k, b], w[k], res)

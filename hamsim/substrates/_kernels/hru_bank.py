@@ -17,6 +17,7 @@ import numpy as np
 
 from hamsim._jit import parallel_kernel, prange
 from hamsim.hamiltonians.kernels import nl_slope, nl_value
+from hamsim.integrators.kernels import linear_unit_step
 
 #: rows of the per-unit coefficient table
 DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, C_OVER_W, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -40,15 +41,19 @@ def bank_forward(nl, cf, x0, p0, v, rec_every, rec_x, rec_p, xK, pK):
         if rec_p.shape[1] > 0:
             rec_p[b, 0] = p
         for k in range(K):
-            for i in range(n):
-                vv = v[b, k, i]
-                xi = x[i] + cf[DRIFT0, i] * p[i]
-                f = cf[ONSITE, i] * xi - cf[LIN, i] * vv
-                if nl != 0:
+            if nl == 0:
+                for i in range(n):
+                    _, p[i], x[i] = linear_unit_step(x[i], p[i], cf[DRIFT0, i], cf[DRIFT1, i], cf[KICK, i],
+                                                     cf[ONSITE, i], cf[LIN, i] * v[b, k, i])
+            else:
+                for i in range(n):
+                    vv = v[b, k, i]
+                    xi = x[i] + cf[DRIFT0, i] * p[i]
+                    f = cf[ONSITE, i] * xi - cf[LIN, i] * vv
                     f += cf[C, i] * nl_slope(nl, cf[W, i] * xi + vv + cf[BIAS, i], one)
-                pn = p[i] - cf[KICK, i] * f
-                x[i] = xi + cf[DRIFT1, i] * pn
-                p[i] = pn
+                    pn = p[i] - cf[KICK, i] * f
+                    x[i] = xi + cf[DRIFT1, i] * pn
+                    p[i] = pn
             if rec_every > 0 and (k + 1) % rec_every == 0:
                 q = (k + 1) // rec_every
                 if rec_x.shape[1] > 0:
@@ -134,6 +139,7 @@ def contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe
     any eps; the moments become w0 (x_0^2 - x_1^2) = 4 w0 m d etc."""
     B, K, n = v.shape
     T = cf.dtype.type
+    zero = T(0.0)
     hm, hd = T(0.5 * (e0 + e1)), T(0.5 * (e0 - e1))
     ka, kb, kx, kv = 4.0 * w0 * a0, 4.0 * w0 * a1, 4.0 * w0, 2.0 * w0
     want_dv = dhdv.shape[1] == K
@@ -149,17 +155,14 @@ def contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe
                 vv = v[b, j, i]
                 qm = PM[i]
                 qd = PD[i]
-                ym = M[i] + cf[DRIFT0, i] * qm
-                yd = D[i] + cf[DRIFT0, i] * qd
-                nm = qm - cf[KICK, i] * (cf[ONSITE, i] * ym - cf[LIN, i] * vv)
-                nd = qd - cf[KICK, i] * (cf[ONSITE, i] * yd)
+                d0, d1, kc, on = cf[DRIFT0, i], cf[DRIFT1, i], cf[KICK, i], cf[ONSITE, i]
+                ym, nm, M[i] = linear_unit_step(M[i], qm, d0, d1, kc, on, cf[LIN, i] * vv)
+                yd, nd, D[i] = linear_unit_step(D[i], qd, d0, d1, kc, on, zero)  # no input: superposition
                 m[SP2, i] += ka * (qm * qd) + kb * (nm * nd)
                 m[SX2, i] += kx * (ym * yd)
                 m[SXV, i] += kv * (yd * vv)
                 if want_dv:
                     dhdv[b, j, i] = cf[KICK, i] * (kv * (-cf[LIN, i] * yd))
-                M[i] = ym + cf[DRIFT1, i] * nm
-                D[i] = yd + cf[DRIFT1, i] * nd
                 PM[i] = nm
                 PD[i] = nd
             if j >= 1:
