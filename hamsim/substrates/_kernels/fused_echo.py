@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel
-from hamsim.hamiltonians.kernels import nl_slope, nl_value
-from hamsim.integrators.kernels import fused_step_row, has_linear_drive, linear_unit_step, pack_row_coefficients
+from hamsim.hamiltonians.kernels import nl_value
+from hamsim.integrators.kernels import fused_step_row, has_linear_drive, linear_unit_step, pack_row_coefficients, unit_step
 from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, nudge_sample, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
@@ -118,31 +118,25 @@ def _echo_row_step(t, x, p, dl, dz, u_j, cf, a0, a1, wt, mom, xh, g1row, one, si
         return
     for i in range(n):
         pi0 = p[i]
-        mom[SP2, i] += wt * a0 * pi0 * pi0
-        xi = x[i] + cf[0, i] * pi0
+        xi, pn, x[i], z, s1 = unit_step(x[i], pi0, cf[0, i], cf[1, i], cf[2, i], t.onsite[i], dl[i], t.has_quartic,
+                                        t.quartic[i], nl, t.nl_c[i], t.nl_w[i], dz[i], t.nl_bias[i], one)
+        p[i] = pn
         xh[i] = xi
         x2 = xi * xi
+        mom[SP2, i] += wt * a0 * pi0 * pi0
+        mom[SP2, i] += wt * a1 * pn * pn
         mom[SX2, i] += wt * x2
         for j in range(d):
             mom[N_FIXED + j, i] += wt * xi * u_j[j]
-        f = t.onsite[i] * xi - dl[i]
         if t.has_quartic:
             mom[SX4, i] += wt * x2 * x2
-            f += t.quartic[i] * xi * xi * xi
         if nl != 0:
-            z = t.nl_w[i] * xi + dz[i] + t.nl_bias[i]
-            s1 = nl_slope(nl, z, one)
             g1row[i] = s1
             mom[SG, i] += wt * nl_value(nl, z, one)
             mom[SG1, i] += wt * s1
             mom[SGX, i] += wt * s1 * xi
             for j in range(d):
                 mom[N_FIXED + d + j, i] += wt * s1 * u_j[j]
-            f += t.nl_c[i] * s1
-        pn = pi0 - cf[2, i] * f
-        mom[SP2, i] += wt * a1 * pn * pn
-        x[i] = xi + cf[1, i] * pn
-        p[i] = pn
 
 
 @kernel

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import parallel_kernel, prange
-from hamsim.hamiltonians.kernels import nl_slope, nl_value
-from hamsim.integrators.kernels import linear_unit_step
+from hamsim.hamiltonians.kernels import nl_value
+from hamsim.integrators.kernels import linear_unit_step, unit_step
 
 #: rows of the per-unit coefficient table
 DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, C_OVER_W, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -33,6 +33,7 @@ def bank_forward(nl, cf, x0, p0, v, rec_every, rec_x, rec_p, xK, pK):
     (R = 0: nothing recorded); ``rec_p`` likewise for the momenta (R may be 0 while rec_x records)."""
     B, K, n = v.shape
     one = cf.dtype.type(1.0)
+    zero = one - one
     for b in prange(B):
         x = x0[b].copy()
         p = p0[b].copy()
@@ -48,12 +49,9 @@ def bank_forward(nl, cf, x0, p0, v, rec_every, rec_x, rec_p, xK, pK):
             else:
                 for i in range(n):
                     vv = v[b, k, i]
-                    xi = x[i] + cf[DRIFT0, i] * p[i]
-                    f = cf[ONSITE, i] * xi - cf[LIN, i] * vv
-                    f += cf[C, i] * nl_slope(nl, cf[W, i] * xi + vv + cf[BIAS, i], one)
-                    pn = p[i] - cf[KICK, i] * f
-                    x[i] = xi + cf[DRIFT1, i] * pn
-                    p[i] = pn
+                    _, p[i], x[i], _, _ = unit_step(x[i], p[i], cf[DRIFT0, i], cf[DRIFT1, i], cf[KICK, i], cf[ONSITE, i],
+                                                    cf[LIN, i] * vv, False, zero, nl, cf[C, i], cf[W, i], vv, cf[BIAS, i],
+                                                    one)
             if rec_every > 0 and (k + 1) % rec_every == 0:
                 q = (k + 1) // rec_every
                 if rec_x.shape[1] > 0:
@@ -75,6 +73,7 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
     positions, forward order.  Final echo states go to xe, pe (2, B, n)."""
     B, K, n = v.shape
     one = cf.dtype.type(1.0)
+    zero = one - one
     w0, w1 = weights[0], weights[1]
     e0, e1 = nudges[0], nudges[1]
     want_dv = dhdv.shape[1] == K
@@ -90,33 +89,24 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
                 vv = v[b, j, i]
                 q0 = P0[i]
                 q1 = P1[i]
-                y0 = X0[i] + cf[DRIFT0, i] * q0
-                y1 = X1[i] + cf[DRIFT0, i] * q1
-                f0 = cf[ONSITE, i] * y0 - cf[LIN, i] * vv
-                f1 = cf[ONSITE, i] * y1 - cf[LIN, i] * vv
+                d0, d1, kc, on, bu = cf[DRIFT0, i], cf[DRIFT1, i], cf[KICK, i], cf[ONSITE, i], cf[LIN, i] * vv
+                y0, n0, X0[i], z0, s0 = unit_step(X0[i], q0, d0, d1, kc, on, bu, False, zero, nl, cf[C, i], cf[W, i],
+                                                  vv, cf[BIAS, i], one)
+                y1, n1, X1[i], z1, s1 = unit_step(X1[i], q1, d0, d1, kc, on, bu, False, zero, nl, cf[C, i], cf[W, i],
+                                                  vv, cf[BIAS, i], one)
                 dv0 = -cf[LIN, i] * y0
                 dv1 = -cf[LIN, i] * y1
                 if nl != 0:
-                    z0 = cf[W, i] * y0 + vv + cf[BIAS, i]
-                    z1 = cf[W, i] * y1 + vv + cf[BIAS, i]
-                    s0 = nl_slope(nl, z0, one)
-                    s1 = nl_slope(nl, z1, one)
-                    f0 += cf[C, i] * s0
-                    f1 += cf[C, i] * s1
                     m[SG, i] += w0 * nl_value(nl, z0, one) + w1 * nl_value(nl, z1, one)
                     m[SG1, i] += w0 * s0 + w1 * s1
                     m[SGX, i] += w0 * s0 * y0 + w1 * s1 * y1
                     dv0 += cf[C_OVER_W, i] * s0
                     dv1 += cf[C_OVER_W, i] * s1
-                n0 = q0 - cf[KICK, i] * f0
-                n1 = q1 - cf[KICK, i] * f1
                 m[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
                 m[SX2, i] += w0 * y0 * y0 + w1 * y1 * y1
                 m[SXV, i] += w0 * y0 * vv + w1 * y1 * vv
                 if want_dv:
                     dhdv[b, j, i] = cf[KICK, i] * (w0 * dv0 + w1 * dv1)
-                X0[i] = y0 + cf[DRIFT1, i] * n0
-                X1[i] = y1 + cf[DRIFT1, i] * n1
                 P0[i] = n0
                 P1[i] = n1
             if j >= 1:
