@@ -47,8 +47,8 @@ class EchoGradient:
     initial_nudge: np.ndarray | None = None  # dL/dphi_K, the nudge at the start of the echoes
     nudges: tuple[float, ...] = ()  # nudge strength of every echo
     weights: tuple[float, ...] = ()  # contrast weight of every echo
-    forward: ForwardResult | None = None  # with its trajectory when recorded
-    echo: EchoResult | None = None  # with the echo trajectories when recorded
+    forward: ForwardResult | None = None  # the forward phase's result (its trajectory when recorded, its kernel)
+    echo: EchoResult | None = None  # the echoes' result (trajectories when recorded, the kernel that ran them)
 
 
 def rhel_gradient(
@@ -127,6 +127,6 @@ def rhel_gradient(
         initial_nudge=G0,
         nudges=nudges,
         weights=weights,
-        forward=fwd if record_every > 0 else None,
-        echo=echo if record_every > 0 else None,
+        forward=fwd,
+        echo=echo,
     )

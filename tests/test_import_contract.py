@@ -137,7 +137,12 @@ def imports(module: str, source: str, modules: set[str], packages: set[str], pat
                 target = node.module or ""
             for alias in node.names:
                 sub = f"{target}.{alias.name}"
-                add(sub if sub in modules else target, node)
+                if sub in modules:
+                    add(sub, node)
+                elif _private(alias.name):  # a private function or constant of another module: "module:name"
+                    add(f"{target}:{alias.name}", node)
+                else:
+                    add(target, node)
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str):
             f = node.func
@@ -148,8 +153,16 @@ def imports(module: str, source: str, modules: set[str], packages: set[str], pat
     return out
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
 def _private_owner(target: str) -> str | None:
-    """The package a private module belongs to: the path before its first private component."""
+    """The package a private module belongs to: the path before its first private component; for a
+    private name of a module ("module:_name"), the package that contains the module."""
+    if ":" in target:
+        module = target.partition(":")[0]
+        return _private_owner(module) or module.rpartition(".")[0]
     parts = target.split(".")
     for i, p in enumerate(parts):
         if p.startswith("_") and not (p.startswith("__") and p.endswith("__")):
@@ -159,7 +172,8 @@ def _private_owner(target: str) -> str | None:
 
 def rules(arrow: Import) -> list[str]:
     """The rules one arrow breaks (empty: allowed)."""
-    src, dst = arrow.importer, arrow.imported
+    src, full = arrow.importer, arrow.imported
+    dst = full.partition(":")[0]
     broken = []
     if under_any(src, PHYSICS) and under_any(dst, PHYSICS_FORBIDDEN):
         broken.append("physics imports a learning/storage/lab/application layer")
@@ -171,7 +185,7 @@ def rules(arrow: Import) -> list[str]:
             broken.append("a protocol imports a file format, instrument library or the CLI")
     if under(src, DRIVERS) and under_any(dst, DRIVER_FORBIDDEN):
         broken.append("a driver imports learning")
-    owner = _private_owner(dst) if under(dst, "hamsim") else None  # third-party internals: not our contract
+    owner = _private_owner(full) if under(dst, "hamsim") else None  # third-party internals: not our contract
     if owner is not None and not under(src, owner):
         broken.append(f"cross-package private import (private to {owner})")
     return broken
@@ -262,6 +276,7 @@ SYNTHETIC_BAD = [
     ("hamsim.integrators.kernels", "from hamsim.substrates._kernels import phases", "private"),
     ("hamsim.protocols.rhel", "from hamsim.substrates._kernels.noise import thermal", "private"),
     ("hamsim.substrates.simulated", "from hamsim.drivers._private import secret", "private"),
+    ("hamsim.substrates._kernels.phases", "from hamsim.integrators.kernels import _clamp", "private"),
 ]
 
 

@@ -133,3 +133,69 @@ def test_yoshida4_damping_and_input_gradients_are_visible() -> None:
                     "yoshida4": ("forward.lockstep", "echo.lockstep"),
                     "damped": ("forward.rows", "echo.fused_linear"),
                     "input gradients": ("forward.one_pass", "echo.fused")}
+
+
+def _session(tmp_path: Path, sub: object, h: hamsim.Hamiltonian, record_every: int, name: str) -> Path:
+    from hamsim.losses import ReadoutLoss
+    from hamsim.protocols.training import Batch, Task, TrainConfig, Trainer
+    from hamsim.storage.session import SessionWriter
+
+    rng = np.random.default_rng(3)
+    K, B = 40, 2
+    C = rng.normal(size=(1, h.n)) / 3
+    batches = [Batch(rng.normal(size=(K, B, h.input_dim)),
+                     ReadoutLoss.step_mse(C, rng.normal(size=(K, B, 1)), weights=np.full(K, 1 / K))) for _ in range(2)]
+    task = Task("plan_check", batches, batches[:1], C, np.zeros(1))
+    cfg = TrainConfig(epochs=1, lr=1e-3, record_every=record_every)
+    path = tmp_path / f"{name}.h5"
+    writer = SessionWriter(path, substrate=sub, task=task, config=cfg, system=h)  # type: ignore[arg-type]
+    Trainer(sub, task, cfg, on_step=[writer.on_step], on_epoch=[writer.on_epoch]).run()  # type: ignore[arg-type]
+    writer.close("completed")
+    return path
+
+
+@pytest.mark.parametrize("name", ["fused_linear", "fused", "lockstep", "nonideal"])
+def test_session_files_name_their_kernels_and_replay_recomputes_from_them(tmp_path: Path, name: str) -> None:
+    """The session file records the plan row of every phase; replay uses that row's twin and recomputes
+    the recorded gradients exactly — also for a file written before the plan was recorded (fallback)."""
+    import h5py
+
+    from hamsim.replay import replay_session
+    from hamsim.substrates import NonIdealSubstrate
+
+    h = {"fused_linear": hamsim.LinearHRU.random(5, 1, seed=1),
+         "fused": hamsim.NonlinearHRU.random(5, 1, seed=1, potential="poly"),
+         "lockstep": hamsim.CoupledOscillators.random(5, 1, seed=1),
+         "nonideal": hamsim.LinearHRU.random(5, 1, seed=1)}[name]
+    sub = NonIdealSubstrate(h, DT) if name == "nonideal" else SimulatedSubstrate(h, DT)
+    path = _session(tmp_path, sub, h, 1, name)
+    want = {"fused_linear": ("forward.rows", "echo.fused_linear"), "fused": ("forward.rows", "echo.fused"),
+            "lockstep": ("forward.lockstep", "echo.lockstep"), "nonideal": ("forward.lockstep", "echo.lockstep")}[name]
+    with h5py.File(path, "r") as f:
+        rows = json_rows(f["steps/kernel_echo"].attrs["rows"])
+        got = {(rows[a], rows[b]) for a, b in zip(f["steps/kernel_forward"][:], f["steps/kernel_echo"][:])}
+    assert got == {want}
+    report = replay_session(path)
+    assert report.steps_replayed == 2
+    assert report.max_recompute_rel_error == 0.0
+    if name != "nonideal":  # a file without the record: replay asks the plan for the session's configuration
+        with h5py.File(path, "a") as f:
+            del f["steps/kernel_forward"], f["steps/kernel_echo"]
+        assert replay_session(path).max_recompute_rel_error == 0.0
+
+
+def json_rows(attr: object) -> list[str]:
+    import json
+
+    return list(json.loads(attr if isinstance(attr, str) else bytes(attr).decode()))
+
+
+def test_a_session_without_recording_still_names_its_kernels(tmp_path: Path) -> None:
+    import h5py
+
+    h = hamsim.LinearHRU.random(5, 1, seed=1)
+    path = _session(tmp_path, SimulatedSubstrate(h, DT), h, 0, "plain")
+    with h5py.File(path, "r") as f:
+        rows = json_rows(f["steps/kernel_echo"].attrs["rows"])
+        assert [rows[i] for i in f["steps/kernel_echo"][:]] == ["echo.contrast_pair"] * 2
+        assert [rows[i] for i in f["steps/kernel_forward"][:]] == ["forward.one_pass"] * 2
