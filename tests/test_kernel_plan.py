@@ -135,7 +135,8 @@ def test_yoshida4_damping_and_input_gradients_are_visible() -> None:
                     "input gradients": ("forward.one_pass", "echo.fused")}
 
 
-def _session(tmp_path: Path, sub: object, h: hamsim.Hamiltonian, record_every: int, name: str) -> Path:
+def _session(tmp_path: Path, sub: object, h: hamsim.Hamiltonian, record_every: int, name: str,
+             nudge_at: str = "echo") -> Path:
     from hamsim.losses import ReadoutLoss
     from hamsim.protocols.training import Batch, Task, TrainConfig, Trainer
     from hamsim.storage.session import SessionWriter
@@ -146,7 +147,7 @@ def _session(tmp_path: Path, sub: object, h: hamsim.Hamiltonian, record_every: i
     batches = [Batch(rng.normal(size=(K, B, h.input_dim)),
                      ReadoutLoss.step_mse(C, rng.normal(size=(K, B, 1)), weights=np.full(K, 1 / K))) for _ in range(2)]
     task = Task("plan_check", batches, batches[:1], C, np.zeros(1))
-    cfg = TrainConfig(epochs=1, lr=1e-3, record_every=record_every)
+    cfg = TrainConfig(epochs=1, lr=1e-3, record_every=record_every, nudge_at=nudge_at)  # type: ignore[arg-type]
     path = tmp_path / f"{name}.h5"
     writer = SessionWriter(path, substrate=sub, task=task, config=cfg, system=h)  # type: ignore[arg-type]
     Trainer(sub, task, cfg, on_step=[writer.on_step], on_epoch=[writer.on_epoch]).run()  # type: ignore[arg-type]
@@ -199,3 +200,21 @@ def test_a_session_without_recording_still_names_its_kernels(tmp_path: Path) -> 
         rows = json_rows(f["steps/kernel_echo"].attrs["rows"])
         assert [rows[i] for i in f["steps/kernel_echo"][:]] == ["echo.contrast_pair"] * 2
         assert [rows[i] for i in f["steps/kernel_forward"][:]] == ["forward.one_pass"] * 2
+
+
+def test_a_forward_nudged_session_records_its_nudge_sequence(tmp_path: Path) -> None:
+    """Regression: without recording, a nudge_at="forward" session stored zeros as its nudge sequence."""
+    import h5py
+
+    from hamsim.storage.session import load_session
+
+    h = hamsim.LinearHRU.random(5, 1, seed=1)
+    path = _session(tmp_path, SimulatedSubstrate(h, DT), h, 0, "fwd", nudge_at="forward")
+    session = load_session(path)
+    batch = session.task.train[int(session.steps["batch"][0])]
+    fr = SimulatedSubstrate(h.with_params(**{k: v[0] for k, v in session.params_before.items()}), DT).forward(
+        batch.u, hamsim.substrate.State.zeros(batch.u.shape[1], h.n), loss=batch.loss, nudge_sequence=True)
+    with h5py.File(path, "r") as f:
+        stored = f["steps/nudge_sequence"][0]
+    assert np.abs(stored).max() > 0
+    np.testing.assert_array_equal(stored, fr.nudge_sequence)
