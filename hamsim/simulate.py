@@ -5,9 +5,11 @@ Pure computation (no I/O); :mod:`hamsim.trajectory_file` writes the result to HD
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from hamsim import validation
@@ -18,14 +20,34 @@ from hamsim.integrators import kernels as _kernels
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.substrates import plan
 
-#: the plan's simulate rows with the common kernel signature
+#: the plan's simulate rows with the common kernel signature; the parallel rows run the serial kernel on
+#: row chunks in threads (the kernels release the GIL; rows are independent, so the values are the same)
 _SIMULATE = {
     "simulate.rows_block": _kernels.run_rows_block,
-    "simulate.rows_block_parallel": _kernels.run_rows_block_parallel,
+    "simulate.rows_block_parallel": _kernels.run_rows_block,
     "simulate.rows": _kernels.run_rows,
-    "simulate.rows_parallel": _kernels.run_rows_parallel,
+    "simulate.rows_parallel": _kernels.run_rows,
     "simulate.coupled_fold": _kernels.run_coupled,
 }
+
+
+def _over_threads(kernel: Any, terms: Any, phi: np.ndarray, pi: np.ndarray, u: np.ndarray, dt_vec: np.ndarray,
+                  a: np.ndarray, c: np.ndarray, record_every: int, rec_phi: np.ndarray, rec_pi: np.ndarray) -> None:
+    """``kernel`` on contiguous chunks of batch rows, one per thread (numba's thread count)."""
+    B = phi.shape[0]
+    chunks = np.array_split(np.arange(B), max(1, min(B, numba.get_num_threads())))
+    bounds = [(int(ch[0]), int(ch[-1]) + 1) for ch in chunks if ch.size]
+    if len(bounds) == 1:
+        kernel(terms, phi, pi, u, dt_vec, a, c, record_every, rec_phi, rec_pi)
+        return
+
+    def run(lo_hi: tuple[int, int]) -> None:
+        lo, hi = lo_hi
+        kernel(terms, phi[lo:hi], pi[lo:hi], u[:, lo:hi], dt_vec, a, c, record_every, rec_phi[:, lo:hi],
+               rec_pi[:, lo:hi])
+
+    with ThreadPoolExecutor(len(bounds)) as pool:
+        list(pool.map(run, bounds))
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,8 @@ def simulate(
     row = plan.simulate_plan(plan.System.of(terms, scheme), parallel=parallel)
     if row.name == "simulate.lockstep":
         _kernels.run(terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi, zero_gradients(terms))
+    elif row.name.endswith("_parallel"):
+        _over_threads(_SIMULATE[row.name], terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
     else:
         _SIMULATE[row.name](terms, phi, pi, u_arr, dt_vec, a, c, record_every, rec_phi, rec_pi)
     return Trajectory(rec_phi, rec_pi, phi, pi, dt, record_every, scheme.name, row.name)

@@ -218,3 +218,107 @@ def test_a_forward_nudged_session_records_its_nudge_sequence(tmp_path: Path) -> 
         stored = f["steps/nudge_sequence"][0]
     assert np.abs(stored).max() > 0
     np.testing.assert_array_equal(stored, fr.nudge_sequence)
+
+
+# --------------------------------------------------------------- the other substrates' rows, same twin
+SIMULATE_SYSTEMS = {  # row -> (system, integrator, parallel)
+    "simulate.rows_block": (lambda: hamsim.NonlinearHRU.random(5, 1, seed=4, potential="poly"), "leapfrog", False),
+    "simulate.rows_block_parallel": (lambda: hamsim.LinearHRU.random(5, 1, seed=4), "leapfrog", True),
+    "simulate.rows": (lambda: hamsim.NonlinearHRU.random(5, 2, seed=4, potential="logcosh"), "yoshida4", False),
+    "simulate.rows_parallel": (lambda: hamsim.CoupledOscillators.random(5, 1, seed=4, edges=np.zeros((0, 2), int),
+                                                                        duffing=True), "yoshida4", True),
+    "simulate.coupled_fold": (lambda: hamsim.CoupledOscillators.random(5, 2, seed=4, duffing=True), "leapfrog", False),
+    "simulate.lockstep": (lambda: hamsim.hamiltonians.RelativisticOscillators.random(5, 1, seed=4), "leapfrog", False),
+}
+
+
+@pytest.mark.parametrize("row", list(SIMULATE_SYSTEMS))
+def test_every_simulate_row_equals_the_naive_twin(row: str) -> None:
+    from naive import Twin
+
+    make, integrator, parallel = SIMULATE_SYSTEMS[row]
+    h = make()
+    rng = np.random.default_rng(5)
+    K, B = 60, 3
+    u = rng.normal(size=(K, B, h.input_dim))
+    phi0, pi0 = rng.normal(size=(B, h.n)) * 0.5, rng.normal(size=(B, h.n)) * 0.5
+    tr = hamsim.simulate(h, u, DT, phi0=phi0, pi0=pi0, integrator=integrator, record_every=0, parallel=parallel)
+    assert tr.kernel == row
+    tw, scheme = Twin(h), hamsim.get_integrator(integrator)
+    for b in range(B):
+        phi, pi = tw.run(phi0[b], pi0[b], u[:, b], DT, scheme)
+        close(tr.final_phi[b], phi, STATE_TOL, what=f"{row} phi")
+        close(tr.final_pi[b], pi, STATE_TOL, what=f"{row} pi")
+
+
+BANK_CASES = {  # row -> (system, weights)
+    "bank.contrast_pair": (lambda: hamsim.LinearHRU.random(4, 4, seed=6, input_coupling="diagonal"), (10.0, -10.0)),
+    "bank.echoes": (lambda: hamsim.NonlinearHRU.random(4, 4, seed=7, potential="sqrt", input_coupling="diagonal"),
+                    (10.0, -10.0)),
+    "bank.echoes/weights": (lambda: hamsim.LinearHRU.random(4, 4, seed=8, input_coupling="diagonal"), (1.5, -0.5)),
+}
+
+
+@pytest.mark.parametrize("case", list(BANK_CASES))
+def test_every_bank_row_equals_the_naive_twin(case: str) -> None:
+    """The HRU bank's forward and echo kernels (float64) against the same twin: states 1e-12, gradients 1e-10."""
+    from hamsim.substrates import HRUBankSubstrate
+    from naive import naive_echo_run
+
+    make, weights = BANK_CASES[case]
+    h = make()
+    rng = np.random.default_rng(9)
+    K, B, n = 40, 2, h.n
+    u = rng.normal(size=(K, B, n))
+    s0 = hamsim.substrate.State(0.3 * rng.normal(size=(B, n)), 0.3 * rng.normal(size=(B, n)))
+    bank = HRUBankSubstrate(h, DT)
+    fr = bank.forward(u, s0, record_every=1)
+    assert fr.kernel == "bank.forward"
+    nf = naive_forward(h, DT, hamsim.get_integrator("leapfrog"), s0.phi, s0.pi, u, None, None)
+    close(fr.final.phi, nf.phi, STATE_TOL, what="bank forward phi")
+    close(fr.trajectory.phi, nf.traj_phi, STATE_TOL, what="bank forward trajectory")
+    G = 0.05 * rng.normal(size=(K, B, n))
+    nudges = (0.05, -0.05)
+    req = EchoRequest(fr.final, u, nudges, weights, G[-1], "forward", None, G, True)
+    er = bank.echo(req)
+    assert er.kernel == case.partition("/")[0]
+    ne = naive_echo_run(h, DT, hamsim.get_integrator("leapfrog"), fr.final, u, nudges, G[-1], "forward", None, G,
+                        None, True)
+    want, want_du = ne.weighted(weights)
+    mag, mag_du = ne.magnitude(weights)
+    for k in want:
+        close(er.dH_dtheta[k], want[k], GRAD_TOL, mag[k], what=f"dH/d{k}")
+    close(er.dH_du, want_du, GRAD_TOL, mag_du, what="dH/du")
+    for fin, (phi, pi) in zip(er.finals, ne.finals):
+        close(fin.phi, phi, STATE_TOL, what="echo phi")
+        close(fin.pi, pi, STATE_TOL, what="echo pi")
+
+
+@pytest.mark.parametrize("at", ["echo", "midpoint", "forward"])
+def test_fixed_point_rows_equal_the_naive_twin_at_52_bits(at: str) -> None:
+    """forward.fixed_point / echo.fixed_point: integer registers with a 2^-52 LSB round each sub-step at the
+    float64 resolution, so the register arithmetic meets the twin's tolerances too."""
+    from hamsim.substrates import NonIdealSubstrate, NonIdeality
+    from naive import naive_echo_run
+
+    case = next(c for c in ECHO_CASES if c.name == "coupled_dense_echo")
+    h, u, s0, loss = _problem(case)
+    s0 = hamsim.substrate.State(0.5 * s0.phi, 0.5 * s0.pi)
+    sub = NonIdealSubstrate(h, DT, NonIdeality(fixed_point_bits=52))
+    fr = sub.forward(u, s0, loss=loss, nudge_sequence=True)
+    assert fr.kernel == "forward.fixed_point"
+    scheme = hamsim.get_integrator("leapfrog")
+    nf = naive_forward(h, DT, scheme, s0.phi, s0.pi, u, loss, None)
+    close(fr.final.phi, nf.phi, STATE_TOL, what="phi_K")
+    close(fr.final.pi, nf.pi, STATE_TOL, what="pi_K")
+    G0 = fr.nudge_sequence[-1]
+    seq = fr.nudge_sequence if at == "forward" else None
+    er = sub.echo(EchoRequest(fr.final, u, (0.05, -0.05), (10.0, -10.0), G0, at, loss, seq))  # type: ignore[arg-type]
+    assert er.kernel == "echo.fixed_point"
+    ne = naive_echo_run(h, DT, scheme, fr.final, u, (0.05, -0.05), G0, at, loss, seq, None, False)
+    want, _ = ne.weighted((10.0, -10.0))
+    mag, _ = ne.magnitude((10.0, -10.0))
+    for k in want:
+        close(er.dH_dtheta[k], want[k], GRAD_TOL, mag[k], what=f"dH/d{k}")
+    for fin, (phi, pi) in zip(er.finals, ne.finals):
+        close(fin.phi, phi, STATE_TOL, what="echo phi")

@@ -150,11 +150,14 @@ def test_fused_path_across_time_blocks_and_records(rng: np.random.Generator, par
         R = K // 97 + 1
         r1, s1, r2, s2 = (np.zeros((R, 3, 5)) for _ in range(4))
         _kernels.run(t, p1, q1, u, dt, a, c, 97, r1, s1, zero_gradients(t))
-        block = _kernels.run_rows_block_parallel if parallel else _kernels.run_rows_block
-        rows = _kernels.run_rows_parallel if parallel else _kernels.run_rows
-        for fn in (block, rows):
+        from hamsim.simulate import _over_threads
+
+        for kernel in (_kernels.run_rows_block, _kernels.run_rows):
             p2, q2 = phi.copy(), pi.copy()
-            fn(t, p2, q2, u, dt, a, c, 97, r2, s2)
+            if parallel:  # row chunks in threads: views of the batch (non-contiguous u and records)
+                _over_threads(kernel, t, p2, q2, u, dt, a, c, 97, r2, s2)
+            else:
+                kernel(t, p2, q2, u, dt, a, c, 97, r2, s2)
             for got, want in ((p2, p1), (q2, q1), (r2, r1), (s2, s1)):
                 np.testing.assert_array_equal(got, want)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hamsim._jit import kernel, parallel_kernel, prange
+from hamsim._jit import kernel
 from hamsim.hamiltonians.kernels import (
     POLY_KNEE,
     accumulate_kinetic,
@@ -471,14 +471,6 @@ def run_rows(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
         _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
 
 
-@parallel_kernel
-def run_rows_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
-    """:func:`run_rows` with the batch rows spread over threads."""
-    _record_start(phi, pi, rec_every, rec_phi, rec_pi)
-    for b in prange(phi.shape[0]):
-        _advance_row(t, phi, pi, u, b, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi)
-
-
 @kernel
 def run_rows_block(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
     """Serial integration of an uncoupled network under a single-kick scheme with scalar drives, time
@@ -494,22 +486,6 @@ def run_rows_block(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, r
         k1 = min(K, k0 + L)
         _transpose_inputs(u, k0, k1, ub)
         for b in range(B):
-            _advance_row_block(t, cf, phi, pi, ub[b], b, k0, k1, rec_every, rec_phi, rec_pi)
-
-
-@parallel_kernel
-def run_rows_block_parallel(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi):
-    """:func:`run_rows_block` with the batch rows spread over threads (one parallel region per time block,
-    no per-step synchronisation)."""
-    _record_start(phi, pi, rec_every, rec_phi, rec_pi)
-    K, B = u.shape[0], phi.shape[0]
-    cf = _row_table(t, dt_vec, drift_c, kick_c, phi)
-    L = min(K, BLOCK)
-    ub = np.zeros((B, L), phi.dtype)
-    for k0 in range(0, K, L):
-        k1 = min(K, k0 + L)
-        _transpose_inputs(u, k0, k1, ub)
-        for b in prange(B):
             _advance_row_block(t, cf, phi, pi, ub[b], b, k0, k1, rec_every, rec_phi, rec_pi)
 
 
