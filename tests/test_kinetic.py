@@ -307,3 +307,14 @@ def test_centred_rhel_converges_to_bptt_as_eps_squared(name: str) -> None:
         print(f"{name} {k}: errors {['%.2e' % x for x in e]} slope {s:.2f}")
         assert 1.7 <= s <= 2.3, (k, e, s)
         assert e[-1] <= 1e-4, (k, e)
+
+
+def test_a_non_ideal_device_refuses_damping_of_a_relativistic_unit() -> None:
+    """Q and the heat bath are defined for T = pi^2 / 2m; a relativistic unit is refused, not mis-damped."""
+    from hamsim.errors import ValidationError
+    from hamsim.substrates import NonIdealSubstrate, NonIdeality
+
+    h = RelativisticOscillators.random(4, 1, seed=3)
+    with pytest.raises(ValidationError, match="quadratic kinetic"):
+        NonIdealSubstrate(h, 0.05, NonIdeality(quality_factor=50.0))
+    NonIdealSubstrate(h, 0.05, NonIdeality(readout_noise=1e-3))  # lossless non-idealities are fine

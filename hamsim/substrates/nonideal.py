@@ -194,6 +194,11 @@ class NonIdealSubstrate:
         self._walk = {k: np.zeros(s.shape) for k, s in model.specs.items()}
         self._clock = 0.0  # device time elapsed (time units)
         self._walk_clock = 0.0
+        if not math.isinf(self.levels.quality_factor) and model.terms().kin_kind != 0:
+            # Q is defined against omega0 = sqrt(K / m) and the bath's momentum variance against m T: both
+            # assume T = pi^2 / 2m.  Refuse rather than damp and heat another system than the one asked for.
+            raise ValidationError("quality_factor", f"damping and a heat bath are defined for a quadratic kinetic "
+                                                    f"energy; {model.family} has another one (use Q = inf)")
         if not math.isinf(self.levels.quality_factor):
             self._r = natural_frequencies(model) / self.levels.quality_factor  # fixed by the initial model
         else:
