@@ -26,6 +26,7 @@ from hamsim.errors import ValidationError
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.substrates import plan
+from hamsim.substrates._kernels import fused_echo as F
 from hamsim.substrates._kernels import hru_bank as KB
 from hamsim.integrators.splitting import get_integrator
 from hamsim.losses import ReadoutLoss
@@ -201,22 +202,15 @@ class HRUBankSubstrate:
             finals=(State(xe[0], pe[0]), State(xe[1], pe[1])), kernel=row.name)
 
     def _moments_to_gradients(self, mom: np.ndarray, h: np.ndarray) -> Any:
-        """Canonical dt-weighted accumulators from the summed moments (cf. _fused_echo.moments_to_gradients)."""
+        """Canonical dt-weighted accumulators from the summed bank moments, through the one conversion of the
+        fused kernels (:func:`~hamsim.substrates._kernels.fused_echo.moments_to_gradients`): the bank's
+        moments go into that table's rows, its diagonal drive moment sum w x_i v_i into input row i."""
         t = self._h.terms(np.float64)
+        n = self._h.n
+        table = np.zeros((F.N_FIXED + 2 * t.input_dim, n))
+        for row_bank, row_fused in ((KB.SP2, F.SP2), (KB.SX2, F.SX2), (KB.SG, F.SG), (KB.SG1, F.SG1), (KB.SGX, F.SGX)):
+            table[row_fused] = mom[row_bank]
+        table[F.N_FIXED + np.arange(n), np.arange(n)] = mom[KB.SXV]
         g = zero_gradients(t)
-        kick = self._kick
-        kin = 0.5 * mom[KB.SP2]
-        lin = np.diagonal(t.input_t)
-        g.inv_mass[:] = h * kin
-        g.onsite[:] = kick * h * 0.5 * mom[KB.SX2]
-        V = 0.5 * t.onsite * mom[KB.SX2] - lin * mom[KB.SXV]
-        np.fill_diagonal(g.input_t, -kick * h * lin * mom[KB.SXV])
-        if t.nl_kind != 0:
-            w, c = t.nl_w, t.nl_c
-            g.nl_c[:] = kick * h * mom[KB.SG] / w
-            g.nl_w[:] = kick * h * (c * mom[KB.SGX] / w - c * mom[KB.SG] / (w * w))
-            g.nl_bias[:] = kick * h * c * mom[KB.SG1] / w
-            np.fill_diagonal(g.nl_input_t, g.nl_bias)
-            V = V + c / w * mom[KB.SG]
-        g.dt[:] = kick * V + t.inv_mass * kin
+        F.moments_to_gradients(t, table, np.ascontiguousarray(h, np.float64), np.array([self._kick]), g)
         return g
