@@ -100,6 +100,21 @@ def run(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_pi, g):
 
 
 @kernel
+def stage_coefficients(t, dt_vec, drift_c, kick_c, dtype_probe):
+    """Per-unit coefficients of a single-kick step, formed left to right as :func:`step` forms them:
+    (a_0 dt_i) inv_mass_i, (a_1 dt_i) inv_mass_i and c dt_i."""
+    n = dt_vec.shape[0]
+    d0 = np.empty(n, dtype_probe.dtype)
+    d1 = np.empty(n, dtype_probe.dtype)
+    kc = np.empty(n, dtype_probe.dtype)
+    for i in range(n):
+        d0[i] = drift_c[0] * dt_vec[i] * t.inv_mass[i]
+        d1[i] = drift_c[1] * dt_vec[i] * t.inv_mass[i]
+        kc[i] = kick_c[0] * dt_vec[i]
+    return d0, d1, kc
+
+
+@kernel
 def _coupled_kick_drift(t, x, p, u_k, scratch, d1, d0, kc, one):
     """Kick every row with the force at ``x`` (``scratch`` = x K, the coupling product), then the last
     drift of the step and, unless ``d0`` is empty, the first drift of the next step, all in one pass.  Per oscillator the operations of :func:`step`
@@ -166,13 +181,7 @@ def run_coupled(t, phi, pi, u, dt_vec, drift_c, kick_c, rec_every, rec_phi, rec_
     passes.  Same operations in the same order per oscillator, so bit-equal to :func:`run`."""
     K, B = u.shape[0], phi.shape[0]
     n = phi.shape[1]
-    d0 = np.empty(n, phi.dtype)
-    d1 = np.empty(n, phi.dtype)
-    kc = np.empty(n, phi.dtype)
-    for i in range(n):
-        d0[i] = drift_c[0] * dt_vec[i] * t.inv_mass[i]
-        d1[i] = drift_c[1] * dt_vec[i] * t.inv_mass[i]
-        kc[i] = kick_c[0] * dt_vec[i]
+    d0, d1, kc = stage_coefficients(t, dt_vec, drift_c, kick_c, phi)
     none = np.empty(0, phi.dtype)
     one = phi.dtype.type(1.0)
     scratch = np.zeros((B, n), phi.dtype)
@@ -351,13 +360,7 @@ def _row_table(t, dt_vec, drift_c, kick_c, dtype_probe):
     0 * 0 leaves every value unchanged)."""
     n = dt_vec.shape[0]
     zero = dtype_probe.dtype.type(0.0)
-    d0 = np.empty(n, dtype_probe.dtype)
-    d1 = np.empty(n, dtype_probe.dtype)
-    k0 = np.empty(n, dtype_probe.dtype)
-    for i in range(n):
-        d0[i] = drift_c[0] * dt_vec[i] * t.inv_mass[i]
-        d1[i] = drift_c[1] * dt_vec[i] * t.inv_mass[i]
-        k0[i] = kick_c[0] * dt_vec[i]
+    d0, d1, k0 = stage_coefficients(t, dt_vec, drift_c, kick_c, dtype_probe)
     bl = t.input_t[0].copy() if t.input_t.shape[0] == 1 else np.full(n, zero)
     bn = t.nl_input_t[0].copy() if t.nl_input_t.shape[0] == 1 else np.full(n, zero)
     return pack_row_coefficients(t, d0, d1, k0, bl, bn)

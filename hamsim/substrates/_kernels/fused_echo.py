@@ -20,7 +20,14 @@ import numpy as np
 
 from hamsim._jit import kernel
 from hamsim.hamiltonians.kernels import nl_value
-from hamsim.integrators.kernels import fused_step_row, has_linear_drive, linear_unit_step, pack_row_coefficients, unit_step
+from hamsim.integrators.kernels import (
+    fused_step_row,
+    has_linear_drive,
+    linear_unit_step,
+    pack_row_coefficients,
+    stage_coefficients,
+    unit_step,
+)
 from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, nudge_sample, readout_force, readout_gradient
 
 # rows of the moment table; Sxu and Sg1u follow, d rows each
@@ -34,14 +41,18 @@ def _coefficients(t, dt_vec, drift_c, kick_c):
     many separate arrays LLVM gives up its run-time alias checks and the step loop stays scalar."""
     n = dt_vec.shape[0]
     cf = np.zeros((5, n), dt_vec.dtype)
-    for i in range(n):
-        cf[0, i] = drift_c[0] * dt_vec[i] * t.inv_mass[i]
-        cf[1, i] = drift_c[1] * dt_vec[i] * t.inv_mass[i]
-        cf[2, i] = kick_c[0] * dt_vec[i]
-        cf[3, i] = t.onsite[i]
-        if t.input_t.shape[0] > 0:
-            cf[4, i] = t.input_t[0, i]
+    cf[0], cf[1], cf[2] = stage_coefficients(t, dt_vec, drift_c, kick_c, dt_vec)
+    cf[3] = t.onsite
+    if t.input_t.shape[0] > 0:
+        cf[4] = t.input_t[0]
     return cf
+
+
+@kernel
+def _row_scratch(S, n, probe):
+    """Work rows of one sample's S echoes: positions, momenta, both drives, half-step positions, g'(z)."""
+    z = np.zeros(n, probe.dtype)
+    return np.empty((S, n), probe.dtype), np.empty((S, n), probe.dtype), z.copy(), z.copy(), z.copy(), z.copy()
 
 
 @kernel
@@ -310,12 +321,7 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
     one = phi_f.dtype.type(1.0)
     a0, a1 = drift_c[0], drift_c[1]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
-    X = np.empty((S, n), phi_f.dtype)
-    Pm = np.empty((S, n), phi_f.dtype)
-    dl = np.zeros(n, phi_f.dtype)
-    dz = np.zeros(n, phi_f.dtype)
-    xh = np.zeros(n, phi_f.dtype)
-    g1row = np.zeros(n, phi_f.dtype)
+    X, Pm, dl, dz, xh, g1row = _row_scratch(S, n, phi_f)
     res = np.zeros(r, phi_f.dtype)
     mid = np.zeros(n, phi_f.dtype)
     force = np.zeros(n, phi_f.dtype)
@@ -366,12 +372,7 @@ def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights
     one = rec_phi.dtype.type(1.0)
     a0, a1 = drift_c[0], drift_c[1]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
-    X = np.empty((S, n), rec_phi.dtype)
-    Pm = np.empty((S, n), rec_phi.dtype)
-    dl = np.zeros(n, rec_phi.dtype)
-    dz = np.zeros(n, rec_phi.dtype)
-    xh = np.zeros(n, rec_phi.dtype)
-    g1row = np.zeros(n, rec_phi.dtype)
+    X, Pm, dl, dz, xh, g1row = _row_scratch(S, n, rec_phi)
     simple = linear
     for b in range(B):
         for k in range(k_lo, k_hi):
