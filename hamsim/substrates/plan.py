@@ -14,7 +14,7 @@ rules.  ``docs/kernel-plan.md`` is this table in prose (a test keeps the two in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from hamsim.integrators.splitting import Splitting
 from hamsim.substrate import NudgeAt
@@ -115,9 +115,9 @@ ROWS: dict[str, Row] = _rows(
 )
 
 
-@dataclass(frozen=True)
-class System:
-    """The facts about a system and its scheme that the plan depends on."""
+class System(NamedTuple):
+    """The facts about a system and its scheme that the plan depends on (a tuple: built on every call of
+    a phase, so it must cost next to nothing)."""
 
     coupled: bool
     dense_only: bool  # coupled through the dense matrix alone (no edge list)
@@ -128,12 +128,11 @@ class System:
 
     @classmethod
     def of(cls, terms: Any, scheme: Splitting) -> "System":
-        kin = int(getattr(terms, "kin_kind", 0))
-        return cls(coupled=bool(terms.coupled),
-                   dense_only=terms.coupling.shape[0] > 0 and terms.edges.shape[0] == 0,
-                   kicks=len(scheme.kick), quadratic_kinetic=kin == 0,
-                   linear=int(terms.nl_kind) == 0 and not bool(terms.has_quartic),
-                   scalar_drives=terms.input_t.shape[0] <= 1 and terms.nl_input_t.shape[0] <= 1)
+        dense = terms.coupling.shape[0] > 0
+        edges = terms.edges.shape[0] > 0
+        return cls(dense or edges, dense and not edges, len(scheme.kick), terms.kin_kind == 0,
+                   terms.nl_kind == 0 and not terms.has_quartic,
+                   terms.input_t.shape[0] <= 1 and terms.nl_input_t.shape[0] <= 1)
 
     @property
     def rows_fusable(self) -> bool:
