@@ -131,3 +131,12 @@ def test_train_command_writes_loss_curve_and_parameters(tmp_path: Path) -> None:
     loss = load_session(out).steps["loss"]
     assert loss.shape == (80,) and loss[-1] < loss[0]
     assert main(["train", "--gradient", "nope", "--out", str(tmp_path / "x.h5")]) == 2
+
+
+def test_train_cli_says_when_the_loss_rose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session whose loss went up must not read as a success ("0.7x lower" before): it says HIGHER and warns."""
+    rc = main(["train", "--epochs", "2", "--quiet", "--out", str(tmp_path / "up.h5")])  # 4 steps: still overshooting
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "HIGHER: the loss rose" in cap.out and "x lower" not in cap.out
+    assert "warning: the last step's loss is above the first one's" in cap.err

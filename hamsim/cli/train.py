@@ -143,6 +143,11 @@ def train_command(
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
     first, last = result.step_loss[0], result.step_loss[-1]
     state = " (interrupted: resume with --resume)" if result.interrupted else ""
-    typer.echo(f"{trainer.task.name}: loss {first:.4e} -> {last:.4e} ({first / max(last, 1e-300):.1f}x lower) "
+    change = (f"{first / max(last, 1e-300):.1f}x lower" if last <= first
+              else f"{last / max(first, 1e-300):.2f}x HIGHER: the loss rose")
+    typer.echo(f"{trainer.task.name}: loss {first:.4e} -> {last:.4e} ({change}) "
                f"after {len(result.step_loss)} steps{state}")
+    if last > first:
+        typer.echo("warning: the last step's loss is above the first one's — check lr, eps and the sign "
+                   "convention (docs/sign-conventions.md) before trusting this session", err=True)
     typer.echo(f"wrote {path}")
