@@ -2,7 +2,7 @@
 hamsim.drivers and hamsim.protocols (the repository layout keeps them at the top).  Discovered, not
 listed by hand, so a new subpackage cannot be silently left out of a wheel."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 REMAP = {"hamsim.drivers": "drivers", "hamsim.protocols": "protocols"}
 
@@ -10,7 +10,8 @@ REMAP = {"hamsim.drivers": "drivers", "hamsim.protocols": "protocols"}
 def discover() -> list[str]:
     packages = find_packages(include=["hamsim", "hamsim.*"])
     for name, where in REMAP.items():
-        packages += [name] + [f"{name}.{sub}" for sub in find_packages(where)]
+        # namespace discovery also lists data folders (drivers/sims: the pyvisa-sim definitions)
+        packages += [name] + [f"{name}.{sub}" for sub in find_namespace_packages(where, exclude=["*__pycache__*"])]
     return sorted(packages)
 
 
