@@ -72,6 +72,7 @@ class SubstrateInfo:
     specs: dict[str, ParamSpec]
     capabilities: Capabilities
     units: dict[str, str] = field(default_factory=dict)
+    kernel_plan: str = ""  # the kernel plan that chooses its kernels (hamsim.substrates.plan.IDENT); "" for a device
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,8 @@ def test_session_files_name_their_kernels_and_replay_recomputes_from_them(tmp_pa
     with h5py.File(path, "r") as f:
         rows = json_rows(f["steps/kernel_echo"].attrs["rows"])
         got = {(rows[a], rows[b]) for a, b in zip(f["steps/kernel_forward"][:], f["steps/kernel_echo"][:])}
+        assert f["config"].attrs["kernel_plan"] == plan.IDENT == sub.info.kernel_plan
+        assert '"kernel_plan": "hamsim.substrates.plan/1"' in str(f["config"].attrs["substrate"])
     assert got == {want}
     report = replay_session(path)
     assert report.steps_replayed == 2

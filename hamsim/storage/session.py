@@ -148,7 +148,8 @@ class SessionWriter:
             "train_config": _json(dataclasses.asdict(config)), "task": task.name, "description": task.description,
             "substrate": _json(getattr(substrate, "snapshot", dict)()), "substrate_name": info.name,
             "substrate_spec": substrate_spec,
-            "dt": info.dt, "sign_convention": SIGN_CONVENTION, "units": _json(info.units)})
+            "dt": info.dt, "sign_convention": SIGN_CONVENTION, "units": _json(info.units),
+            "kernel_plan": info.kernel_plan})
         if system is not None:
             write_system(f.create_group("system"), system)
         tk = f.create_group("task")

@@ -81,7 +81,7 @@ class HRUBankSubstrate:
     def info(self) -> SubstrateInfo:
         return SubstrateInfo(
             name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt, specs=self._h.specs,
-            capabilities=Capabilities(online_nudge=False), units=dict(self._h.units))
+            capabilities=Capabilities(online_nudge=False), units=dict(self._h.units), kernel_plan=plan.IDENT)
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self._h.params.items()}
@@ -91,7 +91,7 @@ class HRUBankSubstrate:
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self._name, "system": self._h.config(), "dt": self._dt, "integrator": "leapfrog",
-                "dtype": str(self._dtype)}
+                "dtype": str(self._dtype), "kernel_plan": plan.IDENT}
 
     def close(self) -> None:
         """Nothing to release."""

@@ -218,7 +218,7 @@ class NonIdealSubstrate:
     def info(self) -> SubstrateInfo:
         return SubstrateInfo(name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt,
                              specs=self._h.specs, capabilities=Capabilities(exact_gradient=False),
-                             units=dict(self._h.units))
+                             units=dict(self._h.units), kernel_plan=plan.IDENT)
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self._h.params.items()}
@@ -228,7 +228,7 @@ class NonIdealSubstrate:
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self._name, "system": self._h.config(), "dt": self._dt, "integrator": self._scheme.name,
-                "nonideality": self.levels.to_dict()}
+                "nonideality": self.levels.to_dict(), "kernel_plan": plan.IDENT}
 
     def close(self) -> None:
         """Nothing to release."""
@@ -347,7 +347,7 @@ class NonIdealSubstrate:
         a, c = self._scheme.coefficients(np.float64)
         dtv = self._dt * h.time_scale()
         K = u_play.shape[0]
-        B = phi.shape[0]
+        S = 1 if echo is None else len(echo["nudges"])
         q, lo, hi = self._nudge_dac()
 
         def nudge(v: np.ndarray) -> np.ndarray:
@@ -356,7 +356,6 @@ class NonIdealSubstrate:
         if echo is None:
             x, p = phi.copy(), pi.copy()
         else:
-            S = len(echo["nudges"])
             x = np.tile(phi, (S, 1))
             p = np.concatenate([-pi + nudge(s * echo["G0"]) for s in echo["nudges"]])
         R = x.shape[0]
@@ -372,26 +371,12 @@ class NonIdealSubstrate:
                 pk = pk * decay
             if kicks.shape[0]:
                 pk = pk + kicks[k]
-            if echo is not None:
-                j = K - 1 - k
-                if j >= 1:
-                    pk = pk + self._echo_kick(echo, xq * lsb, j, B, nudge)
+            if echo is not None:  # the nudge rules of every lockstep kernel, on the decoded registers
+                P.nudge_rows(echo["mode"], np.ascontiguousarray(xq * lsb), pk, S, K - 1 - k, echo["nudges"], echo["G"],
+                             echo["C"], echo["c0"], echo["y"], echo["w"], q, lo, hi)
             pq = np.rint(pk / lsb).astype(np.int64)
             rec_phi[k + 1], rec_pi[k + 1] = xq * lsb, pq * lsb
         return rec_phi, rec_pi
-
-    @staticmethod
-    def _echo_kick(echo: dict[str, Any], x: np.ndarray, j: int, B: int, nudge: Any) -> np.ndarray:
-        S = len(echo["nudges"])
-        nud = np.repeat(np.asarray(echo["nudges"]), B)[:, None]
-        if echo["mode"] == 0:
-            return nudge(nud * np.tile(echo["G"][j - 1], (S, 1)))
-        w = echo["w"][j - 1]
-        if w == 0:
-            return np.zeros_like(x)
-        y = np.tile(echo["y"][j - 1], (S, 1))
-        pos = np.tile(x.reshape(S, B, -1).mean(axis=0), (S, 1)) if echo["mode"] == 2 else x
-        return nudge(nud * (w * (pos @ echo["C"].T + echo["c0"] - y) @ echo["C"]))
 
     def forward(self, u: Any, state0: State, *, loss: ReadoutLoss | None = None,
                 nudge_sequence: bool = False, record_every: int = 0) -> ForwardResult:

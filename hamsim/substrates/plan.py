@@ -21,6 +21,9 @@ from hamsim.substrate import NudgeAt
 
 Phase = Literal["simulate", "forward", "echo", "trace", "bank"]
 
+#: the plan's identity in SubstrateInfo, snapshots and session files; bump when a row changes meaning
+IDENT = "hamsim.substrates.plan/1"
+
 
 @dataclass(frozen=True)
 class Row:

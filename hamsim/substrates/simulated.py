@@ -94,7 +94,7 @@ class SimulatedSubstrate:
     def info(self) -> SubstrateInfo:
         return SubstrateInfo(
             name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt, specs=self._h.specs,
-            capabilities=Capabilities(exact_gradient=True), units=dict(self._h.units))
+            capabilities=Capabilities(exact_gradient=True), units=dict(self._h.units), kernel_plan=plan.IDENT)
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self._h.params.items()}
@@ -106,7 +106,8 @@ class SimulatedSubstrate:
         """JSON-friendly description (for recordings)."""
         return {"name": self._name, "system": self._h.config(), "dt": self._dt,
                 "integrator": self._scheme.name,
-                "damping": None if self._damping is None else np.asarray(self._damping).tolist()}
+                "damping": None if self._damping is None else np.asarray(self._damping).tolist(),
+                "kernel_plan": plan.IDENT}
 
     def close(self) -> None:
         """Nothing to release (a simulator has no outputs to make safe)."""

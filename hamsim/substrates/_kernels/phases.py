@@ -111,6 +111,20 @@ def nudge_sample(mode, X, Pm, b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, 
 
 
 @kernel
+def nudge_rows(mode, phi, pi, S, j, nudges, G_seq, C, c0, y, w, q, lo, hi):
+    """:func:`nudge_sample` for every sample of lockstep rows (S*B, n) (rows s*B + b: echo s of sample b)."""
+    R, n = phi.shape
+    B = R // S
+    X3 = phi.reshape(S, B, n)
+    P3 = pi.reshape(S, B, n)
+    res = np.zeros(C.shape[0], phi.dtype)
+    mid = np.zeros(n, phi.dtype)
+    force = np.zeros(n, phi.dtype)
+    for b in range(B):
+        nudge_sample(mode, X3[:, b], P3[:, b], b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, mid, force)
+
+
+@kernel
 def dot(a, b):
     """sum_i a_i b_i in a fixed order with eight interleaved partial sums: deterministic, and eight
     independent add chains (packed into vector registers) instead of one latency-bound chain."""
@@ -211,8 +225,9 @@ def echo_step(t, phi, pi, u, played, k, dt_vec, drift_c, kick_c, work, accumulat
 def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, kicks, C, c0, y, w,
                       G_out, rec_every, rec_phi, rec_pi, gC, gc0, g_unused):
     """Plan row ``forward.lockstep``: the forward phase in place, any system; ``decay``/``kicks`` are a
-    device's losses and thermal kicks after every step (:func:`relax`; empty: ideal).  Returns the per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if
-    ``G_out`` has K rows, stores dL/dphi_j in G_out[j-1] (the linearised-nudge sequence).
+    device's losses and thermal kicks after every step (:func:`relax`; empty: ideal).  Returns the
+    per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if ``G_out`` has K rows, stores dL/dphi_j in
+    G_out[j-1] (the linearised-nudge sequence).
     ``g_unused`` is a TermGradients that the shared step kernel needs for typing only."""
     K, B = u.shape[0], phi.shape[0]
     r = C.shape[0]
@@ -262,7 +277,6 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
     S = nudges.shape[0]
     R = S * B
     d = u.shape[2]
-    r = C.shape[0]
     phi = np.empty((R, n), phi_f.dtype)
     pi = np.empty((R, n), phi_f.dtype)
     row_scale = np.empty(R, phi_f.dtype)
@@ -273,11 +287,6 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
     work = make_work(t, R, phi)
     uk = np.empty((R, d), phi_f.dtype)
     scratch_du = np.zeros((R, d), phi_f.dtype)
-    res = np.zeros(r, phi_f.dtype)
-    mid = np.zeros(n, phi_f.dtype)
-    force = np.zeros(n, phi_f.dtype)
-    X3 = phi.reshape(S, B, n)
-    P3 = pi.reshape(S, B, n)
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
@@ -285,9 +294,7 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
         echo_step(t, phi, pi, u, played, k, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, uk, dhdu,
                   scratch_du)
         relax(pi, decay, kicks, k)
-        for b in range(B):
-            nudge_sample(mode, X3[:, b], P3[:, b], b, K - 1 - k, nudges, G_seq, C, c0, y, w, q_nudge, code_lo,
-                         code_hi, res, mid, force)
+        nudge_rows(mode, phi, pi, S, K - 1 - k, nudges, G_seq, C, c0, y, w, q_nudge, code_lo, code_hi)
         if rec_every > 0 and (k + 1) % rec_every == 0:
             q = (k + 1) // rec_every
             rec_phi[q] = phi
