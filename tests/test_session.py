@@ -173,9 +173,13 @@ def test_sigkill_at_twenty_random_moments_loses_no_completed_step(reference: Pat
     probe = tmp_path / "probe.h5"
     assert cli(*TRAIN, "--epochs", "30", "--out", str(probe)).returncode == 0
     duration = time.time() - t0
-    kills = []
-    for i in range(20):
+    kills: list[int] = []
+    i = 0
+    # 20 kills; under load the measured duration drifts, so keep killing (up to 40) until at least 10 of them
+    # landed mid-session — the property is checked at every kill, the count only makes the test meaningful
+    while i < 20 or (sum(1 for n in kills if 0 < n < 60) < 10 and i < 40):
         out = tmp_path / f"k{i}.h5"
+        i += 1
         proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", *TRAIN, "--epochs", "30", "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not out.exists() and proc.poll() is None:
@@ -196,7 +200,7 @@ def test_sigkill_at_twenty_random_moments_loses_no_completed_step(reference: Pat
         for k, v in want.items():
             np.testing.assert_array_equal(got[k], v)
         assert load_session(out).n_steps == 60
-    print("committed steps at the 20 kills:", kills)
+    print(f"committed steps at the {len(kills)} kills:", kills)
     assert sum(1 for n in kills if 0 < n < 60) >= 10  # most kills landed mid-session
 
 
