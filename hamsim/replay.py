@@ -100,7 +100,8 @@ def echo_row(session: Session, s: int) -> str:
     scheme = get_integrator(str(snap.get("integrator", "leapfrog")))
     cfg = session.config
     nudges, weights = st["nudges"][s], st["weights"][s]
-    damped = snap.get("damping") not in (None, 0, 0.0) and bool(np.any(np.asarray(snap.get("damping")) != 0))
+    damping = snap.get("damping")
+    damped = damping is not None and bool(np.any(np.asarray(damping) != 0))
     return plan.echo_plan(plan.System.of(session.system.terms(np.float64), scheme), at=cfg.nudge_at,
                           echoes=len(nudges), contrast=bool(weights[1] == -weights[0]),
                           readout_rows=int(session.task.readout_C.shape[0]), damped=damped,

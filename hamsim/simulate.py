@@ -32,11 +32,12 @@ _SIMULATE = {
 
 
 def _over_threads(kernel: Any, terms: Any, phi: np.ndarray, pi: np.ndarray, u: np.ndarray, dt_vec: np.ndarray,
-                  a: np.ndarray, c: np.ndarray, record_every: int, rec_phi: np.ndarray, rec_pi: np.ndarray) -> None:
-    """``kernel`` on contiguous chunks of batch rows, one per thread (numba's thread count)."""
+                  a: np.ndarray, c: np.ndarray, record_every: int, rec_phi: np.ndarray, rec_pi: np.ndarray,
+                  threads: int | None = None) -> None:
+    """``kernel`` on contiguous chunks of batch rows, one per thread (default: numba's thread count)."""
     B = phi.shape[0]
-    chunks = np.array_split(np.arange(B), max(1, min(B, numba.get_num_threads())))
-    bounds = [(int(ch[0]), int(ch[-1]) + 1) for ch in chunks if ch.size]
+    edges = np.linspace(0, B, max(1, min(B, threads or numba.get_num_threads())) + 1).astype(int)
+    bounds = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
     if len(bounds) == 1:
         kernel(terms, phi, pi, u, dt_vec, a, c, record_every, rec_phi, rec_pi)
         return

@@ -109,10 +109,13 @@ def test_every_row_is_reachable_and_documented() -> None:
 
 def test_codes_are_stable() -> None:
     """Session files store a row as its index in plan.CODES: old files must keep their meaning."""
-    assert plan.CODES[:4] == ("simulate.rows_block", "simulate.rows_block_parallel", "simulate.rows",
-                              "simulate.rows_parallel")
-    assert plan.code("echo.contrast_pair") == plan.CODES.index("echo.contrast_pair")
-    assert len(set(plan.CODES)) == len(plan.CODES)
+    assert plan.CODES == (  # append new rows at the end; never reorder, rename or remove one
+        "simulate.rows_block", "simulate.rows_block_parallel", "simulate.rows", "simulate.rows_parallel",
+        "simulate.coupled_fold", "simulate.lockstep",
+        "forward.one_pass", "forward.rows", "forward.lockstep", "forward.fixed_point",
+        "echo.contrast_pair", "echo.fused_linear", "echo.fused", "echo.lockstep", "echo.fixed_point",
+        "trace.fused_linear", "trace.fused", "trace.lockstep",
+        "bank.forward", "bank.contrast_pair", "bank.echoes")
 
 
 def test_yoshida4_damping_and_input_gradients_are_visible() -> None:

@@ -155,7 +155,7 @@ def test_fused_path_across_time_blocks_and_records(rng: np.random.Generator, par
         for kernel in (_kernels.run_rows_block, _kernels.run_rows):
             p2, q2 = phi.copy(), pi.copy()
             if parallel:  # row chunks in threads: views of the batch (non-contiguous u and records)
-                _over_threads(kernel, t, p2, q2, u, dt, a, c, 97, r2, s2)
+                _over_threads(kernel, t, p2, q2, u, dt, a, c, 97, r2, s2, threads=2)  # 2 chunks whatever the env
             else:
                 kernel(t, p2, q2, u, dt, a, c, 97, r2, s2)
             for got, want in ((p2, p1), (q2, q1), (r2, r1), (s2, s1)):

@@ -284,8 +284,7 @@ class SessionWriter:
                 a(st["counts_offset"], np.broadcast_to(est.forward.raw.offset, (n,)))
         for phase in ("forward", "echo"):
             if f"kernel_{phase}" in st:
-                result = None if est is None else getattr(est, phase)
-                name = getattr(result, "kernel", "") if result is not None else ""
+                name = getattr(getattr(est, phase, None), "kernel", "")  # "" without an estimate or for a device
                 a(st[f"kernel_{phase}"], plan.code(name) if name else -1)
         self.file.flush()
         a(st["committed"], 1)

@@ -203,14 +203,13 @@ class HRUBankSubstrate:
 
     def _moments_to_gradients(self, mom: np.ndarray, h: np.ndarray) -> Any:
         """Canonical dt-weighted accumulators from the summed bank moments, through the one conversion of the
-        fused kernels (:func:`~hamsim.substrates._kernels.fused_echo.moments_to_gradients`): the bank's
-        moments go into that table's rows, its diagonal drive moment sum w x_i v_i into input row i."""
+        fused kernels (:func:`~hamsim.substrates._kernels.fused_echo.moments_to_gradients`, diagonal-drive
+        table): the bank's moments go into that table's rows, sum w x_i v_i into its input row."""
         t = self._h.terms(np.float64)
-        n = self._h.n
-        table = np.zeros((F.N_FIXED + 2 * t.input_dim, n))
-        for row_bank, row_fused in ((KB.SP2, F.SP2), (KB.SX2, F.SX2), (KB.SG, F.SG), (KB.SG1, F.SG1), (KB.SGX, F.SGX)):
+        table = np.zeros((F.N_FIXED + 2, self._h.n))  # the bank does not gather sum w g'_i v_i: B is not learnt
+        for row_bank, row_fused in ((KB.SP2, F.SP2), (KB.SX2, F.SX2), (KB.SG, F.SG), (KB.SG1, F.SG1), (KB.SGX, F.SGX),
+                                    (KB.SXV, F.N_FIXED)):
             table[row_fused] = mom[row_bank]
-        table[F.N_FIXED + np.arange(n), np.arange(n)] = mom[KB.SXV]
         g = zero_gradients(t)
-        F.moments_to_gradients(t, table, np.ascontiguousarray(h, np.float64), np.array([self._kick]), g)
+        F.moments_to_gradients(t, table, np.ascontiguousarray(h, np.float64), np.array([self._kick]), g, True)
         return g

@@ -349,15 +349,12 @@ class NonIdealSubstrate:
         K = u_play.shape[0]
         S = 1 if echo is None else len(echo["nudges"])
         q, lo, hi = self._nudge_dac()
-
-        def nudge(v: np.ndarray) -> np.ndarray:
-            return v if q == 0 else q * np.clip(np.rint(v / q), lo, hi)
-
         if echo is None:
             x, p = phi.copy(), pi.copy()
-        else:
-            x = np.tile(phi, (S, 1))
-            p = np.concatenate([-pi + nudge(s * echo["G0"]) for s in echo["nudges"]])
+        else:  # the start of the echoes and their nudges: the lockstep kernels' own helpers
+            x, p = np.empty((S * phi.shape[0], h.n)), np.empty((S * phi.shape[0], h.n))
+            P.start_echoes(phi, pi, echo["nudges"], echo["G0"], q, lo, hi, x, p)
+            res, mid, force = np.zeros(echo["C"].shape[0]), np.zeros(h.n), np.zeros(h.n)
         R = x.shape[0]
         xq, pq = np.rint(x / lsb).astype(np.int64), np.rint(p / lsb).astype(np.int64)
         rec_phi, rec_pi = np.empty((K + 1, R, h.n)), np.empty((K + 1, R, h.n))
@@ -373,7 +370,7 @@ class NonIdealSubstrate:
                 pk = pk + kicks[k]
             if echo is not None:  # the nudge rules of every lockstep kernel, on the decoded registers
                 P.nudge_rows(echo["mode"], np.ascontiguousarray(xq * lsb), pk, S, K - 1 - k, echo["nudges"], echo["G"],
-                             echo["C"], echo["c0"], echo["y"], echo["w"], q, lo, hi)
+                             echo["C"], echo["c0"], echo["y"], echo["w"], q, lo, hi, res, mid, force)
             pq = np.rint(pk / lsb).astype(np.int64)
             rec_phi[k + 1], rec_pi[k + 1] = xq * lsb, pq * lsb
         return rec_phi, rec_pi
@@ -406,7 +403,7 @@ class NonIdealSubstrate:
         if record_every > 0:
             traj = State(obs_phi[::record_every].copy(), obs_pi[::record_every].copy())
         row = plan.forward_plan(plan.System.of(h.terms(np.float64), self._scheme), readout_rows=gC.shape[0],
-                                thermal=True, fixed_point=self.levels.fixed_point_bits > 0)
+                                device=True, fixed_point=self.levels.fixed_point_bits > 0)
         return ForwardResult(final=State(rec_phi[-1].copy(), rec_pi[-1].copy()), loss=value, readout_grad_C=gC,
                              readout_grad_c0=gc0, nudge_sequence=G, trajectory=traj, kernel=row.name)
 

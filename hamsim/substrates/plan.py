@@ -153,12 +153,13 @@ def simulate_plan(s: System, *, parallel: bool = False) -> Row:
     return ROWS["simulate.lockstep"]
 
 
-def forward_plan(s: System, *, readout_rows: int, damped: bool = False, thermal: bool = False,
-                 record_every: int = 0, nudge_sequence: bool = False, fixed_point: bool = False) -> Row:
-    """The forward-phase kernel (state, online per-step loss, readout gradients)."""
+def forward_plan(s: System, *, readout_rows: int, damped: bool = False, record_every: int = 0,
+                 nudge_sequence: bool = False, device: bool = False, fixed_point: bool = False) -> Row:
+    """The forward-phase kernel (state, online per-step loss, readout gradients).  ``device``: a non-ideal
+    device's forward phase (thermal kicks, every step recorded)."""
     if fixed_point:
         return ROWS["forward.fixed_point"]
-    if thermal or not (s.rows_fusable and s.scalar_drives):
+    if device or not (s.rows_fusable and s.scalar_drives):
         return ROWS["forward.lockstep"]
     if s.linear and readout_rows == 1 and not damped and record_every == 0 and not nudge_sequence:
         return ROWS["forward.one_pass"]

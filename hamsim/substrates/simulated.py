@@ -116,12 +116,15 @@ class SimulatedSubstrate:
     def _system(self) -> plan.System:
         return plan.System.of(self._h.terms(np.float64), self._scheme)
 
-    def forward_plan(self, *, readout_rows: int, record_every: int = 0, nudge_sequence: bool = False) -> plan.Row:
-        """The plan row a forward phase with these settings runs."""
-        return plan.forward_plan(self._system(), readout_rows=readout_rows, damped=self._damped(),
+    def forward_plan(self, *, readout_rows: int, record_every: int = 0, nudge_sequence: bool = False,
+                     damped: bool | None = None) -> plan.Row:
+        """The plan row a forward phase with these settings runs (``damped``: known to the caller, or derived)."""
+        return plan.forward_plan(self._system(), readout_rows=readout_rows,
+                                 damped=self._damped() if damped is None else damped,
                                  record_every=record_every, nudge_sequence=nudge_sequence)
 
-    def echo_plan(self, request: EchoRequest, *, readout_rows: int | None = None) -> plan.Row:
+    def echo_plan(self, request: EchoRequest, *, readout_rows: int | None = None,
+                  damped: bool | None = None) -> plan.Row:
         """The plan row the echoes of ``request`` run."""
         if readout_rows is None:
             online = request.at in ("echo", "midpoint") and request.loss is not None
@@ -129,8 +132,8 @@ class SimulatedSubstrate:
         w = request.weights
         return plan.echo_plan(self._system(), at=request.at, echoes=len(request.nudges),
                               contrast=len(w) == 2 and w[1] == -w[0], readout_rows=readout_rows,
-                              damped=self._damped(), record_every=request.record_every,
-                              input_gradients=request.input_gradients)
+                              damped=self._damped() if damped is None else damped,
+                              record_every=request.record_every, input_gradients=request.input_gradients)
 
     def _damped(self) -> bool:
         return decay_factors(self._h, self._dt, self._damping).size > 0
@@ -171,7 +174,8 @@ class SimulatedSubstrate:
         R = Kn // record_every + 1 if record_every > 0 else 0
         rec_phi, rec_pi = np.empty((R, B, n)), np.empty((R, B, n))
         gC, gc0 = np.zeros_like(C), np.zeros_like(c0)
-        row = self.forward_plan(readout_rows=C.shape[0], record_every=record_every, nudge_sequence=nudge_sequence)
+        row = self.forward_plan(readout_rows=C.shape[0], record_every=record_every, nudge_sequence=nudge_sequence,
+                                damped=decay.size > 0)
         if row.name == "forward.one_pass":
             value = F.one_pass_forward(t, phi, pi, u, dtv, a, c, C, c0, y, w, gC, gc0)
         elif row.name == "forward.rows":
@@ -200,7 +204,7 @@ class SimulatedSubstrate:
         phi_f = np.ascontiguousarray(request.start.phi, float)
         pi_f = np.ascontiguousarray(request.start.pi, float)
         nudges, weights = np.asarray(request.nudges, float), np.asarray(request.weights, float)
-        row = self.echo_plan(request, readout_rows=C.shape[0])
+        row = self.echo_plan(request, readout_rows=C.shape[0], damped=decay.size > 0)
         if row.name == "echo.lockstep":
             phi, pi = P.paired_echoes(t, phi_f, pi_f, u, False, dtv, a, c, decay, _NO_KICKS, nudges, weights, G0,
                                       mode, G, C, c0, y, w, 0.0, 0.0, 0.0, True, g, dhdu, rec, rec_phi, rec_pi)
@@ -212,7 +216,7 @@ class SimulatedSubstrate:
             else:
                 phi, pi = F.fused_echoes(t, phi_f, pi_f, u, dtv, a, c, decay, nudges, weights, G0, mode, G, C, c0, y,
                                          w, mom, dhdu, rec, rec_phi, rec_pi, row.name == "echo.fused_linear")
-            F.moments_to_gradients(t, mom, dtv, c, g)
+            F.moments_to_gradients(t, mom, dtv, c, g, False)
         du = None
         if request.input_gradients:
             du = sum(wt * dhdu[:, s * B:(s + 1) * B] for s, wt in enumerate(request.weights))

@@ -36,5 +36,5 @@ def trace_gradients(h: Hamiltonian, dt: float, trace: plan.Row, phi: np.ndarray,
         mom = np.zeros((F.N_FIXED + 2 * u.shape[2], h.n))
         F.fused_trace_contrast(t, phi, pi, u, dtv, a, c, weights, window[0], window[1], mom,
                                trace.name == "trace.fused_linear")
-        F.moments_to_gradients(t, mom, dtv, c, g)
+        F.moments_to_gradients(t, mom, dtv, c, g, False)
     return h.param_gradients(g, dt)

@@ -386,8 +386,10 @@ def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights
 
 
 @kernel
-def moments_to_gradients(t, mom, dt_vec, kick_c, g):
-    """Canonical dt-weighted accumulators from the moments (see the module docstring)."""
+def moments_to_gradients(t, mom, dt_vec, kick_c, g, diagonal):
+    """Canonical dt-weighted accumulators from the moments (see the module docstring).  With ``diagonal``
+    (one drive per unit, the HRU bank) the input moments are one row each, Sxu_i = sum w x_i u_i and
+    Sg1u_i = sum w g'_i u_i, belonging to input entry (i, i): an O(n) table instead of O(n d)."""
     n = dt_vec.shape[0]
     d = t.input_t.shape[0]
     half = dt_vec.dtype.type(0.5)
@@ -400,16 +402,23 @@ def moments_to_gradients(t, mom, dt_vec, kick_c, g):
         g.onsite[i] += c * h * half * mom[SX2, i]
         g.quartic[i] += c * h * quarter * mom[SX4, i]
         v = half * t.onsite[i] * mom[SX2, i] + quarter * t.quartic[i] * mom[SX4, i]
-        for j in range(d):
-            g.input_t[j, i] -= c * h * mom[N_FIXED + j, i]
-            v -= t.input_t[j, i] * mom[N_FIXED + j, i]
+        if diagonal:
+            g.input_t[i, i] -= c * h * mom[N_FIXED, i]
+            v -= t.input_t[i, i] * mom[N_FIXED, i]
+        else:
+            for j in range(d):
+                g.input_t[j, i] -= c * h * mom[N_FIXED + j, i]
+                v -= t.input_t[j, i] * mom[N_FIXED + j, i]
         if t.nl_kind != 0:
             wi, ci = t.nl_w[i], t.nl_c[i]
             g.nl_c[i] += c * h * mom[SG, i] / wi
             g.nl_w[i] += c * h * (ci * mom[SGX, i] / wi - ci * mom[SG, i] / (wi * wi))
             g.nl_bias[i] += c * h * ci * mom[SG1, i] / wi
-            for j in range(d):
-                g.nl_input_t[j, i] += c * h * ci * mom[N_FIXED + d + j, i] / wi
+            if diagonal:
+                g.nl_input_t[i, i] += c * h * ci * mom[N_FIXED + 1, i] / wi
+            else:
+                for j in range(d):
+                    g.nl_input_t[j, i] += c * h * ci * mom[N_FIXED + d + j, i] / wi
             v += ci / wi * mom[SG, i]
         g.dt[i] += c * v + t.inv_mass[i] * kin
 

@@ -8,7 +8,7 @@ Per unit i, with per-unit step h_i, the leapfrog of H_i = pi^2/2 + a_i x^2/2 - l
 Arrays are sample-major (B, K, n): one sample's sequence is contiguous, the layout of a deep-learning
 batch, and samples run in parallel.  The echoes of one sample advance in lockstep and, like
 :mod:`hamsim.substrates._kernels.fused_echo`, accumulate weighted per-unit *moments* (float64) instead of
-dH/dtheta term by term; :func:`hamsim.substrates.hru_bank.moments_to_gradients` finishes the job once.
+dH/dtheta term by term; :meth:`hamsim.substrates.hru_bank.HRUBankSubstrate._moments_to_gradients` finishes the job once.
 """
 
 from __future__ import annotations

@@ -111,15 +111,13 @@ def nudge_sample(mode, X, Pm, b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, 
 
 
 @kernel
-def nudge_rows(mode, phi, pi, S, j, nudges, G_seq, C, c0, y, w, q, lo, hi):
-    """:func:`nudge_sample` for every sample of lockstep rows (S*B, n) (rows s*B + b: echo s of sample b)."""
+def nudge_rows(mode, phi, pi, S, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, mid, force):
+    """:func:`nudge_sample` for every sample of lockstep rows (S*B, n) (rows s*B + b: echo s of sample b);
+    ``res`` (r,), ``mid`` and ``force`` (n,) are work space (allocated once by the caller, not per step)."""
     R, n = phi.shape
     B = R // S
     X3 = phi.reshape(S, B, n)
     P3 = pi.reshape(S, B, n)
-    res = np.zeros(C.shape[0], phi.dtype)
-    mid = np.zeros(n, phi.dtype)
-    force = np.zeros(n, phi.dtype)
     for b in range(B):
         nudge_sample(mode, X3[:, b], P3[:, b], b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, mid, force)
 
@@ -287,6 +285,9 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
     work = make_work(t, R, phi)
     uk = np.empty((R, d), phi_f.dtype)
     scratch_du = np.zeros((R, d), phi_f.dtype)
+    res = np.zeros(C.shape[0], phi_f.dtype)
+    mid = np.zeros(n, phi_f.dtype)
+    force = np.zeros(n, phi_f.dtype)
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
@@ -294,7 +295,8 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
         echo_step(t, phi, pi, u, played, k, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, uk, dhdu,
                   scratch_du)
         relax(pi, decay, kicks, k)
-        nudge_rows(mode, phi, pi, S, K - 1 - k, nudges, G_seq, C, c0, y, w, q_nudge, code_lo, code_hi)
+        nudge_rows(mode, phi, pi, S, K - 1 - k, nudges, G_seq, C, c0, y, w, q_nudge, code_lo, code_hi, res, mid,
+                   force)
         if rec_every > 0 and (k + 1) % rec_every == 0:
             q = (k + 1) // rec_every
             rec_phi[q] = phi
