@@ -84,9 +84,10 @@ def test_replay_plots_are_written_and_labelled(reference: Path, tmp_path: Path) 
     import matplotlib.image as mpimg
 
     assert main(["replay", str(reference), "--plots", str(tmp_path), "--steps", "50:60"]) == 0
-    for name in ("loss", "trajectories", "energy", "fidelity"):
+    for name in ("loss", "output", "trajectories", "energy", "fidelity"):
         img = mpimg.imread(tmp_path / f"{name}.png")
         assert img.shape[0] >= 300 and img.shape[1] >= 600, name
+
     assert main(["replay", str(reference), "--plots", str(tmp_path), "--format", "pdf", "--steps", "0:2"]) == 0
     assert (tmp_path / "loss.pdf").read_bytes()[:4] == b"%PDF"
 

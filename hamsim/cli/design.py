@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from hamsim.cli import headless_plots
+
 design_app = typer.Typer(name="design", help="Substrate design: gradient-fidelity sweeps and reports.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -63,5 +65,6 @@ def report_command(
     res = load_results(file)
     typer.echo(format_report(res, target, metric))
     if not no_plots and res.config.mode == "grid":
+        headless_plots()
         for f in plot_report(res, plots or file.with_suffix(""), target, metric):
             typer.echo(f"wrote {f}")

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import typer
 
+from hamsim.cli import headless_plots
 from hamsim.errors import ValidationError
 from hamsim.replay import ReplayOptions, replay_session
 from hamsim.storage.common import FileFormatError
@@ -30,6 +31,15 @@ def _range(text: Optional[str], name: str) -> tuple[int, int] | None:
     return a, b
 
 
+def _units(text: Optional[str]) -> str | list[int] | None:
+    if text is None or text.strip() == "all":
+        return None if text is None else "all"
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValidationError("units", f"must be 'all' or comma-separated indices like 0,3,5, got {text!r}") from None
+
+
 def replay_command(
     file: Annotated[Path, typer.Argument(help="Session file written by hamsim train.")],
     estimator: Annotated[str, typer.Option(help="recorded, centered or one_sided.")] = "recorded",
@@ -38,6 +48,10 @@ def replay_command(
     smooth: Annotated[int, typer.Option(help="Moving-average width applied to the traces (1: none).")] = 1,
     exact: Annotated[bool, typer.Option(help="Compare with the exact gradient where a model exists.")] = True,
     plots: Annotated[Optional[Path], typer.Option(help="Write figures to this folder.")] = None,
+    plot_step: Annotated[int, typer.Option(help="Training step whose trajectories are drawn (-1: the last).")] = -1,
+    units: Annotated[Optional[str], typer.Option(help="Oscillators to draw: 'all' or indices '0,3,5' "
+                                                      "(default: the first six).")] = None,
+    row: Annotated[int, typer.Option(help="Batch row whose trajectories are drawn.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
     as_json: Annotated[bool, typer.Option("--json", help="Print the machine-readable summary.")] = False,
 ) -> None:
@@ -50,11 +64,15 @@ def replay_command(
         raise ValidationError("smooth", "must be >= 1")
     opts = ReplayOptions(estimator=estimator, window=_range(window, "window"),  # type: ignore[arg-type]
                          smooth=smooth, exact=exact, steps=_range(steps, "steps"))
+    if plots is not None:
+        headless_plots()
+        from hamsim.plots import check_selection, plot_all
+
+        session = load_session(file)
+        check_selection(session, plot_step, _units(units), row)
     report = replay_session(file, opts)
     if plots is not None:
-        from hamsim.plots import plot_all
-
-        for p in plot_all(load_session(file), report, plots, fmt):
+        for p in plot_all(session, report, plots, fmt, step=plot_step, units=_units(units), row=row):
             if not as_json:
                 typer.echo(f"wrote {p}")
     if as_json:

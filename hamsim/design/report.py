@@ -185,10 +185,7 @@ def _reduce(res: SweepResults, metric: str, keep: list[str]) -> np.ndarray:
 
 def plot_report(res: SweepResults, out_dir: str | Path, target: float, metric: str = "cosine") -> list[Path]:
     """Heat maps of every pair of swept axes, error vs eps per level (optimal eps marked), fidelity vs Q."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the caller's backend (the CLI selects Agg)
 
     _grid(res)
     out = Path(out_dir)
