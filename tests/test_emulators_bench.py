@@ -28,7 +28,8 @@ def bench() -> Iterator[EmulatorProcess]:
 @pytest.fixture
 def sub(bench: EmulatorProcess) -> Iterator[BenchSubstrate]:
     bench.faults(drop=0, corrupt=0, late=0, outage_mid_trace=0, error_queue=0)
-    s = open_substrate(bench.address, SETUP.student, SETUP.dt, timeout=0.5)
+    assert bench.spec == bench.address and bench.spec.startswith("bench:")
+    s = open_substrate(bench.spec, SETUP.student, SETUP.dt, timeout=0.5)
     yield s
     try:
         s.close()

@@ -49,7 +49,7 @@ def realistic_bench() -> Iterator[EmulatorProcess]:
 
 def test_board_matches_simulator(reference: dict[str, np.ndarray]) -> None:
     with start_board() as e:
-        sub = open_substrate(f"board:{e.address}", SETUP.student, SETUP.dt)
+        sub = open_substrate(e.spec, SETUP.student, SETUP.dt)
         try:
             g = PROTOCOL(sub, BATCH.u, BATCH.loss).params
         finally:

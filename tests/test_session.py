@@ -118,6 +118,17 @@ def test_bad_files_get_a_clear_message_and_stay_untouched(reference: Path, tmp_p
         assert (digest(path) if path.exists() else None) == before
 
 
+def test_inspect_exits_3_on_an_unhealthy_file_end_to_end(reference: Path, tmp_path: Path) -> None:
+    assert cli("inspect", str(reference)).returncode == 0
+    bad = tmp_path / "nan.h5"
+    bad.write_bytes(reference.read_bytes())
+    with h5py.File(bad, "a") as f:
+        f["steps/loss"][3] = np.nan
+    r = cli("inspect", str(bad))
+    assert r.returncode == 3 and "non-finite loss" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    assert main(["inspect", str(bad)]) == 3
+
+
 def test_config_file_environment_and_command_line_precedence(tmp_path: Path) -> None:
     cfg = tmp_path / "lab.toml"
     cfg.write_text("[train]\nepochs = 3\nrecord_every = 0\n")
@@ -154,8 +165,9 @@ def test_first_ctrl_c_stops_after_the_step_and_the_session_resumes(reference: Pa
                 pass
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    out_text, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err  # saved and resumable, but interrupted: a script must not read "done"
+    assert "interrupted: resume with --resume" in out_text
     s = load_session(out)
     assert s.attrs["status"] == "interrupted" and 5 <= s.n_steps < 60
     assert cli("train", "--resume", str(out), "--quiet").returncode == 0

@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hamsim.cli import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from hamsim.cli import emulate as emulate_cmd
 from hamsim.cli import experiment as experiment_cmd
 from hamsim.cli import session as session_cmd
@@ -26,7 +27,6 @@ from hamsim.cli.design import design_app
 from hamsim.config import load_toml
 from hamsim.errors import HamsimError, ValidationError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="hamsim",
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)  # click returns a command's typer.Exit code here
     except HamsimError as exc:
         if debug:
             traceback.print_exc()
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.secho(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                     err=True, fg=typer.colors.RED)
         return EXIT_INTERNAL
-    return EXIT_OK
+    return rc if isinstance(rc, int) and not isinstance(rc, bool) else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

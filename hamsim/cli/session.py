@@ -10,14 +10,11 @@ import h5py
 import numpy as np
 import typer
 
-from hamsim.cli import headless_plots
+from hamsim.cli import EXIT_UNHEALTHY, headless_plots
 from hamsim.errors import ValidationError
 from hamsim.replay import ReplayOptions, replay_session
 from hamsim.storage.common import FileFormatError
 from hamsim.storage.session import committed_count, load_session, open_session_file
-
-EXIT_UNHEALTHY = 3
-
 
 def _range(text: Optional[str], name: str) -> tuple[int, int] | None:
     if text is None:

@@ -18,6 +18,7 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from hamsim.cli import EXIT_INTERRUPTED
 from hamsim.cli.simulate import default_output
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians import Hamiltonian
@@ -151,3 +152,5 @@ def train_command(
         typer.echo("warning: the last step's loss is above the first one's — check lr, eps and the sign "
                    "convention (docs/sign-conventions.md) before trusting this session", err=True)
     typer.echo(f"wrote {path}")
+    if result.interrupted:  # saved and resumable, but not what was asked: a script must not mistake it for done
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -18,10 +18,14 @@ from hamsim.errors import HamsimError
 
 
 class EmulatorProcess:
-    """Handle of a running virtual device."""
+    """Handle of a running virtual device: ``address`` is where it listens (a pty path, a socket URL or
+    ``host:awg,dig,dc``), ``spec`` the substrate spec that opens it (``hamsim train --substrate <spec>``,
+    :func:`hamsim.substrates.open_substrate`), e.g. ``board:/dev/pts/3``."""
 
-    def __init__(self, process: Any, control: Any, address: str, timeout: float) -> None:
+    def __init__(self, process: Any, control: Any, address: str, timeout: float, kind: str = "board") -> None:
         self.process, self.control, self.address, self.timeout = process, control, address, timeout
+        self.kind = kind
+        self.spec = address if address.startswith(f"{kind}:") else f"{kind}:{address}"
 
     def _ask(self, cmd: str, arg: Any = None) -> Any:
         self.control.send((cmd, arg))
@@ -106,7 +110,7 @@ def _bench_main(conn: Any, system: str, options: dict[str, Any], faults: dict[st
     server.serve(conn)
 
 
-def _start(target: Any, args: tuple[Any, ...], timeout: float) -> EmulatorProcess:
+def _start(target: Any, args: tuple[Any, ...], timeout: float, kind: str) -> EmulatorProcess:
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target, args=(child, *args), daemon=True)
@@ -116,16 +120,16 @@ def _start(target: Any, args: tuple[Any, ...], timeout: float) -> EmulatorProces
         proc.terminate()
         raise HamsimError(f"virtual device did not start within {timeout} s")
     _status, address = parent.recv()
-    return EmulatorProcess(proc, parent, address, timeout)
+    return EmulatorProcess(proc, parent, address, timeout, kind)
 
 
 def start_board(system: str = "six_mass_toy", *, transport: str = "pty", baud: float = 0.0,
                 faults: dict[str, Any] | None = None, timeout: float = 30.0, **options: Any) -> EmulatorProcess:
     """Start a virtual board process; ``options`` go to :class:`BoardModel` (dt, bits, noise, ...)."""
-    return _start(_board_main, (system, transport, options, faults or {}, baud), timeout)
+    return _start(_board_main, (system, transport, options, faults or {}, baud), timeout, "board")
 
 
 def start_bench(system: str = "six_mass_toy", *, port: int = 0, faults: dict[str, Any] | None = None,
                 timeout: float = 30.0, **options: Any) -> EmulatorProcess:
     """Start a virtual SCPI bench process; ``options`` go to :class:`BenchServer`."""
-    return _start(_bench_main, (system, options, faults or {}, port), timeout)
+    return _start(_bench_main, (system, options, faults or {}, port), timeout, "bench")
