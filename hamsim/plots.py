@@ -259,7 +259,7 @@ def fidelity_figure(report: ReplayReport) -> Figure:
         a1.annotate(text, (1.0, level), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=8,
                     color="0.3")
     a1.set_ylabel("1 − cosine(echo, exact)  (1, log)")
-    a1.set_title("gradient direction: infidelity")
+    a1.set_title(f"gradient direction: infidelity ({report.estimator} estimate)")
     a2.set_ylabel("| |echo| / |exact| − 1 |  (1, log)")
     a2.set_title("gradient magnitude: relative error")
     for ax in (a1, a2):

@@ -63,6 +63,10 @@ def test_other_estimators_differ_as_theory_says(reference: Path, capsys: pytest.
 
     one = replay_session(reference, ReplayOptions(estimator="one_sided", steps=(0, 5)))
     assert 1e-8 < one.max_recompute_rel_error < 1e-2  # O(eps) bias vs the centered estimate
+    # the fidelity is that of the replayed (one-sided) estimate: O(eps) worse than the recorded centred one
+    for k, c in one.mean_cosine.items():
+        assert 1 - one.mean_recorded_cosine[k] < 1 - c < 1e-3, k
+        assert abs(one.mean_norm_ratio[k] - 1) > abs(one.mean_recorded_norm_ratio[k] - 1), k
     win = replay_session(reference, ReplayOptions(window=(0, 50), exact=False, steps=(0, 5)))
     assert win.max_recompute_rel_error > 1e-3  # a truncated window is a different (truncated) gradient
     smooth = replay_session(reference, ReplayOptions(smooth=5, exact=False, steps=(0, 5)))
