@@ -50,3 +50,17 @@ def test_emulate_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["emulate", "board", "--fault", "explode=1"]) == 2 and "faults" in capsys.readouterr().err
     f = parse_faults(["drop=2", "late-s=0.5"])
     assert f.drop == 2 and f.late_s == 0.5 and f.take("drop") and f.drop == 1
+
+
+@pytest.mark.parametrize("bad", [["--gradient", "exact"], ["--eps", "-1"], ["--out", "/proc/no/such/dir/run.h5"]])
+def test_a_session_that_cannot_start_leaves_the_bench_safe(bad: list[str], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The substrate is opened (outputs on) before the session around it is built; if building it fails the
+    instruments must be switched off by the host, not left driving (a real bench has no disconnect watchdog)."""
+    from hamsim.emulators.process import start_bench
+
+    with start_bench("six_mass_toy", watchdog=False) as bench:
+        rc = main(["train", "--substrate", bench.spec, "--epochs", "1", "--quiet", "--nudge-at", "forward",
+                   "--out", str(tmp_path / "run.h5"), *bad])
+        assert rc in (1, 2), capsys.readouterr()
+        assert bench.status()["outputs"] == "zero", bad

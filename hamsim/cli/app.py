@@ -48,7 +48,7 @@ def _root(
         table = load_toml(config)
         unknown = set(table) - set(COMMANDS) - {"design"}
         if unknown:
-            raise ValidationError("config", f"{config}: unknown table(s) {sorted(unknown)}; known: {sorted(COMMANDS)}")
+            raise ValidationError("config", f"{config}: unknown table(s) {sorted(unknown)}; known: {sorted({*COMMANDS, 'design'})}")
         ctx.default_map = {k: dict(v) for k, v in table.items()}
 
 

@@ -38,6 +38,8 @@ def emulate_command(
     dac_bits: Annotated[int | None, typer.Option(help="bench: DAC resolution (0: ideal).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random non-ideality.")] = 0,
     fault: Annotated[list[str] | None, typer.Option(help="Fault switch NAME=VALUE (repeatable).")] = None,
+    watchdog: Annotated[bool, typer.Option(help="bench: outputs to zero when the host disconnects (off: like an "
+                                                "instrument without a watchdog).")] = True,
 ) -> None:
     """Start a virtual board or bench that speaks the real wire protocol and runs hamsim's physics."""
     faults = parse_faults(fault or [])
@@ -45,7 +47,7 @@ def emulate_command(
     if kind == "board":
         _board(h, transport, port, baud, dt, bits, noise, mismatch or 0.0, seed, faults)
     elif kind == "bench":
-        _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults)
+        _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog)
     else:
         raise ValidationError("kind", f"must be 'board' or 'bench', got {kind!r}")
 
@@ -83,7 +85,7 @@ def _board(h, transport, port, baud, dt, bits, noise, mismatch, seed, faults) ->
         typer.echo("stopped", err=True)
 
 
-def _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults) -> None:  # type: ignore[no-untyped-def]
+def _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     from hamsim.emulators.bench import BenchConfig, BenchServer
@@ -92,7 +94,7 @@ def _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, se
     overrides = {"mismatch": mismatch, "q_factor": q_factor, "adc_noise": adc_noise, "adc_bits": adc_bits,
                  "dac_bits": dac_bits}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    server = BenchServer(h, faults=faults, port=port, config=cfg)
+    server = BenchServer(h, faults=faults, port=port, config=cfg, watchdog=watchdog)
     _announce(server.address)
     try:
         server.serve()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Optional
@@ -51,6 +53,17 @@ def print_plan(spec: str, system: Hamiltonian, dt: float, task: Task, cfg: Train
                f"{steps * passes * K * B} sample-rows in all")
     typer.echo(f"  update: {cfg.optimizer} lr {cfg.lr:g}, clip {cfg.clip_norm}, trainable {', '.join(trainable)}"
                + (", readout" if cfg.train_readout else ""))
+
+
+@contextmanager
+def closed_on_error(sub: Substrate) -> Iterator[None]:
+    """Close an opened substrate (a device: outputs to their safe state) if setting up the session around it
+    fails — a bad option, an unwritable file — instead of leaving the instruments driving."""
+    try:
+        yield
+    except BaseException:
+        sub.close()
+        raise
 
 
 def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet: bool,
@@ -121,9 +134,10 @@ def train_command(
             raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
         cfg = session.config
         sub: Substrate = open_substrate(session.substrate_spec, session.system, session.dt)
-        trainer = Trainer(sub, session.task, cfg)
-        writer = SessionWriter.resume(resume, cfg)
-        point = session.resume_point()
+        with closed_on_error(sub):
+            trainer = Trainer(sub, session.task, cfg)
+            writer = SessionWriter.resume(resume, cfg)
+            point = session.resume_point()
         typer.echo(f"resuming {resume} after step {point.steps[-1]} (epoch {len(point.epochs)})")
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet, resume=point)
         path = resume
@@ -137,10 +151,11 @@ def train_command(
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
             return
         sub = open_substrate(substrate, setup.student, setup.dt)
-        trainer = Trainer(sub, setup.task, cfg)
-        path = out or default_output("train")
-        writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
-                               command=" ".join(sys.argv), substrate_spec=substrate)
+        with closed_on_error(sub):
+            trainer = Trainer(sub, setup.task, cfg)
+            path = out or default_output("train")
+            writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
+                                   command=" ".join(sys.argv), substrate_spec=substrate)
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
     first, last = result.step_loss[0], result.step_loss[-1]
     state = " (interrupted: resume with --resume)" if result.interrupted else ""

@@ -391,11 +391,14 @@ class _Conn:
 
 class BenchServer:
     """The three virtual instruments on localhost TCP ports (``port``, ``port + 1``, ``port + 2`` when
-    ``port`` is given, else free ports).  ``address`` is ``bench:127.0.0.1:AWG,DIG,DC``."""
+    ``port`` is given, else free ports).  ``address`` is ``bench:127.0.0.1:AWG,DIG,DC``.  ``watchdog``
+    (default on) makes the bench safe when a host connection drops; off, it behaves like an instrument
+    without one, whose outputs stay on until the host switches them off."""
 
     def __init__(self, system: Hamiltonian, *, faults: Faults | None = None, port: int = 0,
-                 config: BenchConfig | None = None, **config_kw: Any) -> None:
+                 config: BenchConfig | None = None, watchdog: bool = True, **config_kw: Any) -> None:
         self.faults = faults or Faults()
+        self.watchdog = watchdog
         self.circuit = Circuit(system, config or BenchConfig(**config_kw))
         c = self.circuit
         self.instruments = [VirtualAwg(c, self.faults), VirtualDigitizer(c, self.faults), VirtualDcSource(c, self.faults)]
@@ -435,7 +438,8 @@ class BenchServer:
     def _close(self, conn: _Conn) -> None:
         self.sel.unregister(conn.sock)
         conn.sock.close()
-        self.circuit.safe()  # watchdog: a lost host leaves the bench safe
+        if self.watchdog:
+            self.circuit.safe()  # watchdog: a lost host leaves the bench safe
 
     def serve(self, control: Any = None, stop: Any = None) -> None:
         if control is not None:
