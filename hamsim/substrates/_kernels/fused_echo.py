@@ -313,20 +313,13 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
                  mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear):
     """Plan rows ``echo.fused_linear`` (``linear``: the tight linear scalar-input row and pair steps) and
     ``echo.fused``: the echoes of :func:`hamsim.substrates._kernels.phases.paired_echoes` (same modes,
-    nudges and bookkeeping), sample by sample with moment accumulation into ``mom`` ((6 + 2d, n), zeroed)."""
+    nudges and bookkeeping), sample by sample (:func:`sample_echo_steps`) with moment accumulation into
+    ``mom`` ((6 + 2d, n), zeroed)."""
     K, B = u.shape[0], phi_f.shape[0]
     n = phi_f.shape[1]
     S = nudges.shape[0]
-    r = C.shape[0]
-    one = phi_f.dtype.type(1.0)
-    a0, a1 = drift_c[0], drift_c[1]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
     X, Pm, dl, dz, xh, g1row = _row_scratch(S, n, phi_f)
-    res = np.zeros(r, phi_f.dtype)
-    mid = np.zeros(n, phi_f.dtype)
-    force = np.zeros(n, phi_f.dtype)
-    simple = linear
-    zero = phi_f.dtype.type(0.0)  # no nudge DAC: the nudges are exact
     phi_out = np.empty((S * B, n), phi_f.dtype)
     pi_out = np.empty((S * B, n), phi_f.dtype)
     for b in range(B):
@@ -337,25 +330,8 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
             if rec_every > 0:
                 rec_phi[0, s * B + b] = X[s]
                 rec_pi[0, s * B + b] = Pm[s]
-        for k in range(K):
-            jin = K - 1 - k
-            u_j = u[jin, b]
-            if not simple:
-                _drives(t, u_j, dl, dz)
-            if dhdu.shape[0] == K:
-                for s in range(S):
-                    _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one,
-                                   simple)
-                    _input_gradient(t, xh, g1row, dt_vec, kick_c[0], dhdu[jin, s * B + b])
-            else:
-                _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, one, simple)
-            apply_decay(Pm, decay)
-            nudge_sample(mode, X, Pm, b, jin, nudges, G_seq, C, c0, y, w, zero, zero, zero, res, mid, force)
-            if rec_every > 0 and (k + 1) % rec_every == 0:
-                q = (k + 1) // rec_every
-                for s in range(S):
-                    rec_phi[q, s * B + b] = X[s]
-                    rec_pi[q, s * B + b] = Pm[s]
+        sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c, kick_c, decay, nudges, weights,
+                          mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear, False, 0, K)
         for s in range(S):
             phi_out[s * B + b] = X[s]
             pi_out[s * B + b] = Pm[s]
@@ -364,25 +340,64 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
 
 @kernel
 def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights, k_lo, k_hi, mom, linear):
-    """Plan rows ``trace.fused_linear`` / ``trace.fused``: moments from *recorded* echo states (rows s*B + b), restarting every step from the record: the
-    arithmetic and order of :func:`fused_echoes`, hence the same moments bit for bit."""
+    """Plan rows ``trace.fused_linear`` / ``trace.fused``: moments from *recorded* echo states (rows s*B + b):
+    :func:`sample_echo_steps` restarted from the record at every step, the arithmetic and order of
+    :func:`fused_echoes`, hence the same moments bit for bit."""
     K, B, d = u.shape
     n = rec_phi.shape[2]
     S = weights.shape[0]
-    one = rec_phi.dtype.type(1.0)
-    a0, a1 = drift_c[0], drift_c[1]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
     X, Pm, dl, dz, xh, g1row = _row_scratch(S, n, rec_phi)
-    simple = linear
+    none = np.zeros(0, rec_phi.dtype)
     for b in range(B):
-        for k in range(k_lo, k_hi):
-            u_j = u[K - 1 - k, b]
-            if not simple:
-                _drives(t, u_j, dl, dz)
+        sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c, kick_c, none, weights, weights, 3,
+                          np.zeros((0, 0, n), rec_phi.dtype), np.zeros((0, n), rec_phi.dtype), none,
+                          np.zeros((0, 0, 0), rec_phi.dtype), none, mom, np.zeros((0, 0, d), rec_phi.dtype), 1,
+                          rec_phi, rec_pi, linear, True, k_lo, k_hi)
+
+
+@kernel
+def sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c, kick_c, decay, nudges, weights, mode,
+                      G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear, replay, k_lo, k_hi):
+    """The one time loop of the fused echoes: echo steps k_lo <= k < k_hi of sample b's S echoes (rows of X, Pm;
+    B samples in all), moments into ``mom``, then decay, the nudges of :func:`nudge_sample` and the record
+    (rows s*B + b).
+
+    With ``replay`` every step restarts from the recorded state and only accumulates (no decay, nudges or
+    recording): the trace estimator, by construction the arithmetic of the echoes that wrote the record."""
+    K = u.shape[0]
+    S = X.shape[0]
+    one = X.dtype.type(1.0)
+    zero = X.dtype.type(0.0)  # no nudge DAC: the nudges are exact
+    a0, a1 = drift_c[0], drift_c[1]
+    res = np.zeros(C.shape[0], X.dtype)
+    mid = np.zeros(X.shape[1], X.dtype)
+    force = np.zeros(X.shape[1], X.dtype)
+    simple = linear
+    for k in range(k_lo, k_hi):
+        jin = K - 1 - k
+        u_j = u[jin, b]
+        if not simple:
+            _drives(t, u_j, dl, dz)
+        if replay:
             for s in range(S):
                 X[s] = rec_phi[k, s * B + b]
                 Pm[s] = rec_pi[k, s * B + b]
+        if dhdu.shape[0] == K:
+            for s in range(S):
+                _echo_row_step(t, X[s], Pm[s], dl, dz, u_j, cf, a0, a1, weights[s], mom, xh, g1row, one, simple)
+                _input_gradient(t, xh, g1row, dt_vec, kick_c[0], dhdu[jin, s * B + b])
+        else:
             _pair_or_rows(t, X, Pm, dl, dz, u_j, cf, a0, a1, weights, mom, xh, g1row, one, simple)
+        if replay:
+            continue
+        apply_decay(Pm, decay)
+        nudge_sample(mode, X, Pm, b, jin, nudges, G_seq, C, c0, y, w, zero, zero, zero, res, mid, force)
+        if rec_every > 0 and (k + 1) % rec_every == 0:
+            q = (k + 1) // rec_every
+            for s in range(S):
+                rec_phi[q, s * B + b] = X[s]
+                rec_pi[q, s * B + b] = Pm[s]
 
 
 @kernel

@@ -274,7 +274,6 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
     B, n = phi_f.shape
     S = nudges.shape[0]
     R = S * B
-    d = u.shape[2]
     phi = np.empty((R, n), phi_f.dtype)
     pi = np.empty((R, n), phi_f.dtype)
     row_scale = np.empty(R, phi_f.dtype)
@@ -282,18 +281,60 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
         for b in range(B):
             row_scale[s * B + b] = weights[s]
     start_echoes(phi_f, pi_f, nudges, G0, q_nudge, code_lo, code_hi, phi, pi)
-    work = make_work(t, R, phi)
-    uk = np.empty((R, d), phi_f.dtype)
-    scratch_du = np.zeros((R, d), phi_f.dtype)
-    res = np.zeros(C.shape[0], phi_f.dtype)
-    mid = np.zeros(n, phi_f.dtype)
-    force = np.zeros(n, phi_f.dtype)
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
-    for k in range(K):
+    echo_steps(t, phi, pi, u, played, dt_vec, drift_c, kick_c, decay, kicks, nudges, mode, G_seq, C, c0, y, w,
+               q_nudge, code_lo, code_hi, accumulate, g, row_scale, dhdu, rec_every, rec_phi, rec_pi, False, 0, K)
+    return phi, pi
+
+
+@kernel
+def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_lo, k_hi, g, dhdu):
+    """Plan row ``trace.lockstep``: accumulate sum_rows row_scale * dt-weighted dH/dtheta along *recorded* echo
+    trajectories rec_phi/rec_pi (K+1, R, n) (row r replays input row r % B): :func:`echo_steps` restarted from
+    the recorded state at every step, so for an exact recording it performs the very operations of
+    :func:`paired_echoes` and reproduces its accumulators bit for bit.  Only echo steps k_lo <= k < k_hi
+    contribute (a window estimator).  dhdu (K, R, d) or (0, R, d)."""
+    R, n = rec_phi.shape[1], rec_phi.shape[2]
+    phi = np.empty((R, n), rec_phi.dtype)
+    pi = np.empty((R, n), rec_phi.dtype)
+    none = np.zeros(0, rec_phi.dtype)
+    echo_steps(t, phi, pi, u, False, dt_vec, drift_c, kick_c, none, np.zeros((0, R, n), rec_phi.dtype), none, 3,
+               np.zeros((0, 0, n), rec_phi.dtype), np.zeros((0, n), rec_phi.dtype), none,
+               np.zeros((0, 0, 0), rec_phi.dtype), none, rec_phi.dtype.type(0.0), 0.0, 0.0, True, g, row_scale,
+               dhdu, 1, rec_phi, rec_pi, True, k_lo, k_hi)
+
+
+@kernel
+def echo_steps(t, phi, pi, u, played, dt_vec, drift_c, kick_c, decay, kicks, nudges, mode, G_seq, C, c0, y, w,
+               q_nudge, code_lo, code_hi, accumulate, g, row_scale, dhdu, rec_every, rec_phi, rec_pi, replay,
+               k_lo, k_hi):
+    """The one time loop of the lockstep echoes: echo steps k_lo <= k < k_hi on the rows (S*B, n) of phi, pi
+    (S = len(nudges)), each step :func:`echo_step`, then the device's :func:`relax` and the nudges of
+    :func:`nudge_rows`, recording every ``rec_every`` steps into rec_phi/rec_pi.
+
+    With ``replay`` the rows restart from the *recorded* state rec_phi[k], rec_pi[k] before every step and
+    only accumulate (no relaxation, nudges or recording): the trace estimator, by construction the
+    arithmetic of the echoes that wrote the record."""
+    K = u.shape[0]
+    R, n = phi.shape
+    S = max(nudges.shape[0], 1)
+    d = u.shape[2]
+    work = make_work(t, R, phi)
+    uk = np.empty((R, d), phi.dtype)
+    scratch_du = np.zeros((R, d), phi.dtype)
+    res = np.zeros(C.shape[0], phi.dtype)
+    mid = np.zeros(n, phi.dtype)
+    force = np.zeros(n, phi.dtype)
+    for k in range(k_lo, k_hi):
+        if replay:
+            phi[:, :] = rec_phi[k]
+            pi[:, :] = rec_pi[k]
         echo_step(t, phi, pi, u, played, k, dt_vec, drift_c, kick_c, work, accumulate, g, row_scale, uk, dhdu,
                   scratch_du)
+        if replay:
+            continue
         relax(pi, decay, kicks, k)
         nudge_rows(mode, phi, pi, S, K - 1 - k, nudges, G_seq, C, c0, y, w, q_nudge, code_lo, code_hi, res, mid,
                    force)
@@ -301,26 +342,3 @@ def paired_echoes(t, phi_f, pi_f, u, played, dt_vec, drift_c, kick_c, decay, kic
             q = (k + 1) // rec_every
             rec_phi[q] = phi
             rec_pi[q] = pi
-    return phi, pi
-
-
-@kernel
-def trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, row_scale, k_lo, k_hi, g, dhdu):
-    """Plan row ``trace.lockstep``: accumulate sum_rows row_scale * dt-weighted dH/dtheta along *recorded* echo trajectories.
-
-    rec_phi/rec_pi (K+1, R, n) are the echo states at every step (row r replays input row r % B);
-    echo step k restarts from the recorded state k, so for an exact recording this performs the very
-    operations of :func:`paired_echoes` and reproduces its accumulators bit for bit.  Only echo steps
-    k_lo <= k < k_hi contribute (a window estimator).  dhdu (K, R, d) or (0, R, d).
-    """
-    d = u.shape[2]
-    R, n = rec_phi.shape[1], rec_phi.shape[2]
-    work = make_work(t, R, rec_phi[0])
-    uk = np.empty((R, d), rec_phi.dtype)
-    scratch = np.zeros((R, d), rec_phi.dtype)
-    phi = np.empty((R, n), rec_phi.dtype)
-    pi = np.empty((R, n), rec_phi.dtype)
-    for k in range(k_lo, k_hi):
-        phi[:, :] = rec_phi[k]
-        pi[:, :] = rec_pi[k]
-        echo_step(t, phi, pi, u, False, k, dt_vec, drift_c, kick_c, work, True, g, row_scale, uk, dhdu, scratch)
