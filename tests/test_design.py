@@ -181,3 +181,21 @@ def test_cli_sweep_and_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 def test_plot_report_needs_a_grid(tmp_path: Path) -> None:
     res = sweep(tmp_path, "one", echo={"repeats": 1}, axes={"eps": [1e-3, 1e-2]})
     assert [p.name for p in plot_report(res, tmp_path / "p", 0.99)] == ["error_vs_eps.png"]
+
+
+def test_a_missed_target_reports_the_best_setting_not_the_cheapest() -> None:
+    """No setting reaches the target: the report names the best one found (here with more echoes),
+    so a designer sees how close the device gets; a reached target still goes to the cheapest."""
+    from hamsim.design.store import SweepResults
+
+    cfg = SweepConfig.from_dict({"system": SYSTEM, "echo": {"repeats": 2},
+                                 "axes": {"readout_noise": [1e-4, 1e-2], "eps": [1e-3, 1e-2], "echoes": [1, 16]}})
+    # err[noise, eps, echoes]; low noise: one echo meets 0.01 (best at eps 1e-2); high noise: nothing does,
+    # the best is eps 1e-2 with 16 echoes (the cheapest miss would be eps 1e-2 with one echo, 0.05)
+    err = np.array([[[0.005, 0.002], [0.004, 0.001]],
+                    [[0.30, 0.08], [0.05, 0.02]]])
+    res = SweepResults(cfg, cfg.coordinates(), {"error": err, "cosine": 1 - err**2}, np.ones(err.shape, bool))
+    low, high = operating_points(res, 0.01, "error")
+    assert (low.meets_target, low.echoes, low.eps, low.value) == (True, 1, 1e-2, 0.004)
+    assert (high.meets_target, high.echoes, high.eps, high.value) == (False, 16, 1e-2, 0.02)
+    assert "target not reached (best eps=0.01, echoes=16, error 0.02)" in format_report(res, 0.01, "error")

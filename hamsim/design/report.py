@@ -100,7 +100,9 @@ def operating_points(res: SweepResults, target: float, metric: str = "cosine") -
             setting = {a: res.coords[a][i].item() for a, i in zip(rest, idx)}
             ok = v >= target if higher_better else v <= target
             cost = setting.get("echoes", res.config.raw["echo"]["echoes"])
-            key = (not ok, cost, -v if higher_better else v)
+            # meeting the target: the cheapest setting, then the best value; missing it: the best value
+            # whatever it costs (how close the device can get, not the cheapest miss)
+            key = (not ok, cost if ok else 0, -v if higher_better else v)
             if best is None or key < best[0]:
                 best = (key, setting, v, ok)
         fitted = math.nan
