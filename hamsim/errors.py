@@ -27,3 +27,17 @@ class UnknownNameError(ValidationError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise add quotes
         return ValueError.__str__(self)
+
+
+class DivergenceError(HamsimError):
+    """A phase produced a non-finite state (the integration blew up): nothing downstream is meaningful."""
+
+
+class IrreversibleSubstrateError(ValidationError):
+    """Echo learning was asked of a substrate that declares itself not time-reversible (a non-symmetric
+    integrator, damping): its echoes do not retrace the forward pass and the estimate is biased."""
+
+
+class EchoReturnWarning(UserWarning):
+    """The echoes did not return to the (momentum-flipped) start within the bound: the gradient of this
+    step is not trustworthy (chaos amplifying round-off, dissipation, noise, a timing fault)."""

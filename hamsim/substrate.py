@@ -61,6 +61,11 @@ class Capabilities:
     exact_gradient: bool = False
     #: recorded positions come with the instrument's raw integer ADC counts (``RawTrace``)
     raw_counts: bool = False
+    #: the backend's noise-free dynamics are time-reversal symmetric and lossless (a symmetric integrator, no
+    #: dissipation), as echo learning assumes.  False: known not to be (a non-symmetric scheme, damping):
+    #: ``rhel_gradient`` refuses unless asked to go on.  None: a device that cannot know; the echo-return
+    #: diagnostic of every gradient measures it.
+    time_reversible: bool | None = None
 
 
 @dataclass(frozen=True)

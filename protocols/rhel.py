@@ -11,22 +11,35 @@ where acc is sum over echo steps of dt * dH/dtheta at the echo's sub-step states
 The same differences give the input gradients dL/du_j and, from the echoes' end points, the adjoint
 read-out Delta_Phi = Sigma_x (Phi_e(+eps) - Phi_e(-eps)) / (2 eps) -> dL/d(initial state).
 
+Trust (issue #19): a substrate that declares itself not time-reversible (``Capabilities.time_reversible``
+False: a non-symmetric integrator, damping) is refused unless ``irreversible`` says to go on; a forward
+pass that diverges raises :class:`~hamsim.errors.DivergenceError`; and every estimate carries its
+*echo return*: how far the echoes' end (the mean of the +-eps pair, or the eps = 0 echo) lies from the
+momentum-flipped start, relative to the largest state, which is O(eps^2) for an ideal reversible substrate
+and grows when chaos amplifies round-off, or with dissipation, noise or a timing fault.  Above
+``echo_return_bound`` the estimate is flagged and an :class:`~hamsim.errors.EchoReturnWarning` issued.
+
 I/O-free: this module only calls the Substrate interface.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from hamsim import validation
-from hamsim.errors import ValidationError
+from hamsim.errors import DivergenceError, EchoReturnWarning, IrreversibleSubstrateError, ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.substrate import EchoRequest, EchoResult, ForwardResult, NudgeAt, State, Substrate
 
 Estimator = Literal["centered", "one_sided"]
+Irreversible = Literal["raise", "warn", "allow"]
+
+#: default bound of the relative echo return error above which an estimate is flagged
+ECHO_RETURN_BOUND = 1e-2
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class EchoGradient:
     weights: tuple[float, ...] = ()  # contrast weight of every echo
     forward: ForwardResult | None = None  # the forward phase's result (its trajectory when recorded, its kernel)
     echo: EchoResult | None = None  # the echoes' result (trajectories when recorded, the kernel that ran them)
+    echo_return: float = float("nan")  # |echoes' end - flipped start| / max |state| (see the module docstring)
+    echo_return_flagged: bool = False  # echo_return above the bound: do not trust this estimate blindly
 
 
 def rhel_gradient(
@@ -62,6 +77,8 @@ def rhel_gradient(
     state0: State | None = None,
     input_gradients: bool = False,
     record_every: int = 0,
+    irreversible: Irreversible = "raise",
+    echo_return_bound: float = ECHO_RETURN_BOUND,
 ) -> EchoGradient:
     """Estimate dL/dtheta (and dL/du, dL/d readout, dL/d initial state) by echoes on ``substrate``.
 
@@ -69,8 +86,14 @@ def rhel_gradient(
     memory), "midpoint" at the mean of the two echoes (exact for linear systems; centered only),
     "forward" at the recorded forward positions (the linearised form; stores the K-step sequence).
     ``record_every`` > 0 keeps the forward and echo trajectories (every that many steps) in the result.
+    ``irreversible``: what to do on a substrate that declares itself not time-reversible — "raise" (default),
+    "warn" or "allow" (e.g. to measure the bias of a damped device); ``echo_return_bound``: the relative echo
+    return error above which the estimate is flagged and an ``EchoReturnWarning`` issued.
     """
     eps = validation.positive_scalar(eps, "eps")
+    echo_return_bound = validation.positive_scalar(echo_return_bound, "echo_return_bound")
+    if irreversible not in ("raise", "warn", "allow"):
+        raise ValidationError("irreversible", f"must be 'raise', 'warn' or 'allow', got {irreversible!r}")
     if estimator not in ("centered", "one_sided"):
         raise ValidationError("estimator", f"must be 'centered' or 'one_sided', got {estimator!r}")
     if nudge_at not in ("echo", "midpoint", "forward"):
@@ -91,8 +114,18 @@ def rhel_gradient(
     if nudge_at == "echo" and not info.capabilities.online_nudge:
         raise ValidationError("nudge_at", f"{info.name} cannot evaluate the loss during an echo; use 'forward'")
     loss.check(K, B, info.n)  # raises on mismatched lengths, momentum readouts, bad targets
+    if info.capabilities.time_reversible is False and irreversible != "allow":
+        msg = (f"{info.name} is not time-reversible (a non-symmetric integrator or dissipation): its echoes do not "
+               f"retrace the forward pass, so the echo gradient is biased; pass irreversible='warn' or 'allow' "
+               f"to estimate it anyway (e.g. to measure that bias)")
+        if irreversible == "raise":
+            raise IrreversibleSubstrateError("substrate", msg)
+        warnings.warn(msg, EchoReturnWarning, stacklevel=2)
 
     fwd = substrate.forward(u, state0, loss=loss, nudge_sequence=nudge_at == "forward", record_every=record_every)
+    if not (np.all(np.isfinite(fwd.final.phi)) and np.all(np.isfinite(fwd.final.pi)) and np.isfinite(fwd.loss)):
+        raise DivergenceError(f"the forward pass on {info.name} diverged: the state after {K} steps is not finite "
+                              f"(too large a time step for the stiffest unit, or inputs or parameters too large?)")
     phi_K = fwd.final.phi
     f_val, f_phi, f_C, f_c0 = loss.final_terms(phi_K)
     _, step_phi_K = loss.step_terms(phi_K, K)
@@ -112,6 +145,12 @@ def rhel_gradient(
     # difference at the echo's end, the momentum adjoint from the position difference.
     init_phi = (plus.pi - other.pi) / den
     init_pi = (plus.phi - other.phi) / den
+    ret = echo_return(state0, fwd.final, plus, other, estimator)
+    flagged = not ret <= echo_return_bound  # nan (a diverged echo) is flagged too
+    if flagged:
+        warnings.warn(f"the echoes on {info.name} did not return: relative echo return error {ret:.2e} > "
+                      f"{echo_return_bound:g}; this gradient is not trustworthy (chaos amplifying round-off over "
+                      f"{K} steps, dissipation, noise or a timing fault)", EchoReturnWarning, stacklevel=2)
     return EchoGradient(
         loss=fwd.loss + f_val,
         params={k: scale * v for k, v in echo.dH_dtheta.items()},
@@ -129,4 +168,21 @@ def rhel_gradient(
         weights=weights,
         forward=fwd,
         echo=echo,
+        echo_return=ret,
+        echo_return_flagged=flagged,
     )
+
+
+def echo_return(start: State, final: State, plus: State, other: State, estimator: Estimator) -> float:
+    """Relative echo return error: max |Phi_e - Sigma_z Phi_0| / max |state| with Phi_e the mean of the two
+    echoes' end states (centered: the +-eps pair cancels the nudge to first order) or the eps = 0 echo's end
+    (one-sided), Sigma_z Phi_0 = (phi_0, -pi_0) the momentum-flipped start, and the scale the largest entry
+    of the start and the forward pass's final state."""
+    if estimator == "centered":
+        phi_e, pi_e = 0.5 * (plus.phi + other.phi), 0.5 * (plus.pi + other.pi)
+    else:
+        phi_e, pi_e = other.phi, other.pi
+    phi0, pi0 = np.asarray(start.phi, float), np.asarray(start.pi, float)
+    err = max(float(np.max(np.abs(phi_e - phi0))), float(np.max(np.abs(pi_e + pi0))))
+    scale = max(float(np.max(np.abs(a))) for a in (phi0, pi0, final.phi, final.pi))
+    return err / scale if scale > 0 else err

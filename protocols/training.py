@@ -17,10 +17,10 @@ from typing import Literal
 import numpy as np
 
 from hamsim import validation
-from hamsim.errors import ValidationError
+from hamsim.errors import IrreversibleSubstrateError, ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
-from hamsim.protocols.rhel import EchoGradient, Estimator, rhel_gradient
+from hamsim.protocols.rhel import EchoGradient, Estimator, Irreversible, rhel_gradient
 from hamsim.substrate import ExactGradientSubstrate, NudgeAt, State, Substrate
 
 READOUT = ("readout/C", "readout/c0")
@@ -63,6 +63,7 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without validation improvement
     seed: int = 0
     record_every: int = 0  # keep forward and echo trajectories every that many steps (0: none)
+    irreversible: Irreversible = "raise"  # on a substrate that declares itself not time-reversible (rhel_gradient)
 
     def validate(self, substrate: Substrate) -> None:
         validation.positive_int(self.epochs, "epochs")
@@ -70,6 +71,14 @@ class TrainConfig:
         validation.positive_scalar(self.eps, "eps")
         if self.gradient not in ("rhel", "exact"):
             raise ValidationError("gradient", f"must be 'rhel' or 'exact', got {self.gradient!r}")
+        if self.irreversible not in ("raise", "warn", "allow"):
+            raise ValidationError("irreversible", f"must be 'raise', 'warn' or 'allow', got {self.irreversible!r}")
+        info = substrate.info
+        if self.gradient == "rhel" and info.capabilities.time_reversible is False and self.irreversible == "raise":
+            raise IrreversibleSubstrateError(
+                "substrate", f"{info.name} is not time-reversible (a non-symmetric integrator or dissipation): echo "
+                             f"gradients on it are biased; train with gradient='exact', or irreversible='warn' to "
+                             f"go on anyway")
         if self.gradient == "exact" and not isinstance(substrate, ExactGradientSubstrate):
             raise ValidationError("gradient", f"{substrate.info.name} has no exact model; use 'rhel'")
         if self.trainable is not None:
@@ -179,7 +188,8 @@ class Trainer:
             value, params, gC, gc0 = ex.loss, ex.params, ex.readout_C, ex.readout_c0
         else:
             estimate = rhel_gradient(self.substrate, batch.u, loss, eps=cfg.eps, estimator=cfg.estimator,
-                                     nudge_at=cfg.nudge_at, state0=state0, record_every=cfg.record_every)
+                                     nudge_at=cfg.nudge_at, state0=state0, record_every=cfg.record_every,
+                                     irreversible=cfg.irreversible)
             value, params = estimate.loss, estimate.params
             gC, gc0 = estimate.readout_C, estimate.readout_c0
         grads = {k: params[k] for k in self.trainable}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hamsim.cli import EXIT_INTERRUPTED
 from hamsim.cli.simulate import default_output
-from hamsim.errors import ValidationError
+from hamsim.errors import EchoReturnWarning, ValidationError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.protocols.training import EpochRecord, Task, TrainConfig, Trainer, TrainResult
 from hamsim.substrates.spec import open_substrate
@@ -95,7 +96,22 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
                                 description=f"epoch {e.epoch + 1} loss {e.train_loss:.3e}{val}")
 
             trainer.on_epoch.append(tick)
-            result = trainer.run(resume=resume)
+            flagged: list[float] = []  # echo return errors of the steps whose echoes did not come back
+
+            def note_return(rec: Any) -> None:
+                est = rec.estimate
+                if est is not None and est.echo_return_flagged:
+                    flagged.append(est.echo_return)
+
+            trainer.on_step.append(note_return)
+            with warnings.catch_warnings():  # one summary line below instead of a Python warning per step
+                warnings.simplefilter("ignore", EchoReturnWarning)
+                result = trainer.run(resume=resume)
+            if flagged:
+                typer.echo(f"warning: in {len(flagged)} of {len(result.step_loss)} steps the echoes did not return "
+                           f"(echo return error up to {max(flagged):.2e}, recorded in steps/echo_return_flagged): "
+                           f"those gradients are not trustworthy — a chaotic or too long sequence, dissipation, "
+                           f"noise or a timing fault", err=True)
         status = "interrupted" if result.interrupted else ("early_stopped" if result.stopped_early else "completed")
         return result
     except KeyboardInterrupt:

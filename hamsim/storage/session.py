@@ -34,6 +34,7 @@ import numpy as np
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.losses import ReadoutLoss
+from hamsim.protocols.rhel import ECHO_RETURN_BOUND
 from hamsim.protocols.training import (
     READOUT,
     Batch,
@@ -211,6 +212,12 @@ class SessionWriter:
             rows.declare(st, "initial_nudge", (B, n), "f8", units="loss/position", dims=("step", "row", "unit"))
             rows.declare(st, "nudges", (E,), "f8", dims=("step", "echo"))
             rows.declare(st, "weights", (E,), "f8", dims=("step", "echo"))
+            ds = rows.declare(st, "echo_return", (), "f8", units="1", dims=("step",))
+            ds.attrs["description"] = ("relative echo return error: |echoes' end - momentum-flipped start| / max |state| "
+                                       "(protocols.rhel.echo_return); O(eps^2) on an ideal reversible substrate")
+            ds.attrs["bound"] = ECHO_RETURN_BOUND
+            ds = rows.declare(st, "echo_return_flagged", (), "i1", dims=("step",))
+            ds.attrs["description"] = "1: echo_return exceeded its bound (the step's gradient is not trustworthy)"
             if config.nudge_at == "forward":
                 rows.declare(st, "nudge_sequence", (K, B, n), "f8", compress=True)
         for phase in ("forward", "echo"):
@@ -264,6 +271,9 @@ class SessionWriter:
             a(st["initial_nudge"], est.initial_nudge)
             a(st["nudges"], est.nudges)
             a(st["weights"], est.weights)
+            if "echo_return" in st:  # files written before the diagnostic have none (resumed: still none)
+                a(st["echo_return"], est.echo_return)
+                a(st["echo_return_flagged"], int(est.echo_return_flagged))
             if "nudge_sequence" in st:
                 a(st["nudge_sequence"], est.forward.nudge_sequence if est.forward else 0.0)
         if "forward_phi" in st:

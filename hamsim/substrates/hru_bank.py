@@ -81,7 +81,7 @@ class HRUBankSubstrate:
     def info(self) -> SubstrateInfo:
         return SubstrateInfo(
             name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt, specs=self._h.specs,
-            capabilities=Capabilities(online_nudge=False), units=dict(self._h.units), kernel_plan=plan.IDENT)
+            capabilities=Capabilities(online_nudge=False, time_reversible=True), units=dict(self._h.units), kernel_plan=plan.IDENT)
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self._h.params.items()}

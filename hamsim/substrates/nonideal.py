@@ -217,7 +217,9 @@ class NonIdealSubstrate:
     @property
     def info(self) -> SubstrateInfo:
         return SubstrateInfo(name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt,
-                             specs=self._h.specs, capabilities=Capabilities(exact_gradient=False),
+                             specs=self._h.specs, capabilities=Capabilities(
+                                 exact_gradient=False,
+                                 time_reversible=self._scheme.symmetric and math.isinf(self.levels.quality_factor)),
                              units=dict(self._h.units), kernel_plan=plan.IDENT)
 
     def get_params(self) -> dict[str, np.ndarray]:
