@@ -11,20 +11,26 @@ validator; bad data raises :class:`DataError` naming the file and the sample.  S
 
 from hamsim.datasets.base import (
     DataError,
+    DataWarning,
     MissingSourceError,
     SequenceSet,
     Splits,
     TaskInfo,
 )
 from hamsim.datasets.registry import available_tasks, load_task, options_of
+from hamsim.datasets.tsformat import TsData, parse_ts, read_ts
 
 __all__ = [
     "DataError",
+    "DataWarning",
     "MissingSourceError",
     "SequenceSet",
     "Splits",
     "TaskInfo",
+    "TsData",
     "available_tasks",
     "load_task",
     "options_of",
+    "parse_ts",
+    "read_ts",
 ]

@@ -25,6 +25,10 @@ class DataError(HamsimError, ValueError):
     sample index (0-based, in that file) where the problem is."""
 
 
+class DataWarning(UserWarning):
+    """Something about the data a user should know that is not an error (e.g. dropped duplicates)."""
+
+
 class MissingSourceError(DataError):
     """The data of a task is not on this machine: a package is not installed, or a download failed.
     The message says what to install or where to put the file."""
@@ -58,6 +62,7 @@ class TaskInfo:
     readout: str
     real: bool
     source: str
+    classes: tuple[str, ...] | None = None  # class names in label order (y == i is classes[i]), when the data names them
 
     @property
     def output_length(self) -> int:
@@ -79,6 +84,15 @@ class SequenceSet:
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        """Sequence ``i`` as (x (T, C), y) or, for padded data, (x, y, valid length): a map-style dataset, so a
+        set can go straight into ``torch.utils.data.DataLoader`` (the default collate stacks the fields)."""
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"a SequenceSet is indexed by an int (use take() for several), got {type(i).__name__}")
+        if self.lengths is None:
+            return self.X[i], self.y[i]
+        return self.X[i], self.y[i], self.lengths[i]
 
     def take(self, index: np.ndarray | slice) -> SequenceSet:
         """The sequences at ``index`` (a new set; arrays are copied by fancy indexing)."""

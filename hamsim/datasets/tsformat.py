@@ -2,7 +2,7 @@
 
 A header of ``@`` tags, then ``@data`` and one case per line::
 
-    # comments start with '#'
+    # comments start with '#' (or '%', as some archive files have)
     @problemName BasicMotions
     @timeStamps false
     @missing false
@@ -16,7 +16,8 @@ A header of ``@`` tags, then ``@data`` and one case per line::
 
 Dimensions of a case are separated by ``:``, values by ``,``; the last field is the class label when
 ``@classLabel true`` (or the numeric target when ``@targetLabel true``); ``?`` (or NaN) is a missing
-value.  Tags are case-insensitive.  All dimensions of one case must have the same length; with
+value.  Tags are case-insensitive and separated from their value by any whitespace; a UTF-8 byte-order
+mark is ignored; a class label declared twice is an error (it would silently add a class).  All dimensions of one case must have the same length; with
 ``@equalLength true`` every case must have the same length (``@seriesLength`` when given).  Timestamped
 data (``@timeStamps true``) is not supported.  Every problem raises :class:`DataError` naming the file
 and the sample (0-based case index) or header line.
@@ -47,6 +48,12 @@ class TsData:
     series: list[np.ndarray]
     labels: np.ndarray          # str labels (classification), float targets (regression), or empty
     lines: np.ndarray           # 1-based line number of each case
+    target: bool = False        # @targetLabel true: ``labels`` are numeric regression targets
+
+    @property
+    def kind(self) -> str:
+        """"classification" (@classLabel true), "regression" (@targetLabel true) or "unlabelled"."""
+        return "classification" if self.class_labels is not None else "regression" if self.target else "unlabelled"
 
 
 def _bool(value: str, source: str, line: int, tag: str) -> bool:
@@ -76,14 +83,14 @@ def parse_ts(lines: Iterable[str], source: str) -> TsData:
     labels: list[str] = []
     line_no: list[int] = []
     for n, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        line = raw.lstrip("\ufeff").strip() if n == 1 else raw.strip()
+        if not line or line.startswith(("#", "%")):
             continue
         if not in_data:
             if not line.startswith("@"):
                 raise DataError(f"{source}, line {n}: expected a @tag or @data before the data, got {line[:40]!r}")
-            tag, _, rest = line.partition(" ")
-            tag = tag.lower()
+            parts = line.split(None, 1)  # a tab after the tag separates it too
+            tag, rest = parts[0].lower(), parts[1] if len(parts) > 1 else ""
             if tag == "@problemname":
                 problem = rest.strip()
             elif tag == "@timestamps":
@@ -108,6 +115,9 @@ def parse_ts(lines: Iterable[str], source: str) -> TsData:
                     if len(words) < 2:
                         raise DataError(f"{source}, line {n}: @classLabel true needs the class labels")
                     class_labels = tuple(words[1:])
+                    twice = sorted({w for w in class_labels if class_labels.count(w) > 1})
+                    if twice:
+                        raise DataError(f"{source}, line {n}: @classLabel declares {twice} more than once")
             elif tag == "@targetlabel":
                 has_target = _bool(rest.split()[0] if rest.split() else "", source, n, "@targetLabel")
             elif tag == "@data":
@@ -158,7 +168,7 @@ def parse_ts(lines: Iterable[str], source: str) -> TsData:
     else:
         y = np.array(labels, dtype=str)
     return TsData(problem, univariate, dims or 0, bool(equal), length, class_labels, series, y,
-                  np.array(line_no, np.int64))
+                  np.array(line_no, np.int64), has_target)
 
 
 def _values(text: str, where: str) -> np.ndarray:
@@ -186,5 +196,9 @@ def _is_float(v: str) -> bool:
 
 
 def read_ts(path: str | Path) -> TsData:
+    """Read one .ts file (see the module docstring); :class:`DataError` naming the file and sample or line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such .ts file")
     with open(path, encoding="utf-8", errors="replace") as f:
         return parse_ts(f, str(path))

@@ -7,6 +7,11 @@ kept), and the pool is split 70/15/15 at random by ``seed`` (cut at int(0.7 N), 
 are the ``@classLabel`` list in header order.  ``time=True`` prepends the time channel
 ``time_scale * k / T``.  The paper's pipeline used the raw values, so ``normalize`` defaults to False; True
 standardises each channel with training-split statistics (the default of the offline real sets).
+
+``root=FOLDER`` reads ``<Name>_TRAIN.ts`` and ``<Name>_TEST.ts`` from a folder of extracted files (or the zip
+``<Name>.zip`` in it) instead of the cache: no network.  Files with ``@targetLabel true`` (the Monash/UEA
+regression archive) give a regression task (one target per series, readout "mean").  Every dropped duplicate
+is counted in a :class:`~hamsim.datasets.base.DataWarning`; a file with no cases is an error.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from hamsim.datasets import split
-from hamsim.datasets.base import DataError, Splits
+from hamsim.datasets.base import DataError, DataWarning, Splits
 from hamsim.datasets.cache import Source, fetch
 from hamsim.datasets.preprocess import standardize, with_time
-from hamsim.datasets.tsformat import TsData, parse_ts
+from hamsim.datasets.tsformat import TsData, parse_ts, read_ts
 from hamsim.datasets.validate import Missing, Origin, RawSet, assemble
 
 URL = "https://timeseriesclassification.com/aeon-toolkit/{name}.zip"
@@ -89,19 +95,50 @@ def read_archive(path: Path, name: str) -> tuple[TsData, TsData, str, str]:
     return parsed[0], parsed[1], f"{path}:{tr}", f"{path}:{te}"
 
 
+def read_folder(root: Path, name: str) -> tuple[TsData, TsData, str, str]:
+    """The train and test files of set ``name`` in a folder: extracted ``.ts`` files (any case, also one
+    level down, as the archive's zips unpack) or the zip itself."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (root= names a folder holding {name}_TRAIN.ts and {name}_TEST.ts)")
+    zipped = [p for p in (root / f"{name}.zip", root / f"{name.lower()}.zip") if p.is_file()]
+    files = {}
+    for part in ("TRAIN", "TEST"):
+        want = f"{name}_{part}.ts".lower()
+        hits = sorted(p for p in [*root.glob("*.ts"), *root.glob("*/*.ts")] if p.name.lower() == want)
+        if not hits:
+            if zipped:
+                return read_archive(zipped[0], name)
+            raise DataError(f"{root}: no {name}_{part}.ts (nor {name}.zip) in the folder")
+        files[part] = hits[0]
+    return read_ts(files["TRAIN"]), read_ts(files["TEST"]), str(files["TRAIN"]), str(files["TEST"])
+
+
 def load(name: str, *, seed: int = 0, n_train: int | None = None, n_val: int | None = None,
          n_test: int | None = None, normalize: bool = False, time: bool = False, time_scale: float = 1.0,
          dedupe: bool = True, missing: Missing = "error", url: str | None = None, sha256: str | None = None,
-         cache_dir: str | Path | None = None) -> Splits:
+         cache_dir: str | Path | None = None, root: str | Path | None = None) -> Splits:
     """UEA set ``name``: pooled, deduplicated, split 70/15/15 by seed; readout "mean"."""
     n_train, n_val, n_test = split.cap(n_train, "n_train"), split.cap(n_val, "n_val"), split.cap(n_test, "n_test")
-    src = source(name, url, sha256)
-    path = fetch(src, cache_dir=cache_dir, check=_check(name))
-    tr, te, tr_name, te_name = read_archive(path, name)
+    if root is not None:
+        if not _NAME.match(name):
+            raise DataError(f"invalid UEA set name {name!r}")
+        tr, te, tr_name, te_name = read_folder(Path(root), name)
+        where_from = str(root)
+    else:
+        src = source(name, url, sha256)
+        path = fetch(src, cache_dir=cache_dir, check=_check(name))
+        tr, te, tr_name, te_name = read_archive(path, name)
+        where_from = f"{src.url} ({path})"
     for d, where in ((tr, tr_name), (te, te_name)):
-        if d.class_labels is None:
-            raise DataError(f"{where}: not a classification file (@classLabel true is missing)")
-    if te.class_labels != tr.class_labels:
+        if not d.series:
+            raise DataError(f"{where}: the file holds no cases (an empty or truncated @data section)")
+        if d.kind == "unlabelled":
+            raise DataError(f"{where}: neither @classLabel true nor @targetLabel true: no labels to learn")
+    if te.kind != tr.kind:
+        raise DataError(f"{te_name}: a {te.kind} file, the training file is {tr.kind}")
+    regression = tr.kind == "regression"
+    if not regression and te.class_labels != tr.class_labels:
         raise DataError(f"{te_name}: @classLabel {te.class_labels} differs from the training file's {tr.class_labels}")
     if tr.dimensions != te.dimensions:
         raise DataError(f"{te_name}: {te.dimensions} dimensions, the training file has {tr.dimensions}")
@@ -118,12 +155,21 @@ def load(name: str, *, seed: int = 0, n_train: int | None = None, n_val: int | N
                 seen.add(key)
                 first.append(i)
         keep = np.array(first, np.int64)
+        if len(keep) < len(series):
+            warnings.warn(f"uea:{name}: dropped {len(series) - len(keep)} of {len(series)} series that repeat an "
+                          f"earlier one exactly (dedupe=False keeps them)", DataWarning, stacklevel=3)
+    if regression:
+        labels = labels.astype(np.float64).reshape(-1, 1)
     pool = RawSet(series, labels, origin).take(keep)
     a, b, c = split.pooled(len(pool), split.rng(seed, split.SPLIT))
     train, val, test = (split.limit(pool.take(i), n) for i, n in ((a, n_train), (b, n_val), (c, n_test)))
-    out = assemble(train, val, test, name=f"uea:{name}", kind="classification", readout="mean", real=True,
-                   source=f"{src.url} ({path})", classes=tr.class_labels,
-                   ragged=not (tr.equal_length and te.equal_length), missing=missing)
+    common = dict(name=f"uea:{name}", readout="mean", real=True, source=where_from,
+                  ragged=not (tr.equal_length and te.equal_length), missing=missing,
+                  pad_to=max(s.shape[0] for s in series))  # size caps do not change T
+    if regression:
+        out = assemble(train, val, test, kind="regression", output_dim=1, **common)  # type: ignore[arg-type]
+    else:
+        out = assemble(train, val, test, kind="classification", classes=tr.class_labels, **common)  # type: ignore[arg-type]
     if normalize:
         out = standardize(out)
     return with_time(out, time_scale) if time else out

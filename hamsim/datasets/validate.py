@@ -330,7 +330,8 @@ def assemble(train: RawSet, val: RawSet, test: RawSet, *, name: str, kind: str, 
         y = (_labels(raws[s], s, output_dim, classes, shape) if kind == "classification"
              else _targets(raws[s], s, shape))
         sets[s] = SequenceSet(X, y, lens.copy() if padded else None)
-    info = TaskInfo(name, kind, C, output_dim, T, readout, real, source)  # type: ignore[arg-type]
+    names = tuple(str(c) for c in classes) if kind == "classification" and classes is not None else None
+    info = TaskInfo(name, kind, C, output_dim, T, readout, real, source, names)  # type: ignore[arg-type]
     out = Splits(sets["train"], sets["val"], sets["test"], info)
     check_splits(out)
     return out
