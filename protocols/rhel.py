@@ -4,7 +4,7 @@ One forward pass, then echoes from the momentum-flipped final state with the inp
 backwards and the loss gradient injected as a momentum nudge of strength +eps / -eps:
 
     centered   grad = -1/(2 eps) * ( acc(+eps) - acc(-eps) )      bias O(eps^2), three passes
-    one-sided  grad = -1/eps     * ( acc(+eps) - acc(0) )          bias O(eps),   two passes
+    one-sided  grad = -1/eps     * ( acc(+eps) - acc(0) )          bias O(eps),   three passes too (the eps = 0 echo is run)
 
 where acc is sum over echo steps of dt * dH/dtheta at the echo's sub-step states.  Sign convention
 (docs/sign-conventions.md): nudge pi += eps dL/dphi after each echo step; minus sign in the estimator.

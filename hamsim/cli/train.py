@@ -132,7 +132,7 @@ def train_command(
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
     gradient: Annotated[str, typer.Option(help="rhel (echo learning) or exact (BPTT, simulator only).")] = "rhel",
     eps: Annotated[float, typer.Option(help="Nudge strength of the echoes.")] = 1e-3,
-    estimator: Annotated[str, typer.Option(help="centered (3 passes) or one_sided (2 passes).")] = "centered",
+    estimator: Annotated[str, typer.Option(help="centered (bias O(eps^2)) or one_sided (bias O(eps)); both: forward + two echoes.")] = "centered",
     nudge_at: Annotated[str, typer.Option(help="echo, midpoint or forward.")] = "echo",
     clip: Annotated[Optional[float], typer.Option(help="Clip the gradient's global norm.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early stopping patience (epochs).")] = None,
