@@ -33,7 +33,7 @@ import numpy as np
 from hamsim import validation
 from hamsim.errors import DivergenceError, EchoReturnWarning, IrreversibleSubstrateError, ValidationError
 from hamsim.losses import ReadoutLoss
-from hamsim.substrate import EchoRequest, EchoResult, ForwardResult, NudgeAt, State, Substrate
+from hamsim.substrate import EchoRequest, EchoResult, ForwardResult, NudgeAt, State, Substrate, SubstrateInfo
 
 Estimator = Literal["centered", "one_sided"]
 Irreversible = Literal["raise", "warn", "allow"]
@@ -92,8 +92,6 @@ def rhel_gradient(
     """
     eps = validation.positive_scalar(eps, "eps")
     echo_return_bound = validation.positive_scalar(echo_return_bound, "echo_return_bound")
-    if irreversible not in ("raise", "warn", "allow"):
-        raise ValidationError("irreversible", f"must be 'raise', 'warn' or 'allow', got {irreversible!r}")
     if estimator not in ("centered", "one_sided"):
         raise ValidationError("estimator", f"must be 'centered' or 'one_sided', got {estimator!r}")
     if nudge_at not in ("echo", "midpoint", "forward"):
@@ -114,13 +112,7 @@ def rhel_gradient(
     if nudge_at == "echo" and not info.capabilities.online_nudge:
         raise ValidationError("nudge_at", f"{info.name} cannot evaluate the loss during an echo; use 'forward'")
     loss.check(K, B, info.n)  # raises on mismatched lengths, momentum readouts, bad targets
-    if info.capabilities.time_reversible is False and irreversible != "allow":
-        msg = (f"{info.name} is not time-reversible (a non-symmetric integrator or dissipation): its echoes do not "
-               f"retrace the forward pass, so the echo gradient is biased; pass irreversible='warn' or 'allow' "
-               f"to estimate it anyway (e.g. to measure that bias)")
-        if irreversible == "raise":
-            raise IrreversibleSubstrateError("substrate", msg)
-        warnings.warn(msg, EchoReturnWarning, stacklevel=2)
+    check_reversible(info, irreversible)
 
     fwd = substrate.forward(u, state0, loss=loss, nudge_sequence=nudge_at == "forward", record_every=record_every)
     if not (np.all(np.isfinite(fwd.final.phi)) and np.all(np.isfinite(fwd.final.pi)) and np.isfinite(fwd.loss)):
@@ -171,6 +163,23 @@ def rhel_gradient(
         echo_return=ret,
         echo_return_flagged=flagged,
     )
+
+
+def check_reversible(info: SubstrateInfo | None, irreversible: Irreversible) -> None:
+    """Refuse (``irreversible`` "raise"), warn about ("warn") or accept ("allow") echo learning on a substrate
+    that declares itself not time-reversible: its echoes do not retrace the forward pass, so the estimate is
+    biased.  The one check behind :func:`rhel_gradient` and the trainer's configuration (``info`` None: only
+    validate ``irreversible``)."""
+    if irreversible not in ("raise", "warn", "allow"):
+        raise ValidationError("irreversible", f"must be 'raise', 'warn' or 'allow', got {irreversible!r}")
+    if info is None or info.capabilities.time_reversible is not False or irreversible == "allow":
+        return
+    msg = (f"{info.name} is not time-reversible (a non-symmetric integrator or dissipation): its echoes do not "
+           f"retrace the forward pass, so the echo gradient is biased; pass irreversible='warn' or 'allow' to "
+           f"estimate it anyway (e.g. to measure that bias), or use the exact gradient where the model has one")
+    if irreversible == "raise":
+        raise IrreversibleSubstrateError("substrate", msg)
+    warnings.warn(msg, EchoReturnWarning, stacklevel=3)
 
 
 def echo_return(start: State, final: State, plus: State, other: State, estimator: Estimator) -> float:

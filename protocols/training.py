@@ -17,10 +17,10 @@ from typing import Literal
 import numpy as np
 
 from hamsim import validation
-from hamsim.errors import IrreversibleSubstrateError, ValidationError
+from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
-from hamsim.protocols.rhel import EchoGradient, Estimator, Irreversible, rhel_gradient
+from hamsim.protocols.rhel import EchoGradient, Estimator, Irreversible, check_reversible, rhel_gradient
 from hamsim.substrate import ExactGradientSubstrate, NudgeAt, State, Substrate
 
 READOUT = ("readout/C", "readout/c0")
@@ -71,14 +71,8 @@ class TrainConfig:
         validation.positive_scalar(self.eps, "eps")
         if self.gradient not in ("rhel", "exact"):
             raise ValidationError("gradient", f"must be 'rhel' or 'exact', got {self.gradient!r}")
-        if self.irreversible not in ("raise", "warn", "allow"):
-            raise ValidationError("irreversible", f"must be 'raise', 'warn' or 'allow', got {self.irreversible!r}")
-        info = substrate.info
-        if self.gradient == "rhel" and info.capabilities.time_reversible is False and self.irreversible == "raise":
-            raise IrreversibleSubstrateError(
-                "substrate", f"{info.name} is not time-reversible (a non-symmetric integrator or dissipation): echo "
-                             f"gradients on it are biased; train with gradient='exact', or irreversible='warn' to "
-                             f"go on anyway")
+        # before any step, not at the first one; BPTT (gradient "exact") of an irreversible model is fine
+        check_reversible(substrate.info if self.gradient == "rhel" else None, self.irreversible)
         if self.gradient == "exact" and not isinstance(substrate, ExactGradientSubstrate):
             raise ValidationError("gradient", f"{substrate.info.name} has no exact model; use 'rhel'")
         if self.trainable is not None:

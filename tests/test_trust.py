@@ -118,3 +118,11 @@ def test_sessions_record_the_echo_return_of_every_step(tmp_path: Path) -> None:
     r, flag = s.steps["echo_return"], s.steps["echo_return_flagged"]
     assert r.shape == flag.shape == (s.n_steps,)
     assert np.all(r < 1e-8) and not np.any(flag)
+
+
+def test_a_bad_irreversible_option_is_refused_whatever_the_gradient() -> None:
+    setup = make_task("six_mass_toy", seed=0)
+    sub = SimulatedSubstrate(setup.student, setup.dt)
+    for gradient in ("rhel", "exact"):
+        with pytest.raises(ValidationError, match="irreversible"):
+            Trainer(sub, setup.task, TrainConfig(epochs=1, gradient=gradient, irreversible="sometimes"))  # type: ignore[arg-type]

@@ -320,6 +320,7 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
     S = nudges.shape[0]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
     X, Pm, dl, dz, xh, g1row = _row_scratch(S, n, phi_f)
+    res, mid, force = np.zeros(C.shape[0], phi_f.dtype), np.zeros(n, phi_f.dtype), np.zeros(n, phi_f.dtype)
     phi_out = np.empty((S * B, n), phi_f.dtype)
     pi_out = np.empty((S * B, n), phi_f.dtype)
     for b in range(B):
@@ -330,8 +331,9 @@ def fused_echoes(t, phi_f, pi_f, u, dt_vec, drift_c, kick_c, decay, nudges, weig
             if rec_every > 0:
                 rec_phi[0, s * B + b] = X[s]
                 rec_pi[0, s * B + b] = Pm[s]
-        sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c, kick_c, decay, nudges, weights,
-                          mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear, False, 0, K)
+        sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, res, mid, force, u, cf, dt_vec, drift_c, kick_c, decay,
+                          nudges, weights, mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear,
+                          False, 0, K)
         for s in range(S):
             phi_out[s * B + b] = X[s]
             pi_out[s * B + b] = Pm[s]
@@ -348,20 +350,23 @@ def fused_trace_contrast(t, rec_phi, rec_pi, u, dt_vec, drift_c, kick_c, weights
     S = weights.shape[0]
     cf = _coefficients(t, dt_vec, drift_c, kick_c)
     X, Pm, dl, dz, xh, g1row = _row_scratch(S, n, rec_phi)
+    # no decay, nudges, readout or input gradients in a replay: empty arrays, allocated once
     none = np.zeros(0, rec_phi.dtype)
+    no_seq, no_C = np.zeros((0, 0, n), rec_phi.dtype), np.zeros((0, n), rec_phi.dtype)
+    no_y, no_dhdu = np.zeros((0, 0, 0), rec_phi.dtype), np.zeros((0, 0, d), rec_phi.dtype)
     for b in range(B):
-        sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c, kick_c, none, weights, weights, 3,
-                          np.zeros((0, 0, n), rec_phi.dtype), np.zeros((0, n), rec_phi.dtype), none,
-                          np.zeros((0, 0, 0), rec_phi.dtype), none, mom, np.zeros((0, 0, d), rec_phi.dtype), 1,
-                          rec_phi, rec_pi, linear, True, k_lo, k_hi)
+        sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, none, none, none, u, cf, dt_vec, drift_c, kick_c, none,
+                          weights, weights, 3, no_seq, no_C, none, no_y, none, mom, no_dhdu, 1, rec_phi, rec_pi,
+                          linear, True, k_lo, k_hi)
 
 
 @kernel
-def sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c, kick_c, decay, nudges, weights, mode,
-                      G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear, replay, k_lo, k_hi):
+def sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, res, mid, force, u, cf, dt_vec, drift_c, kick_c, decay, nudges,
+                      weights, mode, G_seq, C, c0, y, w, mom, dhdu, rec_every, rec_phi, rec_pi, linear, replay, k_lo,
+                      k_hi):
     """The one time loop of the fused echoes: echo steps k_lo <= k < k_hi of sample b's S echoes (rows of X, Pm;
     B samples in all), moments into ``mom``, then decay, the nudges of :func:`nudge_sample` and the record
-    (rows s*B + b).
+    (rows s*B + b); ``res``, ``mid``, ``force`` are the nudges' work space (allocated once by the caller).
 
     With ``replay`` every step restarts from the recorded state and only accumulates (no decay, nudges or
     recording): the trace estimator, by construction the arithmetic of the echoes that wrote the record."""
@@ -370,9 +375,6 @@ def sample_echo_steps(t, b, B, X, Pm, dl, dz, xh, g1row, u, cf, dt_vec, drift_c,
     one = X.dtype.type(1.0)
     zero = X.dtype.type(0.0)  # no nudge DAC: the nudges are exact
     a0, a1 = drift_c[0], drift_c[1]
-    res = np.zeros(C.shape[0], X.dtype)
-    mid = np.zeros(X.shape[1], X.dtype)
-    force = np.zeros(X.shape[1], X.dtype)
     simple = linear
     for k in range(k_lo, k_hi):
         jin = K - 1 - k
