@@ -32,7 +32,7 @@ class ParamSpec:
     name: str
     shape: tuple[int, ...]
     constraint: Constraint
-    unit: str
+    unit: str  # pint-parseable; inputs u are dimensionless, so an input matrix carries the drive's unit
     description: str
 
     def check(self, value: object) -> np.ndarray:

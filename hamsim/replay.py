@@ -139,6 +139,9 @@ def replay_step(session: Session, s: int, options: ReplayOptions) -> StepReplay:
     echo_pi = _smooth(st["echo_pi"][s], options.smooth)
     fwd_phi, fwd_pi = st["forward_phi"][s], st["forward_pi"][s]
     window = options.window or (0, K)
+    if not 0 <= window[0] < window[1] <= K:  # the kernels index the traces unchecked
+        raise ValidationError("window", f"echo steps {window[0]}:{window[1]} lie outside the recorded "
+                                        f"0:{K} of step {s}")
     estimator = options.estimator
     if estimator == "recorded":
         estimator = "centered" if nudges[1] == -nudges[0] else "one_sided"
@@ -195,6 +198,8 @@ def replay_session(path: str | Path, options: ReplayOptions = ReplayOptions()) -
     """Re-analyse every committed step of a session file (see module docstring)."""
     session = load_session(path)
     lo, hi = options.steps or (0, session.n_steps)
+    if session.n_steps and lo >= session.n_steps:
+        raise ValidationError("steps", f"{path}: steps {lo}:{hi} start past the {session.n_steps} recorded steps")
     per = [replay_step(session, s, options) for s in range(max(lo, 0), min(hi, session.n_steps))]
     keys = sorted({k for p in per for k in p.cosine})
     loss = session.steps["loss"]

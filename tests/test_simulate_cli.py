@@ -67,7 +67,7 @@ def test_reading_a_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileFormatError, match="not a hamsim file"):
         read_trajectory(p)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
-    with pytest.raises(FileFormatError, match="cannot be opened"):
+    with pytest.raises(FileFormatError, match="not a readable HDF5 file"):
         read_trajectory(tmp_path / "junk.h5")
 
 

@@ -10,6 +10,7 @@ variables, else from the ``[<command>]`` table of the TOML file given with ``ham
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -26,6 +27,7 @@ from hamsim.cli import train as train_cmd
 from hamsim.cli.design import design_app
 from hamsim.config import load_toml
 from hamsim.errors import HamsimError, ValidationError
+from hamsim.storage.files import abandoned_files
 
 
 app = typer.Typer(
@@ -57,6 +59,7 @@ COMMANDS = {
     "train": train_cmd.train_command,
     "replay": session_cmd.replay_command,
     "inspect": session_cmd.inspect_command,
+    "repair": session_cmd.repair_command,
     "devices": session_cmd.devices_command,
     "emulate": emulate_cmd.emulate_command,
     "experiment": experiment_cmd.experiment_command,
@@ -77,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        if abandoned_files():  # HDF5 would retry the failed writes at exit (and crash): leave at once
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_USAGE)
         return EXIT_USAGE
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)

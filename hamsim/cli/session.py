@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,7 +16,9 @@ from hamsim.cli import EXIT_UNHEALTHY, headless_plots
 from hamsim.errors import ValidationError
 from hamsim.replay import ReplayOptions, replay_session
 from hamsim.storage.common import FileFormatError
-from hamsim.storage.session import committed_count, load_session, open_session_file
+from hamsim.storage.common import now_iso
+from hamsim.storage.files import WriterLock, clear_status_flags
+from hamsim.storage.session import check_integrity, committed_count, copy_committed, load_session, open_session_file
 
 def _range(text: Optional[str], name: str) -> tuple[int, int] | None:
     if text is None:
@@ -88,37 +92,44 @@ def inspect_command(
     file: Annotated[Path, typer.Argument(help="A hamsim HDF5 file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print a session file's contents and health (exit 3 if it is readable but unhealthy)."""
+    """Print a session file's contents and health; verify every checksum.
+
+    Exit 2 if the file is damaged (a checksum, the digest or the structure fails), 3 if it is intact but
+    unhealthy (not closed by its writer, ended abnormally, non-finite losses)."""
     problems: list[str] = []
     with open_session_file(file) as f:
-        live = f.swmr_mode
-        info = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
-                if isinstance(v, (str, bytes, int, float, np.integer, np.floating))}
-        n, ne = committed_count(f, "steps"), committed_count(f, "epochs")
-        contents: dict[str, list[int]] = {}
+        try:
+            live = f.swmr_mode
+            info = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
+                    if isinstance(v, (str, bytes, int, float, np.integer, np.floating))}
+            n, ne = committed_count(f, "steps"), committed_count(f, "epochs")
+            contents: dict[str, list[int]] = {}
 
-        def visit(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset):
-                contents[name] = list(obj.shape)
-                if obj.maxshape and obj.maxshape[0] is None and name.startswith(("steps/", "epochs/")):
-                    need = n if name.startswith("steps/") else ne
-                    if obj.shape[0] < need:
-                        problems.append(f"{name} has {obj.shape[0]} rows, {need} committed")
+            def visit(name: str, obj: object) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    contents[name] = list(obj.shape)
+                    if obj.maxshape and obj.maxshape[0] is None and name.startswith(("steps/", "epochs/")):
+                        need = n if name.startswith("steps/") else ne
+                        if obj.shape[0] < need:
+                            problems.append(f"{name} has {obj.shape[0]} rows, {need} committed")
 
-        f.visititems(visit)
+            f.visititems(visit)
+        except Exception as exc:  # noqa: BLE001 - a damaged object header, link or index
+            raise FileFormatError(f"{file}: damaged session file ({type(exc).__name__}: "
+                                  f"{(str(exc).splitlines() or [''])[0][:160]})") from None
+        verified = check_integrity(f, file)  # FileFormatError (exit 2) on any checksum or digest failure
         if n and not np.all(np.isfinite(f["steps/loss"][:n])):
             problems.append("non-finite loss in committed steps")
-    try:
-        load_session(file)
-    except FileFormatError as exc:
-        problems.append(str(exc))
+    load_session(file, check=False)  # the structure a replay needs (FileFormatError: damaged)
     status = str(info.get("status", "?"))
     if live and status == "running":
         problems.append("the writer did not close the file: it is still running, or it crashed "
-                        "(resume with hamsim train --resume)")
+                        "(resume with hamsim train --resume, or make it a closed file with hamsim repair)")
+    elif status in ("failed", "aborted", "disk_full"):
+        problems.append(f"the session ended abnormally (status {status})")
     report = {"file": str(file), "status": status, "committed_steps": n, "committed_epochs": ne,
-              "healthy": not problems, "problems": problems, "attributes": info,
-              "datasets": contents}
+              "healthy": not problems, "problems": problems, "checksums_verified": verified,
+              "attributes": info, "datasets": contents}
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -128,9 +139,45 @@ def inspect_command(
         for name in sorted(contents):
             if name.count("/") <= 1:
                 typer.echo(f"    {name:<28} {tuple(contents[name])}")
+        typer.echo("  checksums: " + ("every committed row and the content digest verified" if verified
+                                      else "none (written before hamsim recorded checksums): not verifiable"))
         typer.echo("  health: " + ("ok" if not problems else "; ".join(problems)))
     if problems:
         raise typer.Exit(EXIT_UNHEALTHY)
+
+
+def repair_command(
+    file: Annotated[Path, typer.Argument(help="A session file whose writer was killed.")],
+) -> None:
+    """Make the session file of a killed writer an ordinary closed file (like h5clear), keeping every
+    committed step: any HDF5 tool or viewer can then open it.  The original is replaced atomically."""
+    flagged = False  # killed while open for writing without SWMR: no reader may open it until cleared
+    try:
+        with open_session_file(file) as f:
+            status = str(f.attrs.get("status", "?"))
+            live = f.swmr_mode
+    except FileFormatError as exc:
+        if "even as a live" not in str(exc):
+            raise
+        flagged, status, live = True, "running", True
+    if not live and status != "running":
+        typer.echo(f"{file}: closed by its writer (status {status}); nothing to repair")
+        return
+    with WriterLock(file, "hamsim repair"):  # refuses a file whose writer is alive
+        source = None
+        if flagged:
+            source = file.with_name(f".{file.name}.{os.getpid()}.unflagged")
+            shutil.copyfile(file, source)
+        try:
+            if source is not None:
+                clear_status_flags(source)
+            n, ne = copy_committed(file, status="interrupted", source=source,
+                                   attrs={"stopped": now_iso(), "repaired": now_iso()})
+        finally:
+            if source is not None:
+                source.unlink(missing_ok=True)
+    typer.echo(f"{file}: repaired — {n} committed steps and {ne} epochs kept, status interrupted "
+               f"(hamsim train --resume {file} continues it)")
 
 
 def devices_command() -> None:

@@ -19,8 +19,13 @@ from hamsim.storage import write_trajectory
 
 
 def default_output(prefix: str) -> Path:
+    """``data/<prefix>-<time>.h5``, with a counter when two runs start within the same second."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("data") / f"{prefix}-{stamp}.h5"
+    path, i = Path("data") / f"{prefix}-{stamp}.h5", 1
+    while path.exists():
+        i += 1
+        path = Path("data") / f"{prefix}-{stamp}-{i}.h5"
+    return path
 
 
 def run_simulation(h: Hamiltonian, *, steps: int, dt: float, batch: int, drive: str, amplitude: float,

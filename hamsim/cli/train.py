@@ -142,6 +142,7 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="Continue this session file from its last step.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Show what would be set and sent; open nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file (default: refuse).")] = False,
 ) -> None:
     """Train a substrate by Hamiltonian echo learning, recording the session to HDF5."""
     if resume is not None:
@@ -166,12 +167,14 @@ def train_command(
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
             return
+        path = out or default_output("train")
+        if path.exists() and not overwrite:  # before any device is opened
+            raise ValidationError("out", f"{path} exists; choose another --out, --resume it, or pass --overwrite")
         sub = open_substrate(substrate, setup.student, setup.dt)
         with closed_on_error(sub):
             trainer = Trainer(sub, setup.task, cfg)
-            path = out or default_output("train")
             writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
-                                   command=" ".join(sys.argv), substrate_spec=substrate)
+                                   command=" ".join(sys.argv), substrate_spec=substrate, overwrite=overwrite)
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
     first, last = result.step_loss[0], result.step_loss[-1]
     state = " (interrupted: resume with --resume)" if result.interrupted else ""

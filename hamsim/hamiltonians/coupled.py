@@ -59,7 +59,7 @@ class CoupledOscillators(Hamiltonian):
         else:
             specs.append(ParamSpec("k_ij", (len(edges),), "real", "N/m",
                                    "pairwise spring on each edge of the sparse graph"))
-        specs.append(ParamSpec("B", (n, input_dim), "real", "N/(input unit)",
+        specs.append(ParamSpec("B", (n, input_dim), "real", "N",
                                "input coupling: force B u on the oscillators"))
         if options.get("duffing"):
             specs.append(ParamSpec("beta", (n,), "nonnegative", "N/m^3", "Duffing (quartic) on-site term"))

@@ -62,7 +62,7 @@ class LinearHRU(Hamiltonian):
     def param_specs(cls, n: int, input_dim: int, **options: Any) -> list[ParamSpec]:
         specs = [
             ParamSpec("A_raw", (n,), "real", "1/s^2", "stiffness before relu: A = max(A_raw, 0)"),
-            ParamSpec("B", (n, input_dim), "real", "1/s^2 per input unit", "input matrix"),
+            ParamSpec("B", (n, input_dim), "real", "1/s^2", "input matrix"),
             ParamSpec("steps_raw", (n,), "real", "1", "per-unit step: dt_i = dt * sigmoid(steps_raw)"),
         ]
         return [p for p in specs if not (p.name == "B" and options.get("input_coupling") == "diagonal")]
@@ -124,7 +124,7 @@ class NonlinearHRU(Hamiltonian):
             ParamSpec("W", (n,), "positive", "1", "slope w_i inside the nonlinearity"),
             ParamSpec("c", (n,), "positive", "1/s^2", "strength c_i of each nonlinear term"),
             ParamSpec("b", (n,), "real", "1", "bias b_i inside the nonlinearity"),
-            ParamSpec("B", (n, input_dim), "real", "1 per input unit", "input matrix inside the nonlinearity"),
+            ParamSpec("B", (n, input_dim), "real", "1", "input matrix inside the nonlinearity"),
         ]
         return [p for p in specs if not (p.name == "B" and options.get("input_coupling") == "diagonal")]
 

@@ -44,7 +44,7 @@ class RelativisticOscillators(Hamiltonian):
         if options.get("dense_coupling"):
             specs.append(ParamSpec("k_ij", (n, n), "symmetric", "N/m",
                                    "pairwise spring k_ij between i and j (dense, symmetric)"))
-        specs.append(ParamSpec("B", (n, input_dim), "real", "N/(input unit)",
+        specs.append(ParamSpec("B", (n, input_dim), "real", "N",
                                "input coupling: force B u on the oscillators"))
         return specs
 

@@ -45,6 +45,19 @@ from hamsim.protocols.training import (
     TrainConfig,
 )
 from hamsim.storage.common import FileFormatError, check_kind, now_iso, read_system, stamp, write_system
+from hamsim.storage.files import (
+    LIBVER,
+    DiskFullError,
+    WriterLock,
+    abandon,
+    atomic_create,
+    disk_full,
+    free_bytes,
+    open_reader,
+    open_swmr_writer,
+    partial_name,
+)
+from hamsim.storage.integrity import CHECKSUM, DIGEST_ATTR, stamp_digest, verify
 from hamsim.substrate import Substrate
 from hamsim.substrates import plan
 
@@ -52,6 +65,8 @@ KIND, VERSION = "session", 1
 SIGN_CONVENTION = ("nudge pi += s*eps*dL/dphi after each echo step; grad = -(acc(+eps) - acc(-eps)) / (2 eps), "
                    "acc = sum of dt-weighted dH/dtheta at the sub-step states (docs/sign-conventions.md)")
 _GZIP = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+#: free space a writer keeps: it stops before a step when less than this plus 4 steps' growth is left
+_RESERVE = 1 << 20
 
 
 class SessionError(HamsimError):
@@ -66,11 +81,11 @@ def _json(obj: Any) -> str:
 def _write_batches(group: h5py.Group, batches: Sequence[Batch], units: dict[str, str]) -> None:
     for i, b in enumerate(batches):
         g = group.create_group(str(i))
-        g.create_dataset("u", data=b.u, **_GZIP).attrs["units"] = "input unit"
+        g.create_dataset("u", data=b.u, **_GZIP).attrs["units"] = "1"  # inputs are dimensionless drives
         loss = b.loss
         g.attrs["final"] = loss.final
         if loss.targets is not None:
-            g.create_dataset("targets", data=loss.targets, **_GZIP).attrs["units"] = "readout unit"
+            g.create_dataset("targets", data=loss.targets, **_GZIP).attrs["units"] = "1"  # the readout is dimensionless
             g.create_dataset("weights", data=np.ones(loss.targets.shape[0]) if loss.weights is None
                              else loss.weights)
         if loss.final_targets is not None:
@@ -104,7 +119,7 @@ class _Rows:
     def declare(self, parent: h5py.Group, name: str, shape: tuple[int, ...], dtype: Any, *,
                 units: str | None = None, compress: bool = False, dims: Sequence[str] = ()) -> h5py.Dataset:
         chunk = (1, *shape) if shape else (1024,)
-        kw = _GZIP if compress else {}
+        kw = {**(_GZIP if compress else {}), **CHECKSUM}
         ds = parent.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                                    chunks=chunk, **kw)
         if units is not None:
@@ -126,11 +141,15 @@ class SessionWriter:
 
     def __init__(self, path: str | Path, *, substrate: Substrate, task: Task, config: TrainConfig,
                  system: Hamiltonian | None = None, command: str = "", substrate_spec: str = "sim",
-                 _resume: bool = False) -> None:
+                 overwrite: bool = False, _resume: bool = False) -> None:
         self.path = Path(path)
         self.config = config
         self._rows = _Rows()
         self._f: h5py.File | None = None
+        self._lock = WriterLock(self.path, f"hamsim session writer: {command or 'SessionWriter'}")
+        self._status_override: str | None = None  # "disk_full" when the writer had to stop
+        self._broken = False  # a write failed: the HDF5 handle must not be flushed or closed again
+        self._step_bytes = 0
         if _resume:
             return
         info = substrate.info
@@ -139,17 +158,34 @@ class SessionWriter:
             raise SessionError(f"task {task.name}: training batches of different shapes cannot share one "
                                f"session layout ({sorted(map(str, shapes))})")
         K, B, d = task.train[0].u.shape
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.path, "w", libver="latest")
+        self._lock.acquire()
+        try:
+            need = sum(b.u.nbytes + (0 if b.loss.targets is None else b.loss.targets.nbytes)
+                       for b in (*task.train, *task.val)) + _RESERVE
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if free_bytes(self.path.parent) < need:
+                raise DiskFullError(f"{self.path}: only {free_bytes(self.path.parent) / 1e6:.1f} MB free, the "
+                                    f"session's skeleton needs about {need / 1e6:.1f} MB; nothing was written")
+            with atomic_create(self.path, overwrite=overwrite) as f:
+                self._skeleton(f, substrate, task, config, system, command, substrate_spec, K, B, d)
+            self._f = open_swmr_writer(self.path)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _skeleton(self, f: h5py.File, substrate: Substrate, task: Task, config: TrainConfig,
+                  system: Hamiltonian | None, command: str, substrate_spec: str, K: int, B: int, d: int) -> None:
+        """Everything but the rows: identification, configuration, system, task, declared datasets."""
+        info = substrate.info
         stamp(f, KIND, VERSION)
         f.attrs.update({"status": "running", "started": now_iso(), "stopped": "", "command": command,
-                        "default": "steps"})
+                        "NX_class": "NXroot", "default": "steps"})
         cfg = f.create_group("config")
         cfg.attrs.update({
             "train_config": _json(dataclasses.asdict(config)), "task": task.name, "description": task.description,
             "substrate": _json(getattr(substrate, "snapshot", dict)()), "substrate_name": info.name,
             "substrate_spec": substrate_spec,
-            "dt": info.dt, "sign_convention": SIGN_CONVENTION, "units": _json(info.units),
+            "dt": info.dt, "sign_convention": SIGN_CONVENTION, "unit_map": _json(info.units),
             "kernel_plan": info.kernel_plan})
         if system is not None:
             write_system(f.create_group("system"), system)
@@ -159,15 +195,14 @@ class SessionWriter:
         _write_batches(tk.create_group("train"), task.train, info.units)
         _write_batches(tk.create_group("val"), task.val, info.units)
         self._declare(f, substrate, config, K, B, d, info.n)
-        f.swmr_mode = True
-        self._f = f
+        stamp_digest(f)
 
     # -- layout
     def _declare(self, f: h5py.File, substrate: Substrate, config: TrainConfig, K: int, B: int, d: int,
                  n: int) -> None:
         info = substrate.info
         st = f.create_group("steps")
-        st.attrs.update({"NX_class": "NXdata", "signal": "loss", "axes": ["step"]})
+        st.attrs.update({"NX_class": "NXentry", "default": "loss_curve"})
         E = 2  # both estimators run two echoes (+eps and -eps, or +eps and 0)
         R = K // config.record_every + 1 if config.record_every > 0 else 0
         rows = self._rows
@@ -178,22 +213,35 @@ class SessionWriter:
                                         ("unit", n, np.arange(n)), ("echo", E, np.arange(E))):
             ds = st.create_dataset(name, data=np.asarray(values, np.int64).reshape(shape_len))
             ds.make_scale(name)
-        scalars = {"loss": ("f8", "loss"), "grad_norm": ("f8", "loss/parameter"), "epoch": ("i8", None),
-                   "batch": ("i8", None), "wall_time": ("f8", "seconds since 1970-01-01 00:00:00"), "eps": ("f8", None),
+        # units parse with pint: the loss, the readout and the inputs are dimensionless ("1")
+        scalars = {"loss": ("f8", "1"), "grad_norm": ("f8", "1"), "epoch": ("i8", None),
+                   "batch": ("i8", None), "wall_time": ("f8", "s"), "eps": ("f8", None),
                    "optimizer_t": ("i8", None)}
         for name, (dt, unit) in scalars.items():
             rows.declare(st, name, (), dt, units=unit, dims=("step",))
+        st["grad_norm"].attrs["long_name"] = "global norm of the gradient over parameters of mixed units"
+        st["wall_time"].attrs.update({"long_name": "wall-clock time of the step's commit",
+                                      "reference": "1970-01-01T00:00:00Z (Unix time)"})
+        tunit = info.units.get("time", "1")
+        rt = st.create_dataset("record_time", data=np.arange(R, dtype=np.float64) * max(config.record_every, 1)
+                               * info.dt)
+        rt.attrs.update({"units": tunit, "long_name": "time of each recorded state from the sequence start"})
+        rt.dims[0].attach_scale(st["record"])
         pu = {k: s.unit for k, s in info.specs.items()}
         names = list(config.trainable or info.specs) + (list(READOUT) if config.train_readout else [])
         shapes = {k: tuple(info.specs[k].shape) for k in names if k in info.specs}
         if config.train_readout:
             r = f["task/readout_C"].shape[0]
             shapes["readout/C"], shapes["readout/c0"] = (r, n), (r,)
+        pu.update({"readout/C": f"1/({info.units.get('phi', '1')})", "readout/c0": "1"})
         for group in ("params_before", "params_after", "gradient", "optimizer_m", "optimizer_v"):
             g = st.create_group(group)
+            g.attrs["NX_class"] = "NXcollection"
             for k, shp in shapes.items():
-                unit = pu.get(k, "readout unit")
-                unit = f"loss/({unit})" if group == "gradient" else unit
+                unit = pu.get(k, "1")
+                # dL/dtheta (and Adam's first moment) per parameter unit; the second moment its square
+                unit = {"gradient": f"1/({unit})", "optimizer_m": f"1/({unit})",
+                        "optimizer_v": f"1/({unit})**2"}.get(group, unit)
                 rows.declare(g, k.replace("/", "."), shp, "f8", units=unit)
         if R > 0 and config.gradient == "rhel":
             u = info.units
@@ -209,7 +257,8 @@ class SessionWriter:
                 rows.declare(st, "counts_scale", (n,), "f8", units=u.get("phi", "1"), dims=("step", "unit"))
                 rows.declare(st, "counts_offset", (n,), "f8", units=u.get("phi", "1"), dims=("step", "unit"))
         if config.gradient == "rhel":
-            rows.declare(st, "initial_nudge", (B, n), "f8", units="loss/position", dims=("step", "row", "unit"))
+            rows.declare(st, "initial_nudge", (B, n), "f8", units=f"1/({info.units.get('phi', '1')})",
+                         dims=("step", "row", "unit"))
             rows.declare(st, "nudges", (E,), "f8", dims=("step", "echo"))
             rows.declare(st, "weights", (E,), "f8", dims=("step", "echo"))
             ds = rows.declare(st, "echo_return", (), "f8", units="1", dims=("step",))
@@ -226,6 +275,7 @@ class SessionWriter:
             ds.attrs["description"] = (f"kernel-plan row that ran the step's {phase} phase: index into 'rows' "
                                        "(hamsim.substrates.plan); -1: the device's own (hardware) or none")
         rows.declare(st, "committed", (), "i1", dims=("step",))
+        self._nexus_views(st)
         ep = f.create_group("epochs")
         e = rows.declare(ep, "epoch", (), np.int64)
         e.make_scale("epoch")
@@ -239,6 +289,19 @@ class SessionWriter:
             if "_dims" in ds.attrs:
                 del ds.attrs["_dims"]
 
+    @staticmethod
+    def _nexus_views(st: h5py.Group) -> None:
+        """NXdata views inside the NXentry ``/steps`` (hard links, no copies): the loss curve and, when
+        trajectories are recorded, the forward trajectory against its time axis."""
+        curve = st.create_group("loss_curve")
+        curve.attrs.update({"NX_class": "NXdata", "signal": "loss", "axes": ["step"]})
+        curve["loss"], curve["step"] = st["loss"], st["step"]
+        if "forward_phi" in st:
+            traj = st.create_group("forward_trajectory")
+            traj.attrs.update({"NX_class": "NXdata", "signal": "phi", "axes": ["step", "time", "row", "unit"]})
+            traj["phi"], traj["step"], traj["time"] = st["forward_phi"], st["step"], st["record_time"]
+            traj["row"], traj["unit"] = st["row"], st["unit"]
+
     # -- appending
     @property
     def file(self) -> h5py.File:
@@ -247,7 +310,32 @@ class SessionWriter:
         return self._f
 
     def on_step(self, rec: StepRecord) -> None:
-        """Append one completed step, then commit it."""
+        """Append one completed step, then commit it.
+
+        Stops with :class:`DiskFullError` *before* writing when the disk could not take four more steps like
+        the last one (the file then closes cleanly); if a write fails for lack of space anyway, the file keeps
+        every step committed before it and is left alone (closing it would retry the failed writes)."""
+        free = free_bytes(self.path.parent)
+        if free < _RESERVE + 4 * self._step_bytes:
+            self._status_override = "disk_full"
+            raise DiskFullError(f"{self.path}: disk full ({free / 1e6:.1f} MB left, a step takes "
+                                f"{self._step_bytes / 1e6:.2f} MB): stopped before step {rec.step}; every "
+                                f"committed step is kept — free space, then hamsim train --resume {self.path}")
+        size = self.path.stat().st_size
+        try:
+            self._append_step(rec)
+        except Exception as exc:
+            if not disk_full(exc):
+                raise
+            self._broken = True
+            self._status_override = "disk_full"
+            abandon(self.file)
+            self._f = None
+            raise DiskFullError(f"{self.path}: disk full while writing step {rec.step}: every step committed "
+                                f"before it is kept — free space, then hamsim train --resume {self.path}") from None
+        self._step_bytes = max(self._step_bytes, self.path.stat().st_size - size)
+
+    def _append_step(self, rec: StepRecord) -> None:
         st = self.file["steps"]
         a = _Rows.append
         a(st["step"], rec.step)
@@ -301,24 +389,46 @@ class SessionWriter:
         self.file.flush()
 
     def on_epoch(self, er: EpochRecord) -> None:
-        ep = self.file["epochs"]
-        _Rows.append(ep["epoch"], er.epoch)
-        _Rows.append(ep["train_loss"], er.train_loss)
-        _Rows.append(ep["val_loss"], np.nan if er.val_loss is None else er.val_loss)
-        self.file.flush()
-        _Rows.append(ep["committed"], 1)
-        self.file.flush()
+        try:
+            ep = self.file["epochs"]
+            _Rows.append(ep["epoch"], er.epoch)
+            _Rows.append(ep["train_loss"], er.train_loss)
+            _Rows.append(ep["val_loss"], np.nan if er.val_loss is None else er.val_loss)
+            self.file.flush()
+            _Rows.append(ep["committed"], 1)
+            self.file.flush()
+        except Exception as exc:
+            if not disk_full(exc):
+                raise
+            self._broken, self._status_override = True, "disk_full"
+            abandon(self.file)
+            self._f = None
+            raise DiskFullError(f"{self.path}: disk full while writing epoch {er.epoch}: every committed step "
+                                f"is kept — free space, then hamsim train --resume {self.path}") from None
+
+    @property
+    def broken(self) -> bool:
+        """A write failed (disk full): the file holds its committed steps and was left unclosed."""
+        return self._broken
 
     def close(self, status: str) -> None:
-        """Close the SWMR writer, then record the final status (attributes need a non-SWMR open)."""
-        if self._f is None:
-            return
-        self._f.flush()
-        self._f.close()
-        self._f = None
-        with h5py.File(self.path, "a", libver="latest") as f:
-            f.attrs["status"] = status
+        """Record the final status and the content digest, close, and release the writer lock.
+
+        The root attributes are rewritten by the SWMR writer itself (they exist from the start): reopening
+        without SWMR would open a window in which a killed process leaves a file no reader may open."""
+        try:
+            if self._f is None or self._broken:
+                return
+            f = self._f
+            f.flush()
+            f.attrs["status"] = self._status_override or status
             f.attrs["stopped"] = now_iso()
+            if DIGEST_ATTR in f.attrs:  # a file written before checksums stays without (unverifiable)
+                stamp_digest(f)
+            f.close()
+            self._f = None
+        finally:
+            self._lock.release()
 
     # -- resuming
     @classmethod
@@ -329,28 +439,55 @@ class SessionWriter:
         a SWMR reader into a fresh file that holds exactly the committed rows, which then replaces it.
         """
         path = Path(path)
-        tmp = path.with_name(path.name + ".resume-partial")
-        with open_session_file(path) as src, h5py.File(tmp, "w", libver="latest") as dst:
+        w = cls(path, substrate=None, task=None, config=config, _resume=True)  # type: ignore[arg-type]
+        w._lock.purpose = "hamsim session writer: resume"
+        w._lock.acquire()  # refuses a file whose writer is alive
+        try:
+            copy_committed(path, status="running", attrs={"resumed": now_iso()})
+            w._f = open_swmr_writer(path)
+        except BaseException:
+            w._lock.release()
+            raise
+        return w
+
+
+def copy_committed(path: Path, *, status: str, attrs: dict[str, str], source: Path | None = None) -> tuple[int, int]:
+    """Rewrite a session as a closed file holding exactly its committed rows (through a SWMR reader when its
+    writer was killed): built under a temporary name, fsynced, then atomically replacing the original; on
+    any failure (a full disk) the temporary file is removed and the original is untouched.  ``source``: read
+    from this copy of the file instead.  Returns the committed (steps, epochs)."""
+    path = Path(path)
+    tmp = partial_name(path)
+    try:
+        with open_session_file(source or path) as src, h5py.File(tmp, "w", libver=LIBVER) as dst:
             for k, v in src.attrs.items():
                 dst.attrs[k] = v
             for name in src:
                 src.copy(src[name], dst, name=name)
             n_steps = committed_count(src, "steps")
             n_epochs = committed_count(src, "epochs")
-        with h5py.File(tmp, "a", libver="latest") as f:
+        with h5py.File(tmp, "a", libver=LIBVER) as f:
             for group, n in (("steps", n_steps), ("epochs", n_epochs)):
                 def trim(name: str, obj: Any, n: int = n) -> None:
                     if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None:
                         obj.resize(n, axis=0)
                 f[group].visititems(trim)
-            f.attrs["status"] = "running"
-            f.attrs["resumed"] = now_iso()
+            f.attrs["status"] = status
+            f.attrs.update(attrs)
+            if DIGEST_ATTR in f.attrs:
+                stamp_digest(f)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-        w = cls(path, substrate=None, task=None, config=config, _resume=True)  # type: ignore[arg-type]
-        f = h5py.File(path, "a", libver="latest")
-        f.swmr_mode = True
-        w._f = f
-        return w
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if disk_full(exc):
+            raise DiskFullError(f"{path}: disk full while rewriting the file; the original is untouched") from None
+        raise
+    return n_steps, n_epochs
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -359,22 +496,15 @@ def open_session_file(path: str | Path) -> h5py.File:
 
     Raises FileFormatError for a missing, truncated, corrupted or foreign file; never modifies it."""
     path = Path(path)
-    if not path.exists():
-        raise FileFormatError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        if "already open for write" not in str(exc) and "file locking" not in str(exc).lower():
-            raise FileFormatError(f"{path}: not a readable HDF5 file (truncated or corrupted?): {exc}") from None
-        try:
-            f = h5py.File(path, "r", swmr=True)
-        except OSError as exc2:
-            raise FileFormatError(f"{path}: cannot be opened, even as a live (SWMR) file: {exc2}") from None
+    f = open_reader(path)
     try:
         check_kind(f, KIND, VERSION, str(path))
     except FileFormatError:
         f.close()
         raise
+    except Exception as exc:  # noqa: BLE001 - a damaged root object header
+        f.close()
+        raise FileFormatError(f"{path}: damaged session file ({type(exc).__name__}: {str(exc)[:160]})") from None
     return f
 
 
@@ -431,10 +561,27 @@ class Session:
                            [float(v) for v in self.steps["loss"]], [int(e) for e in self.steps["epoch"]], epochs)
 
 
-def load_session(path: str | Path) -> Session:
-    """Read the committed part of a session file (FileFormatError if it is not a readable session)."""
+def check_integrity(f: h5py.File, path: Path) -> bool:
+    """Verify a session's checksums (every committed row, the content digest); FileFormatError on the first
+    problem.  Returns whether the file could be verified (False: written before checksums)."""
+    try:
+        problems, verifiable = verify(f, {"steps": committed_count(f, "steps"), "epochs": committed_count(f, "epochs")})
+    except Exception as exc:  # noqa: BLE001 - the structure itself is damaged
+        raise FileFormatError(f"{path}: damaged session file ({type(exc).__name__}: {str(exc)[:160]})") from None
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise FileFormatError(f"{path}: damaged session file: {problems[0]}{more}")
+    return verifiable
+
+
+def load_session(path: str | Path, *, check: bool = True) -> Session:
+    """Read the committed part of a session file (FileFormatError if it is not a readable, intact session).
+
+    ``check`` verifies every checksum first (:func:`check_integrity`)."""
     path = Path(path)
     with open_session_file(path) as f:
+        if check:
+            check_integrity(f, path)
         try:
             n = committed_count(f, "steps")
             ne = committed_count(f, "epochs")
@@ -459,5 +606,6 @@ def load_session(path: str | Path) -> Session:
                 epochs={k: v[:ne] for k, v in f["epochs"].items()}, dt=float(f["config"].attrs["dt"]),
                 snapshot=json.loads(f["config"].attrs["substrate"]),
                 substrate_spec=str(f["config"].attrs.get("substrate_spec", "sim")))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise FileFormatError(f"{path}: damaged session file ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes h5py, json or numpy raise
+            raise FileFormatError(f"{path}: damaged session file ({type(exc).__name__}: "
+                                  f"{(str(exc).splitlines() or [''])[0][:160]})") from None

@@ -22,6 +22,8 @@ import numpy as np
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.simulate import Trajectory
 from hamsim.storage.common import FileFormatError, check_kind, read_system, stamp, write_system
+from hamsim.storage.files import atomic_create, open_reader
+from hamsim.storage.integrity import CHECKSUM, stamp_digest, verify
 
 KIND, VERSION = "trajectory", 1
 
@@ -30,32 +32,33 @@ def write_trajectory(path: str | Path, h: Hamiltonian, traj: Trajectory, u: np.n
                      *, seed: int | None = None, command: str = "") -> Path:
     """Write a simulation (system, inputs, recorded states and their energies) to a new HDF5 file.
 
-    The file is written under a temporary name and renamed when complete, so an interrupted write
-    never leaves a half file under ``path``.
+    The file is written under a temporary name and renamed when complete (:func:`atomic_create`), so an
+    interrupted write or a full disk never leaves a half file under ``path``; an existing ``path`` is
+    replaced.  Every dataset is covered by the content digest (:mod:`hamsim.storage.integrity`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     u = np.asarray(u)
     if u.ndim == 2:
         u = u[:, None, :]
     u = np.broadcast_to(u, (u.shape[0], traj.final_phi.shape[0], u.shape[2]))
-    with h5py.File(tmp, "w") as f:
+    with atomic_create(path, overwrite=True) as f:
         stamp(f, KIND, VERSION)
+        f.attrs.update({"NX_class": "NXroot", "default": "trajectory"})
         f.attrs["command"] = command
         write_system(f.create_group("system"), h)
         sim = f.create_group("simulation")
         sim.attrs.update({"dt": traj.dt, "integrator": traj.integrator, "dtype": str(traj.phi.dtype),
                           "steps": u.shape[0], "record_every": traj.record_every,
                           "seed": -1 if seed is None else seed})
-        ds = f.create_group("input").create_dataset("u", data=u, compression="gzip", chunks=True)
-        ds.attrs["units"] = "input unit"
-        data = f.create_group("trajectory")
-        data.attrs.update({"NX_class": "NXdata", "signal": "phi", "axes": ["time", ".", "."]})
+        ds = f.create_group("input").create_dataset("u", data=u, compression="gzip", chunks=True, **CHECKSUM)
+        ds.attrs["units"] = "1"  # inputs are dimensionless drives
+        entry = f.create_group("trajectory")
+        entry.attrs.update({"NX_class": "NXentry", "default": "data"})
+        data = entry  # the datasets stay at /trajectory/<name> (schema 1); /trajectory/data is their NXdata view
         t = data.create_dataset("time", data=traj.times)
         t.attrs["units"] = h.units["time"]
         for name, arr in (("phi", traj.phi), ("pi", traj.pi)):
-            d = data.create_dataset(name, data=arr, compression="gzip", chunks=True)
+            d = data.create_dataset(name, data=arr, compression="gzip", chunks=True, **CHECKSUM)
             d.attrs["units"] = h.units[name]
             d.attrs["dims"] = ["time", "batch", "unit"]
         e = data.create_dataset("energy", data=_energies(h, traj, u))
@@ -64,7 +67,11 @@ def write_trajectory(path: str | Path, h: Hamiltonian, traj: Trajectory, u: np.n
         final = f.create_group("final_state")
         final.create_dataset("phi", data=traj.final_phi).attrs["units"] = h.units["phi"]
         final.create_dataset("pi", data=traj.final_pi).attrs["units"] = h.units["pi"]
-    tmp.replace(path)
+        view = entry.create_group("data")
+        view.attrs.update({"NX_class": "NXdata", "signal": "phi", "axes": ["time", ".", "."]})
+        for name in ("phi", "pi", "time", "energy"):
+            view[name] = entry[name]
+        stamp_digest(f)
     return path
 
 
@@ -95,12 +102,14 @@ class TrajectoryFile:
 def read_trajectory(path: str | Path) -> TrajectoryFile:
     """Load a trajectory file; FileFormatError if it is not one (or of another schema version)."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FileFormatError(f"{path}: cannot be opened as HDF5 ({exc})") from exc
-    with f:
+    with open_reader(path) as f:
         check_kind(f, KIND, VERSION, str(path))
+        try:
+            problems, _ = verify(f)
+        except Exception as exc:  # noqa: BLE001 - the structure itself is damaged
+            problems = [f"{type(exc).__name__}: {str(exc)[:160]}"]
+        if problems:
+            raise FileFormatError(f"{path}: damaged trajectory file: {problems[0]}")
         d = f["trajectory"]
         return TrajectoryFile(
             system=read_system(f["system"]),
