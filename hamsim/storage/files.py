@@ -156,13 +156,14 @@ def atomic_create(path: Path, *, overwrite: bool = False) -> Iterator[h5py.File]
         raise
 
 
-_ABANDONED: list[h5py.File] = []
+_ABANDONED: list[object] = []
 
 
-def abandon(f: h5py.File) -> None:
-    """Keep a file whose writes failed referenced until the process ends (h5py would close it on garbage
-    collection, retrying the writes; the command line leaves with ``os._exit`` after a full disk)."""
-    _ABANDONED.append(f)
+def abandon(handles: object) -> None:
+    """Keep a file whose writes failed (and any of its objects) referenced until the process ends: h5py
+    would close them on garbage collection, retrying the failed writes, which crashes HDF5.  The command
+    line leaves with ``os._exit`` after a full disk; a program should end soon too."""
+    _ABANDONED.append(handles)
 
 
 def abandoned_files() -> int:

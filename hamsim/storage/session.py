@@ -23,7 +23,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,16 @@ KIND, VERSION = "session", 1
 SIGN_CONVENTION = ("nudge pi += s*eps*dL/dphi after each echo step; grad = -(acc(+eps) - acc(-eps)) / (2 eps), "
                    "acc = sum of dt-weighted dH/dtheta at the sub-step states (docs/sign-conventions.md)")
 _GZIP = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-#: free space a writer keeps: it stops before a step when less than this plus 4 steps' growth is left
-_RESERVE = 1 << 20
+
+
+def disk_reserve() -> int:
+    """Bytes a session writer leaves free: it stops cleanly before a step when less than this plus four
+    steps' growth is left (``HAMSIM_DISK_RESERVE_MB``, default 1; 0 turns the early stop off, leaving only
+    the handling of a write that fails)."""
+    try:
+        return int(float(os.environ.get("HAMSIM_DISK_RESERVE_MB", "1")) * (1 << 20))
+    except ValueError:
+        return 1 << 20
 
 
 class SessionError(HamsimError):
@@ -136,6 +144,24 @@ class _Rows:
         ds[n] = value
 
 
+class _Handles:
+    """Every dataset and subgroup of a group, opened once and kept for the writer's lifetime: appending a
+    step then creates and frees no HDF5 identifier, so after a failed write (a full disk) nothing is freed
+    that HDF5 would try to flush again — which crashes the library."""
+
+    def __init__(self, group: h5py.Group) -> None:
+        self._items: dict[str, Any] = {k: _Handles(v) if isinstance(v, h5py.Group) else v for k, v in group.items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+
 class SessionWriter:
     """Records a training session; plug :meth:`on_step` and :meth:`on_epoch` into the Trainer."""
 
@@ -161,17 +187,21 @@ class SessionWriter:
         self._lock.acquire()
         try:
             need = sum(b.u.nbytes + (0 if b.loss.targets is None else b.loss.targets.nbytes)
-                       for b in (*task.train, *task.val)) + _RESERVE
+                       for b in (*task.train, *task.val)) + disk_reserve()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if free_bytes(self.path.parent) < need:
-                raise DiskFullError(f"{self.path}: only {free_bytes(self.path.parent) / 1e6:.1f} MB free, the "
-                                    f"session's skeleton needs about {need / 1e6:.1f} MB; nothing was written")
+                raise DiskFullError(f"{self.path}: disk full: only {free_bytes(self.path.parent) / 1e6:.1f} MB free, "
+                                    f"the session's skeleton needs about {need / 1e6:.1f} MB; nothing was written")
             with atomic_create(self.path, overwrite=overwrite) as f:
                 self._skeleton(f, substrate, task, config, system, command, substrate_spec, K, B, d)
-            self._f = open_swmr_writer(self.path)
+            self._attach(open_swmr_writer(self.path))
         except BaseException:
             self._lock.release()
             raise
+
+    def _attach(self, f: h5py.File) -> None:
+        self._f = f
+        self._steps, self._epochs = _Handles(f["steps"]), _Handles(f["epochs"])
 
     def _skeleton(self, f: h5py.File, substrate: Substrate, task: Task, config: TrainConfig,
                   system: Hamiltonian | None, command: str, substrate_spec: str, K: int, B: int, d: int) -> None:
@@ -280,7 +310,7 @@ class SessionWriter:
         e = rows.declare(ep, "epoch", (), np.int64)
         e.make_scale("epoch")
         for name in ("train_loss", "val_loss"):
-            rows.declare(ep, name, (), "f8", units="loss", dims=("epoch",))
+            rows.declare(ep, name, (), "f8", units="1", dims=("epoch",))
         rows.declare(ep, "committed", (), "i1", dims=("epoch",))
         for ds in list(rows.datasets.values()):
             for axis, dim in enumerate(ds.attrs.get("_dims", [])):
@@ -315,8 +345,8 @@ class SessionWriter:
         Stops with :class:`DiskFullError` *before* writing when the disk could not take four more steps like
         the last one (the file then closes cleanly); if a write fails for lack of space anyway, the file keeps
         every step committed before it and is left alone (closing it would retry the failed writes)."""
-        free = free_bytes(self.path.parent)
-        if free < _RESERVE + 4 * self._step_bytes:
+        free, reserve = free_bytes(self.path.parent), disk_reserve()
+        if reserve > 0 and free < reserve + 4 * self._step_bytes:
             self._status_override = "disk_full"
             raise DiskFullError(f"{self.path}: disk full ({free / 1e6:.1f} MB left, a step takes "
                                 f"{self._step_bytes / 1e6:.2f} MB): stopped before step {rec.step}; every "
@@ -329,14 +359,14 @@ class SessionWriter:
                 raise
             self._broken = True
             self._status_override = "disk_full"
-            abandon(self.file)
+            abandon((self.file, self._steps, self._epochs))
             self._f = None
             raise DiskFullError(f"{self.path}: disk full while writing step {rec.step}: every step committed "
                                 f"before it is kept — free space, then hamsim train --resume {self.path}") from None
         self._step_bytes = max(self._step_bytes, self.path.stat().st_size - size)
 
     def _append_step(self, rec: StepRecord) -> None:
-        st = self.file["steps"]
+        st = self._steps
         a = _Rows.append
         a(st["step"], rec.step)
         a(st["loss"], rec.loss)
@@ -390,7 +420,7 @@ class SessionWriter:
 
     def on_epoch(self, er: EpochRecord) -> None:
         try:
-            ep = self.file["epochs"]
+            ep = self._epochs
             _Rows.append(ep["epoch"], er.epoch)
             _Rows.append(ep["train_loss"], er.train_loss)
             _Rows.append(ep["val_loss"], np.nan if er.val_loss is None else er.val_loss)
@@ -401,7 +431,7 @@ class SessionWriter:
             if not disk_full(exc):
                 raise
             self._broken, self._status_override = True, "disk_full"
-            abandon(self.file)
+            abandon((self.file, self._steps, self._epochs))
             self._f = None
             raise DiskFullError(f"{self.path}: disk full while writing epoch {er.epoch}: every committed step "
                                 f"is kept — free space, then hamsim train --resume {self.path}") from None
@@ -425,6 +455,7 @@ class SessionWriter:
             f.attrs["stopped"] = now_iso()
             if DIGEST_ATTR in f.attrs:  # a file written before checksums stays without (unverifiable)
                 stamp_digest(f)
+            del self._steps, self._epochs
             f.close()
             self._f = None
         finally:
@@ -444,7 +475,7 @@ class SessionWriter:
         w._lock.acquire()  # refuses a file whose writer is alive
         try:
             copy_committed(path, status="running", attrs={"resumed": now_iso()})
-            w._f = open_swmr_writer(path)
+            w._attach(open_swmr_writer(path))
         except BaseException:
             w._lock.release()
             raise
