@@ -178,7 +178,6 @@ class SessionWriter:
         self._step_bytes = 0
         if _resume:
             return
-        info = substrate.info
         shapes = {(b.u.shape, None if b.loss.targets is None else b.loss.targets.shape) for b in task.train}
         if len(shapes) != 1:
             raise SessionError(f"task {task.name}: training batches of different shapes cannot share one "
