@@ -21,7 +21,7 @@ PAGE = ROOT / "docs" / "manual" / "cli.md"
 
 #: every command path, grouped by use (the lab session, design, deep models)
 COMMANDS: list[tuple[str, ...]] = [
-    (), ("train",), ("inspect",), ("replay",), ("emulate",), ("devices",), ("simulate",),
+    (), ("train",), ("inspect",), ("repair",), ("replay",), ("emulate",), ("devices",), ("simulate",),
     ("design",), ("design", "sweep"), ("design", "report"), ("experiment",),
 ]
 
