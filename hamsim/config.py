@@ -13,18 +13,13 @@
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hamsim.errors import UnknownNameError, ValidationError
 from hamsim.hamiltonians import CoupledOscillators, Hamiltonian, family
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PRESETS = {"six_mass_toy": CoupledOscillators.six_mass_toy}
 _SYSTEM_KEYS = {"family", "preset", "n", "input_dim", "seed", "options", "params"}

@@ -77,3 +77,33 @@ def positive_int(value: object, argument: str, *, minimum: int = 1) -> int:
     if int(value) < minimum:
         raise ValidationError(argument, f"must be >= {minimum}, got {value}")
     return int(value)
+
+
+def real(value: object, argument: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, allow_inf: bool = False) -> float:
+    """A real number, not NaN (nor inf unless ``allow_inf``), within [low, high] (``low_open``: > low)."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(argument, f"must be a number, got {value!r}") from None
+    if np.isnan(x) or (np.isinf(x) and not allow_inf):
+        raise ValidationError(argument, f"must be a finite number, got {value!r}")
+    if low is not None and (x <= low if low_open else x < low):
+        raise ValidationError(argument, f"must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and x > high:
+        raise ValidationError(argument, f"must be <= {high:g}, got {value!r}")
+    return x
+
+
+def integer(value: object, argument: str, *, low: int | None = None, high: int | None = None,
+            also: tuple[int, ...] = ()) -> int:
+    """An integer within [low, high], or one of ``also`` (e.g. 0 meaning 'ideal')."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValidationError(argument, f"must be an integer, got {value!r}")
+    v = int(value)
+    if v in also:
+        return v
+    if (low is not None and v < low) or (high is not None and v > high):
+        extra = f" (or {', '.join(map(str, also))})" if also else ""
+        raise ValidationError(argument, f"must lie in [{low}, {high}]{extra}, got {v}")
+    return v

@@ -65,12 +65,27 @@ class TrainConfig:
     record_every: int = 0  # keep forward and echo trajectories every that many steps (0: none)
     irreversible: Irreversible = "raise"  # on a substrate that declares itself not time-reversible (rhel_gradient)
 
-    def validate(self, substrate: Substrate) -> None:
+    def check(self) -> None:
+        """Every option on its own (no substrate needed: a dry run checks these)."""
         validation.positive_int(self.epochs, "epochs")
         validation.positive_scalar(self.lr, "lr")
         validation.positive_scalar(self.eps, "eps")
-        if self.gradient not in ("rhel", "exact"):
-            raise ValidationError("gradient", f"must be 'rhel' or 'exact', got {self.gradient!r}")
+        validation.real(self.momentum, "momentum", low=0.0, high=1.0)
+        choices = {"gradient": ("rhel", "exact"), "optimizer": ("adam", "sgd"), "estimator": ("centered", "one_sided"),
+                   "nudge_at": ("echo", "midpoint", "forward"), "irreversible": ("raise", "warn", "allow")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValidationError(name, f"must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.clip_norm is not None:
+            validation.positive_scalar(self.clip_norm, "clip_norm")
+        if self.patience is not None:
+            validation.positive_int(self.patience, "patience")
+        validation.positive_int(self.record_every, "record_every", minimum=0)
+        validation.integer(self.seed, "seed", low=0)
+
+    def validate(self, substrate: Substrate) -> None:
+        """:meth:`check`, and what depends on the substrate (reversibility, an exact model, names)."""
+        self.check()
         # before any step, not at the first one; BPTT (gradient "exact") of an irreversible model is fine
         check_reversible(substrate.info if self.gradient == "rhel" else None, self.irreversible)
         if self.gradient == "exact" and not isinstance(substrate, ExactGradientSubstrate):
@@ -80,11 +95,6 @@ class TrainConfig:
             if unknown:
                 raise ValidationError("trainable", f"unknown parameter(s) {sorted(unknown)}; "
                                                    f"known: {sorted(substrate.info.specs)}")
-        if self.clip_norm is not None:
-            validation.positive_scalar(self.clip_norm, "clip_norm")
-        if self.patience is not None:
-            validation.positive_int(self.patience, "patience")
-        validation.positive_int(self.record_every, "record_every", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,22 @@ class TrainResult:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     stopped_early: bool = False
     interrupted: bool = False
+
+    def loss_trend(self) -> tuple[float, float, str]:
+        """(first, last, what): the training loss at the start and at the end of the run. With two or more
+        completed epochs these are the first and last epoch means (one noisy minibatch cannot decide the
+        verdict); otherwise the first and last step's loss."""
+        if len(self.epochs) >= 2:
+            return self.epochs[0].train_loss, self.epochs[-1].train_loss, "epoch-mean loss"
+        if not self.step_loss:
+            return math.nan, math.nan, "loss"
+        return self.step_loss[0], self.step_loss[-1], "loss"
+
+    @property
+    def loss_rose(self) -> bool:
+        """True when the run ended with a higher training loss than it began with (see :meth:`loss_trend`)."""
+        first, last, _ = self.loss_trend()
+        return bool(last > first)
 
     @property
     def best_val(self) -> float | None:

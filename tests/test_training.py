@@ -13,7 +13,7 @@ from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.heb import heb_initial_state_gradient
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
-from hamsim.protocols.training import TrainConfig, Trainer
+from hamsim.protocols.training import EpochRecord, TrainConfig, Trainer, TrainResult
 from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.storage.session import load_session
 from hamsim.substrate import State
@@ -134,9 +134,24 @@ def test_train_command_writes_loss_curve_and_parameters(tmp_path: Path) -> None:
 
 
 def test_train_cli_says_when_the_loss_rose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A session whose loss went up must not read as a success ("0.7x lower" before): it says HIGHER and warns."""
-    rc = main(["train", "--epochs", "2", "--quiet", "--out", str(tmp_path / "up.h5")])  # 4 steps: still overshooting
+    """A session whose loss went up must not read as a success ("0.7x lower", exit 0 before): it says HIGHER,
+    warns and exits 3; the file is complete and healthy."""
+    out = tmp_path / "up.h5"
+    rc = main(["train", "--epochs", "1", "--quiet", "--out", str(out)])  # 2 steps: still overshooting
     cap = capsys.readouterr()
-    assert rc == 0
+    assert rc == 3
     assert "HIGHER: the loss rose" in cap.out and "x lower" not in cap.out
-    assert "warning: the last step's loss is above the first one's" in cap.err
+    assert "warning: the loss rose" in cap.err and cap.err.count("\n") == 1
+    assert load_session(out).attrs["status"] == "completed" and main(["inspect", str(out)]) == 0
+    # with two or more epochs the verdict compares epoch means, not two single minibatches
+    rc = main(["train", "--epochs", "2", "--quiet", "--out", str(tmp_path / "down.h5")])
+    cap = capsys.readouterr()
+    assert rc == 0 and "epoch-mean loss" in cap.out and "x lower" in cap.out and cap.err == ""
+    # the verdict itself: epoch means once two epochs exist, so one bad last minibatch cannot flip it
+    r = TrainResult(step_loss=[1.0, 0.1, 0.2, 3.0],
+                    epochs=[EpochRecord(0, 0.55, None), EpochRecord(1, 1.6, None)])
+    assert r.loss_rose and r.loss_trend() == (0.55, 1.6, "epoch-mean loss")
+    r = TrainResult(step_loss=[1.0, 2.0, 0.1, 0.4], epochs=[EpochRecord(0, 1.5, None), EpochRecord(1, 0.25, None)])
+    assert not r.loss_rose  # the last step is above the first, the epoch means fell
+    assert TrainResult(step_loss=[1.0, 2.0], epochs=[EpochRecord(0, 1.5, None)]).loss_rose
+    assert not TrainResult().loss_rose

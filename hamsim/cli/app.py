@@ -10,6 +10,7 @@ variables, else from the ``[<command>]`` table of the TOML file given with ``ham
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -25,6 +26,8 @@ from hamsim.cli import session as session_cmd
 from hamsim.cli import simulate as simulate_cmd
 from hamsim.cli import train as train_cmd
 from hamsim.cli.design import design_app
+from hamsim.cli.design import report_command as design_report_command
+from hamsim.cli.design import sweep_command as design_sweep_command
 from hamsim.config import load_toml
 from hamsim.errors import HamsimError, ValidationError
 from hamsim.storage.files import abandoned_files
@@ -40,10 +43,29 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    def v(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    typer.echo(f"hamsim {v('hamsim')}")
+    typer.echo("  " + ", ".join(f"{p} {v(p)}" for p in ("numpy", "numba", "h5py", "pyvisa", "pyserial", "typer"))
+               + f"; HDF5 {__import__('h5py').version.hdf5_version}; Python {sys.version.split()[0]}")
+    raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with a table per command.")] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the versions of hamsim and its core libraries.")] = False,
 ) -> None:
     """Physical learning with Hamiltonian Echo Learning.  Add --debug to any command for tracebacks."""
     if config is not None:
@@ -51,7 +73,34 @@ def _root(
         unknown = set(table) - set(COMMANDS) - {"design"}
         if unknown:
             raise ValidationError("config", f"{config}: unknown table(s) {sorted(unknown)}; known: {sorted({*COMMANDS, 'design'})}")
+        for name, values in table.items():
+            check_table(config, name, values)
         ctx.default_map = {k: dict(v) for k, v in table.items()}
+
+
+def _options(fn: object) -> set[str]:
+    return {p for p in inspect.signature(fn).parameters if p != "ctx"}  # type: ignore[arg-type]
+
+
+def check_table(config: Path, name: str, values: object) -> None:
+    """A ``[command]`` table may only set that command's options (a typo must not be silently ignored)."""
+    if not isinstance(values, dict):
+        raise ValidationError("config", f"{config}: [{name}] must be a table")
+    if name == "design":
+        subs = {"sweep": design_sweep_command, "report": design_report_command}
+        for sub, inner in values.items():
+            if sub not in subs:
+                raise ValidationError("config", f"{config}: [design.{sub}] is not a design command; known: {sorted(subs)}")
+            if not isinstance(inner, dict):
+                raise ValidationError("config", f"{config}: [design.{sub}] must be a table")
+            bad = set(inner) - _options(subs[sub])
+            if bad:
+                raise ValidationError("config", f"{config}: [design.{sub}] has unknown option(s) {sorted(bad)}")
+        return
+    bad = set(values) - _options(COMMANDS[name])
+    if bad:
+        raise ValidationError("config", f"{config}: [{name}] has unknown option(s) {sorted(bad)}; known: "
+                                        f"{sorted(_options(COMMANDS[name]))}")
 
 
 COMMANDS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -11,6 +12,7 @@ import numpy as np
 import typer
 
 from hamsim.config import load_toml, system_from_config
+from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.signals import make_drive
@@ -28,10 +30,31 @@ def default_output(prefix: str) -> Path:
     return path
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_size(h: Hamiltonian, *, steps: int, batch: int, record_every: int, dtype: str) -> None:
+    """Refuse, before any work, a simulation whose drive and recorded states would not fit in half of this
+    machine's memory (they are held in memory, then written)."""
+    validation.positive_int(steps, "steps")
+    validation.positive_int(batch, "batch")
+    validation.positive_int(record_every, "record_every", minimum=0)
+    item = 4 if dtype == "float32" else 8
+    rows = steps // record_every + 1 if record_every else 1
+    need = steps * batch * h.input_dim * 8 + 2 * rows * batch * h.n * item + rows * batch * 8
+    if need > memory_bytes() // 2:
+        raise ValidationError("steps", f"{steps} steps x {batch} rows would hold {need / 2**30:.1f} GiB in memory, "
+                                       f"more than half of this machine's {memory_bytes() / 2**30:.0f} GiB; record "
+                                       f"less (--record-every) or simulate fewer steps")
+
+
 def run_simulation(h: Hamiltonian, *, steps: int, dt: float, batch: int, drive: str, amplitude: float,
                    frequency: float, seed: int, integrator: str, record_every: int, dtype: str,
                    out: Path, command: str = "") -> dict[str, Any]:
     """Simulate from a random initial state and write the file; returns a summary."""
+    check_size(h, steps=steps, batch=batch, record_every=record_every, dtype=dtype)
     u = make_drive(drive, steps, batch, h.input_dim, dt, amplitude=amplitude, frequency=frequency, seed=seed)
     rng = np.random.default_rng(seed)
     phi0 = 0.5 * rng.normal(size=(batch, h.n))

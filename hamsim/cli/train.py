@@ -7,6 +7,7 @@ committed step and reproduces the uninterrupted run exactly on the simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -21,12 +22,12 @@ import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hamsim.cli import EXIT_INTERRUPTED
+from hamsim.cli import EXIT_INTERRUPTED, EXIT_UNHEALTHY
 from hamsim.cli.simulate import default_output
 from hamsim.errors import EchoReturnWarning, ValidationError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.protocols.training import EpochRecord, Task, TrainConfig, Trainer, TrainResult
-from hamsim.substrates.spec import open_substrate
+from hamsim.substrates.spec import check_spec, open_substrate
 from hamsim.storage.session import SessionWriter, load_session
 from hamsim.substrate import Substrate
 from hamsim.tasks import TASKS, make_task
@@ -123,7 +124,54 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
         trainer.substrate.close()
 
 
+#: options a resume honours (more epochs; the same kind of device at a new address) — every other one is recorded
+RESUMABLE = ("epochs", "substrate")
+#: option name -> TrainConfig field, for the comparison with the recorded session
+_CONFIG_FIELDS = {"lr": "lr", "optimizer": "optimizer", "gradient": "gradient", "eps": "eps", "estimator": "estimator",
+                  "nudge_at": "nudge_at", "clip": "clip_norm", "patience": "patience", "record_every": "record_every",
+                  "seed": "seed"}
+
+
+def given(ctx: typer.Context) -> set[str]:
+    """The options set on the command line, by environment variable or by the config file (not defaults)."""
+    # compared by name: typer >= 0.17 vendors its own click, whose ParameterSource is not click's
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+
+
+def resumed_config(session: Any, explicit: dict[str, Any]) -> tuple[TrainConfig, str]:
+    """The recorded configuration and substrate spec, with the options a resume honours applied; a
+    ValidationError names any other option that differs from the recording (it would be silently dropped)."""
+    cfg, spec = session.config, session.substrate_spec
+    for name, value in explicit.items():
+        if name in ("resume", "quiet", "dry_run"):
+            continue
+        if name == "epochs":
+            done = len(session.epochs["epoch"])
+            if value < done:
+                raise ValidationError("epochs", f"the session already ran {done} epochs; --epochs {value} would "
+                                                f"end it before where it stopped")
+            cfg = dataclasses.replace(cfg, epochs=value)
+        elif name == "substrate":
+            if check_spec(value) != check_spec(spec):
+                raise ValidationError("substrate", f"the session was recorded on {spec!r}; a resume continues on the "
+                                                   f"same kind of substrate (a new address is fine), not {value!r}")
+            spec = value
+        elif name == "task":
+            if value != session.task.name:
+                raise ValidationError("task", f"the session trains {session.task.name!r}, not {value!r}")
+        elif name in _CONFIG_FIELDS:
+            recorded = getattr(cfg, _CONFIG_FIELDS[name])
+            if value != recorded:
+                raise ValidationError(name, f"a resume continues with the recorded {name} = {recorded!r}; "
+                                            f"--{name.replace('_', '-')} {value!r} cannot change it (start a new session)")
+        elif name in ("out", "overwrite"):
+            raise ValidationError(name, "a resume appends to the --resume file itself; drop --out/--overwrite")
+    return cfg, spec
+
+
 def train_command(
+    ctx: typer.Context,
     task: Annotated[str, typer.Option(help=f"Task: {', '.join(TASKS)}.", envvar="HAMSIM_TASK")] = "six_mass_toy",
     substrate: Annotated[str, typer.Option(help="Where to train: sim, board:<port>, bench:<address>.",
                                            envvar="HAMSIM_SUBSTRATE")] = "sim",
@@ -144,17 +192,25 @@ def train_command(
     dry_run: Annotated[bool, typer.Option(help="Show what would be set and sent; open nothing.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file (default: refuse).")] = False,
 ) -> None:
-    """Train a substrate by Hamiltonian echo learning, recording the session to HDF5."""
+    """Train a substrate by Hamiltonian echo learning, recording the session to HDF5.
+
+    ``--resume FILE`` continues the recorded session with its recorded options: ``--epochs`` (to run longer)
+    and ``--substrate`` (the same kind of device at a new address) are honoured, any other option that
+    differs from the recording is refused."""
     if resume is not None:
         session = load_session(resume)
         if session.system is None:
             raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
-        cfg = session.config
-        sub: Substrate = open_substrate(session.substrate_spec, session.system, session.dt)
+        cfg, spec = resumed_config(session, {k: ctx.params[k] for k in given(ctx)})
+        point = session.resume_point()
+        if dry_run:
+            print_plan(spec, session.system, session.dt, session.task, cfg)
+            typer.echo(f"  resume: after step {point.steps[-1]} (epoch {len(point.epochs)}) of {resume}")
+            return
+        sub: Substrate = open_substrate(spec, session.system, session.dt)
         with closed_on_error(sub):
             trainer = Trainer(sub, session.task, cfg)
-            writer = SessionWriter.resume(resume, cfg)
-            point = session.resume_point()
+            writer = SessionWriter.resume(resume, cfg, substrate_spec=spec)
         typer.echo(f"resuming {resume} after step {point.steps[-1]} (epoch {len(point.epochs)})")
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet, resume=point)
         path = resume
@@ -164,6 +220,8 @@ def train_command(
                           gradient=gradient, eps=eps, estimator=estimator, nudge_at=nudge_at,  # type: ignore[arg-type]
                           trainable=setup.trainable, train_readout=setup.train_readout, clip_norm=clip,
                           patience=patience, seed=seed, record_every=record_every)
+        cfg.check()  # every option, before anything is opened (also for a dry run)
+        check_spec(substrate)
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
             return
@@ -176,15 +234,16 @@ def train_command(
             writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
                                    command=" ".join(sys.argv), substrate_spec=substrate, overwrite=overwrite)
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
-    first, last = result.step_loss[0], result.step_loss[-1]
+    first, last, what = result.loss_trend()
     state = " (interrupted: resume with --resume)" if result.interrupted else ""
     change = (f"{first / max(last, 1e-300):.1f}x lower" if last <= first
               else f"{last / max(first, 1e-300):.2f}x HIGHER: the loss rose")
-    typer.echo(f"{trainer.task.name}: loss {first:.4e} -> {last:.4e} ({change}) "
+    typer.echo(f"{trainer.task.name}: {what} {first:.4e} -> {last:.4e} ({change}) "
                f"after {len(result.step_loss)} steps{state}")
-    if last > first:
-        typer.echo("warning: the last step's loss is above the first one's — check lr, eps and the sign "
-                   "convention (docs/sign-conventions.md) before trusting this session", err=True)
     typer.echo(f"wrote {path}")
     if result.interrupted:  # saved and resumable, but not what was asked: a script must not mistake it for done
         raise typer.Exit(EXIT_INTERRUPTED)
+    if result.loss_rose:  # the file is complete, but a session that trained the wrong way is not a success
+        typer.echo(f"warning: the {what} rose ({first:.4e} -> {last:.4e}); check lr, eps and the sign convention "
+                   "(docs/sign-conventions.md) before trusting this session (exit 3)", err=True)
+        raise typer.Exit(EXIT_UNHEALTHY)

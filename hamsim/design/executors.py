@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -23,9 +25,19 @@ from hamsim.errors import ValidationError
 _ONE_THREAD = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _single_thread() -> None:
+def _worker_init(parent: int) -> None:
+    """Each pool worker: one thread per numerical library, and death with its parent.  A parent killed
+    without running its clean-up (SIGKILL, SIGTERM, a crash) would otherwise leave its workers computing;
+    a daemon thread checks every 0.2 s that the parent is still the process's parent and exits if not."""
     for var in _ONE_THREAD:
         os.environ[var] = "1"
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hamsim-parent-watch", daemon=True).start()
 
 
 def default_workers() -> int:
@@ -42,11 +54,16 @@ def open_executor(scheduler: str | None = None, workers: int | None = None) -> I
         raise ValidationError("workers", f"must be an integer >= 1, got {workers!r}")
     if scheduler is None:
         pool = ProcessPoolExecutor(max_workers=workers or default_workers(),
-                                   mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread)
+                                   mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(os.getpid(),))
         try:
             yield pool
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # Ctrl-C or an error: stop the workers now rather than wait for their points
+            for proc in list(getattr(pool, "_processes", {}).values()):  # the executor has no public kill
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
         return
     if workers is not None:
         raise ValidationError("workers", "the Dask cluster decides its workers; drop --workers with --scheduler")

@@ -24,6 +24,7 @@ import numpy as np
 
 from hamsim.emulators.faults import Faults
 from hamsim.emulators.process import listen_tcp
+from hamsim import validation
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.substrates.hardware.wiring import bias_channels, from_channels
@@ -42,6 +43,17 @@ class BenchConfig:
     bias_scale: float = 0.5  # volts per parameter unit (the circuit's true calibration)
     substeps: int = 1  # integrator steps per AWG period (1: the sampled system is exactly a leapfrog)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        validation.real(self.q_factor, "q_factor", low=0.0, low_open=True, allow_inf=True)
+        validation.real(self.adc_noise, "adc_noise", low=0.0)
+        validation.real(self.thermal_noise, "thermal_noise", low=0.0)
+        validation.real(self.mismatch, "mismatch", low=0.0, high=0.5)
+        validation.integer(self.adc_bits, "adc_bits", low=2, high=32, also=(0,))
+        validation.integer(self.dac_bits, "dac_bits", low=2, high=32, also=(0,))
+        validation.real(self.bias_scale, "bias_scale", low=0.0, low_open=True)
+        validation.integer(self.substeps, "substeps", low=1, high=10_000)
+        validation.integer(self.seed, "seed", low=0)
 
     @classmethod
     def ideal(cls, **kw: Any) -> BenchConfig:
@@ -402,7 +414,16 @@ class BenchServer:
         self.circuit = Circuit(system, config or BenchConfig(**config_kw))
         c = self.circuit
         self.instruments = [VirtualAwg(c, self.faults), VirtualDigitizer(c, self.faults), VirtualDcSource(c, self.faults)]
-        self.listeners = [listen_tcp(port + i if port else 0) for i in range(3)]
+        if port:
+            validation.integer(port, "port", low=1, high=65533)  # three consecutive ports
+        self.listeners: list[socket.socket] = []
+        try:
+            for i in range(3):
+                self.listeners.append(listen_tcp(port + i if port else 0))
+        except BaseException:
+            for s in self.listeners:
+                s.close()
+            raise
         ports = [s.getsockname()[1] for s in self.listeners]
         self.address = "bench:127.0.0.1:" + ",".join(map(str, ports))
         self.sel = selectors.DefaultSelector()

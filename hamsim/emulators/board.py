@@ -25,6 +25,7 @@ from hamsim.drivers import board_protocol as bp
 from hamsim.drivers import slip
 from hamsim.emulators.faults import Faults
 from hamsim.emulators.systems import hardware_limits
+from hamsim import validation
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians import Hamiltonian
 from hamsim.integrators import LEAPFROG
@@ -61,6 +62,11 @@ class BoardModel:
     def __init__(self, system: Hamiltonian, *, dt: float = 0.1, q_phi: float = 2.0**-40, q_pi: float = 2.0**-40,
                  bits: int = 0, mismatch: float = 0.0, noise: float = 0.0, seed: int = 0,
                  max_batch: int = 256, max_steps: int = 2_000_000, serial: str = "EMU-0001") -> None:
+        validation.real(dt, "dt", low=0.0, low_open=True)
+        validation.integer(bits, "bits", low=2, high=64, also=(0,))
+        validation.real(noise, "noise", low=0.0)
+        validation.real(mismatch, "mismatch", low=0.0, high=0.5)
+        validation.integer(seed, "seed", low=0)
         self.nominal = system
         self.requested: dict[str, np.ndarray] = {k: np.array(v) for k, v in system.params.items()}
         self.requested["dt"] = np.array(float(dt))
@@ -206,7 +212,7 @@ class BoardServer:
     def __init__(self, model: BoardModel, faults: Faults | None = None, baud: float = 0.0) -> None:
         self.model = model
         self.faults = faults or Faults()
-        self.baud = float(baud)
+        self.baud = validation.real(baud, "baud", low=0.0)
         self.reader = slip.FrameReader()
         self.rng = np.random.default_rng(1)
         self._silent_until = 0.0

@@ -46,5 +46,11 @@ def parse_faults(items: list[str]) -> Faults:
         if "=" not in item:
             raise ValidationError("fault", f"expected NAME=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        f.update({k.strip().replace("-", "_"): float(v) if "." in v else int(v)})
+        try:
+            value = float(v) if "." in v or "e" in v.lower() else int(v)
+        except ValueError:
+            raise ValidationError("fault", f"{item!r}: the value must be a number") from None
+        if not value >= 0 or value == float("inf"):
+            raise ValidationError("fault", f"{item!r}: the value must be finite and >= 0")
+        f.update({k.strip().replace("-", "_"): value})
     return f

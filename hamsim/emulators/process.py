@@ -7,6 +7,7 @@ context manager).  ``hamsim emulate`` runs the same serve functions in the foreg
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 import socket
@@ -14,7 +15,8 @@ import tty
 from typing import Any
 
 from hamsim.emulators.faults import Faults
-from hamsim.errors import HamsimError
+from hamsim import validation
+from hamsim.errors import HamsimError, ValidationError
 
 
 class EmulatorProcess:
@@ -70,9 +72,15 @@ def open_pty() -> tuple[int, int, str]:
 
 def listen_tcp(port: int = 0) -> socket.socket:
     """A listening socket on the loopback interface only."""
+    validation.integer(port, "port", low=0, high=65535)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError as exc:
+        s.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+        raise ValidationError("port", f"127.0.0.1:{port} {reason}; choose another --port, or 0 for a free one") from None
     s.listen(4)
     return s
 

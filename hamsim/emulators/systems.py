@@ -23,17 +23,39 @@ def load_system(spec: str) -> Hamiltonian:
     if spec == "six_mass_toy":
         return CoupledOscillators.six_mass_toy()
     if spec.startswith("chain:"):
-        return CoupledOscillators.chain(int(spec.split(":", 1)[1]))
+        n = spec.split(":", 1)[1]
+        if not n.isdigit() or not 2 <= int(n) <= 4096:
+            raise ValidationError("system", f"chain:N needs 2 <= N <= 4096 oscillators, got {spec!r}")
+        return CoupledOscillators.chain(int(n))
     path = Path(spec)
     if not path.is_file():
         raise ValidationError("system", f"{spec!r} is neither a preset (six_mass_toy, chain:N) nor a file")
-    return system_from_dict(json.loads(path.read_text()))
+    try:
+        d = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError("system", f"{path}: not a JSON system file ({exc})") from None
+    return system_from_dict(d, str(path))
 
 
-def system_from_dict(d: dict[str, Any]) -> Hamiltonian:
+_KEYS = ("family", "n", "input_dim", "params")
+
+
+def system_from_dict(d: dict[str, Any], source: str = "system") -> Hamiltonian:
+    """A Hamiltonian from ``{"family", "n", "input_dim", "params", "options"?}``; ValidationError naming
+    ``source`` for a missing key or a value the family refuses."""
+    if not isinstance(d, dict) or any(k not in d for k in _KEYS):
+        raise ValidationError("system", f"{source}: needs the keys {list(_KEYS)} (and optionally 'options')")
+    unknown = set(d) - {*_KEYS, "options"}
+    if unknown:
+        raise ValidationError("system", f"{source}: unknown key(s) {sorted(unknown)}")
     cls = family(d["family"])
-    params = {k: np.asarray(v, float) for k, v in d["params"].items()}
-    return cls(int(d["n"]), int(d["input_dim"]), params, **d.get("options", {}))  # type: ignore[call-arg]
+    try:
+        params = {k: np.asarray(v, float) for k, v in dict(d["params"]).items()}
+        return cls(int(d["n"]), int(d["input_dim"]), params, **dict(d.get("options") or {}))  # type: ignore[call-arg]
+    except ValidationError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("system", f"{source}: {exc}") from None
 
 
 def system_to_dict(h: Hamiltonian) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from hamsim.errors import HamsimError
+from hamsim.storage.files import LIBVER
 from hamsim.experiments.config import RunSpec
 from hamsim.storage.common import check_kind, now_iso, stamp
 
@@ -57,7 +58,7 @@ class RunWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
         self.stop_reasons = stop_reasons
-        f = h5py.File(self.path, "w", libver="latest")
+        f = h5py.File(self.path, "w", libver=LIBVER)  # readable by HDF5 1.10+ (ADR 0014)
         stamp(f, KIND, VERSION)
         f.attrs.update({"run_id": spec.run_id, "digest": spec.digest, "spec": json.dumps(spec.to_dict()),
                         "task": json.dumps(task), "model": json.dumps(model), "n_params": int(n_params),
@@ -159,7 +160,7 @@ def read_run(path: str | Path) -> RunRecord:
     """Read a run file (also one being written, or left by a killed process); RunFileError if unreadable."""
     p = Path(path)
     try:
-        with h5py.File(p, "r", libver="latest", swmr=True) as f:
+        with h5py.File(p, "r", swmr=True) as f:
             check_kind(f, KIND, VERSION, str(p))
             spec = RunSpec.from_dict(json.loads(f.attrs["spec"]))
             steps = _committed(f["steps"], STEP_FIELDS)

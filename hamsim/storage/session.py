@@ -462,7 +462,7 @@ class SessionWriter:
 
     # -- resuming
     @classmethod
-    def resume(cls, path: str | Path, config: TrainConfig) -> "SessionWriter":
+    def resume(cls, path: str | Path, config: TrainConfig, *, substrate_spec: str | None = None) -> "SessionWriter":
         """Reopen a session for appending after its last committed step.
 
         The file (possibly left by a killed writer, whose SWMR flag blocks a normal open) is copied through
@@ -473,7 +473,10 @@ class SessionWriter:
         w._lock.purpose = "hamsim session writer: resume"
         w._lock.acquire()  # refuses a file whose writer is alive
         try:
-            copy_committed(path, status="running", attrs={"resumed": now_iso()})
+            config_attrs = {"train_config": _json(dataclasses.asdict(config))}  # a resume may extend the epochs
+            if substrate_spec is not None:
+                config_attrs["substrate_spec"] = substrate_spec  # the same device at a new address
+            copy_committed(path, status="running", attrs={"resumed": now_iso()}, config_attrs=config_attrs)
             w._attach(open_swmr_writer(path))
         except BaseException:
             w._lock.release()
@@ -481,7 +484,8 @@ class SessionWriter:
         return w
 
 
-def copy_committed(path: Path, *, status: str, attrs: dict[str, str], source: Path | None = None) -> tuple[int, int]:
+def copy_committed(path: Path, *, status: str, attrs: dict[str, str], source: Path | None = None,
+                   config_attrs: dict[str, str] | None = None) -> tuple[int, int]:
     """Rewrite a session as a closed file holding exactly its committed rows (through a SWMR reader when its
     writer was killed): built under a temporary name, fsynced, then atomically replacing the original; on
     any failure (a full disk) the temporary file is removed and the original is untouched.  ``source``: read
@@ -504,6 +508,7 @@ def copy_committed(path: Path, *, status: str, attrs: dict[str, str], source: Pa
                 f[group].visititems(trim)
             f.attrs["status"] = status
             f.attrs.update(attrs)
+            f["config"].attrs.update(config_attrs or {})
             if DIGEST_ATTR in f.attrs:
                 stamp_digest(f)
         fd = os.open(tmp, os.O_RDONLY)

@@ -25,6 +25,29 @@ from hamsim.substrate import Substrate
 KINDS = ("sim", "nonideal", "bank", "board", "bench")
 
 
+def check_spec(spec: str) -> str:
+    """Check a substrate spec's form without opening anything (a dry run); returns its kind."""
+    if not isinstance(spec, str):
+        raise ValidationError("substrate", f"must be a spec string such as 'sim' or 'board:/dev/ttyUSB0', got {spec!r}")
+    kind, _, address = spec.partition(":")
+    if kind not in KINDS:
+        raise ValidationError("substrate", f"unknown substrate kind {kind!r} in {spec!r}; available: sim, nonideal, "
+                                           "bank, board:<port>, bench:<host>:<awg>,<dig>,<dc>")
+    if kind in ("board", "bench") and not address:
+        raise ValidationError("substrate", f"expected 'board:<port>' or 'bench:<host>:<ports>', got {spec!r}")
+    if kind not in ("board", "bench") and address:
+        raise ValidationError("substrate", f"{kind!r} takes no address, got {spec!r}")
+    if kind == "bench":
+        _, _, ports = address.rpartition(":")
+        try:
+            numbers = [int(p) for p in ports.split(",")]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 3 or not all(1 <= p <= 65535 for p in numbers):
+            raise ValidationError("substrate", f"bench address must be HOST:AWG,DIG,DC ports (1..65535), got {address!r}")
+    return kind
+
+
 def open_substrate(spec: str, system: Hamiltonian, dt: float, **options: Any) -> Substrate:
     """The substrate named by ``spec`` (see the module docstring), built for ``system`` and step ``dt``."""
     if not isinstance(spec, str):
