@@ -54,9 +54,13 @@ same).  Common to all commands:
   of `hamsim train` read `HAMSIM_TASK` and `HAMSIM_SUBSTRATE`.
 - **`--debug`** anywhere on the line prints the Python traceback of an error.
 - **Exit codes**: 0 success; 1 internal error (or, for `hamsim experiment`, a run failed); 2 bad input,
-  configuration or file (one line on stderr); 3 `hamsim inspect` found a readable but unhealthy file;
+  configuration or file (one line on stderr; every argument is checked before anything is opened or
+  started, also by `--dry-run`); 3 the command finished but its result is not trustworthy — `hamsim inspect`
+  found a readable but unhealthy file, or a `hamsim train` session's loss rose (its file is complete);
   130 interrupted.  In `hamsim train` the first Ctrl-C finishes the current step, saves and closes the
   session file; a second one aborts.
+- **Config tables** may only name the command's own options: an unknown key is an error, not ignored.
+- **`hamsim --version`** prints the versions of hamsim, its core libraries, HDF5 and Python.
 
 Task-oriented guides: [a lab session](lab-session.md), [substrate design](substrate-design.md),
 [replay analysis](replay.md).
