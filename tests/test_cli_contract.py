@@ -166,14 +166,17 @@ def test_documented_exit_codes_are_returned_end_to_end(tmp_path: Path, monkeypat
     assert err.startswith("internal error: RuntimeError: a bug") and err.count("\n") == 1
     monkeypatch.undo()
     killed = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", *TRAIN, "--epochs", "300", "--out", str(killed)],
+    # 100000 epochs (hours): the writer is certainly still running when it is killed, however slow the machine
+    proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", *TRAIN, "--epochs", "100000", "--out", str(killed)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
-    while time.time() - t0 < 120:
+    while time.time() - t0 < 240 and proc.poll() is None:
         with contextlib.suppress(Exception):
             if load_session(killed).n_steps >= 2:
                 break
         time.sleep(0.05)
+    assert proc.poll() is None, f"the training ended before it was killed: {proc.communicate()[1]}"
+    assert load_session(killed).n_steps >= 2
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert main(["inspect", str(killed)]) == EXIT_UNHEALTHY  # not closed by its writer
