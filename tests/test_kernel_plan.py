@@ -115,7 +115,7 @@ def test_codes_are_stable() -> None:
         "forward.one_pass", "forward.rows", "forward.lockstep", "forward.fixed_point",
         "echo.contrast_pair", "echo.fused_linear", "echo.fused", "echo.lockstep", "echo.fixed_point",
         "trace.fused_linear", "trace.fused", "trace.lockstep",
-        "bank.forward", "bank.contrast_pair", "bank.echoes")
+        "bank.forward", "bank.contrast_pair", "bank.echoes", "bank.contrast_pair_nl")
 
 
 def test_yoshida4_damping_and_input_gradients_are_visible() -> None:
@@ -259,7 +259,12 @@ def test_every_simulate_row_equals_the_naive_twin(row: str) -> None:
 BANK_CASES = {  # row -> (system, weights)
     "bank.contrast_pair": (lambda: hamsim.LinearHRU.random(4, 4, seed=6, input_coupling="diagonal"), (10.0, -10.0)),
     "bank.echoes": (lambda: hamsim.NonlinearHRU.random(4, 4, seed=7, potential="sqrt", input_coupling="diagonal"),
-                    (10.0, -10.0)),
+                    (10.0, -4.0)),
+    "bank.contrast_pair_nl": (lambda: hamsim.NonlinearHRU.random(4, 4, seed=7, input_coupling="diagonal"), (10.0, -10.0)),
+    "bank.contrast_pair_nl/sqrt": (lambda: hamsim.NonlinearHRU.random(4, 4, seed=7, potential="sqrt",
+                                                                      input_coupling="diagonal"), (10.0, -10.0)),
+    "bank.contrast_pair_nl/poly": (lambda: hamsim.NonlinearHRU.random(4, 4, seed=7, potential="poly",
+                                                                      input_coupling="diagonal"), (10.0, -10.0)),
     "bank.echoes/weights": (lambda: hamsim.LinearHRU.random(4, 4, seed=8, input_coupling="diagonal"), (1.5, -0.5)),
 }
 

@@ -18,6 +18,7 @@ from hamsim.hamiltonians.kernels import (
     accumulate_potential,
     drive,
     grad_potential,
+    nl_pair,
     kin_velocity,
     nl_slope,
 )
@@ -332,6 +333,31 @@ def linear_unit_step(x, p, d0, d1, kc, on, bu):
     y = x + d0 * p
     pn = p - kc * (on * y - bu)
     return y, pn, y + d1 * pn
+
+
+@kernel
+def pair_unit_step(xm, xd, pm, pd, d0, d1, kc, on, bu, kind, c, w, dz, b, one):
+    """One drift-kick-drift step of two copies of one unit, x_{0,1} = xm +- xd, p_{0,1} = pm +- pd, in mean and
+    half-difference coordinates (the two echoes of a contrast pair): y = x + d0 p for both, then
+
+        pm' = pm - kc (on ym - bu + c S / 2),   pd' = pd - kc (on yd + c Dg / 2),
+
+    S = g'(z_0) + g'(z_1), Dg = g'(z_0) - g'(z_1) at z = w ym + dz + b +- w yd
+    (:func:`~hamsim.hamiltonians.kernels.nl_pair`: Dg from yd itself, no cancellation), exactly the two copies'
+    steps.  Kind 0 (linear): :func:`linear_unit_step` for the mean, the drive-free one for the half-difference,
+    bit for bit.  Returns (ym, yd, pm', pd', xm', xd', S, Dg, g(z_0) - g(z_1), S w yd - (g(z_0) - g(z_1)))."""
+    if kind == 0:
+        ym, nm, xm1 = linear_unit_step(xm, pm, d0, d1, kc, on, bu)
+        yd, nd, xd1 = linear_unit_step(xd, pd, d0, d1, kc, on, one - one)
+        zero = one - one
+        return ym, yd, nm, nd, xm1, xd1, zero, zero, zero, zero
+    ym = xm + d0 * pm
+    yd = xd + d0 * pd
+    half = one / (one + one)
+    sg, dg, gdiff, rem = nl_pair(kind, w * ym + dz + b, w * yd, one)
+    nm = pm - kc * (on * ym - bu + c * (half * sg))
+    nd = pd - kc * (on * yd + c * (half * dg))
+    return ym, yd, nm, nd, ym + d1 * nm, yd + d1 * nd, sg, dg, gdiff, rem
 
 
 @kernel

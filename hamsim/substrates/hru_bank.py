@@ -113,8 +113,10 @@ class HRUBankSubstrate:
             cf[KB.C] = t.nl_c
             cf[KB.BIAS] = t.nl_bias
             cf[KB.C_OVER_W] = t.nl_c / t.nl_w
+            cf[KB.INV_W] = 1.0 / t.nl_w
         else:
             cf[KB.W] = 1.0
+            cf[KB.INV_W] = 1.0
         return int(t.nl_kind), cf.astype(self._dtype), h
 
     def _state(self, state: State, B: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -188,9 +190,10 @@ class HRUBankSubstrate:
         xe, pe = np.empty((2, B, n), self._dtype), np.empty((2, B, n), self._dtype)
         w0, w1 = (float(x) for x in request.weights)
         row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0)
-        if row.name == "bank.contrast_pair":
+        if row.name in ("bank.contrast_pair", "bank.contrast_pair_nl"):
             e0, e1 = (self._dtype.type(x) for x in request.nudges)
-            KB.contrast_pair_echoes(cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe)
+            KB.contrast_pair_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, e0, e1, w0, mom, dhdv,
+                                    xe, pe)
         else:
             KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
                            np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
@@ -207,9 +210,10 @@ class HRUBankSubstrate:
         table): the bank's moments go into that table's rows, sum w x_i v_i into its input row."""
         t = self._h.terms(np.float64)
         table = np.zeros((F.N_FIXED + 2, self._h.n))  # the bank does not gather sum w g'_i v_i: B is not learnt
-        for row_bank, row_fused in ((KB.SP2, F.SP2), (KB.SX2, F.SX2), (KB.SG, F.SG), (KB.SG1, F.SG1), (KB.SGX, F.SGX),
-                                    (KB.SXV, F.N_FIXED)):
+        for row_bank, row_fused in ((KB.SP2, F.SP2), (KB.SX2, F.SX2), (KB.SG, F.SG), (KB.SG1, F.SG1), (KB.SXV, F.N_FIXED)):
             table[row_fused] = mom[row_bank]
+        if t.nl_kind != 0:  # the bank gathers sum w (g' x - g / W); the table wants sum w g' x (float64: exact enough)
+            table[F.SGX] = mom[KB.SGW] + mom[KB.SG] / t.nl_w
         g = zero_gradients(t)
         F.moments_to_gradients(t, table, np.ascontiguousarray(h, np.float64), np.array([self._kick]), g, True)
         return g

@@ -110,11 +110,15 @@ ROWS: dict[str, Row] = _rows(
     # -- the HRU bank (diagonal drive, sample-major, samples in parallel)
     Row("bank.forward", "bank", _K + "hru_bank.bank_forward", "HRUBankSubstrate forward",
         "forward.rows of the same HRU to round-off", "fast, samples over threads"),
-    Row("bank.contrast_pair", "bank", _K + "hru_bank.contrast_pair_echoes",
+    Row("bank.contrast_pair", "bank", _K + "hru_bank.contrast_pair_echoes(nl=0)",
         "HRUBankSubstrate echoes of a linear HRU with contrast weights (w, -w)",
         "bank.echoes to round-off (mean/half-difference coordinates, ADR 0011)", "fastest, samples over threads"),
     Row("bank.echoes", "bank", _K + "hru_bank.bank_echoes", "HRUBankSubstrate echoes otherwise",
         "echo.fused of the same HRU to round-off", "fast, samples over threads"),
+    Row("bank.contrast_pair_nl", "bank", _K + "hru_bank.contrast_pair_echoes(nl!=0)",
+        "HRUBankSubstrate echoes of a nonlinear HRU with contrast weights (w, -w)",
+        "bank.echoes to round-off (mean/half-difference coordinates, cancellation-free g' differences, ADR 0016)",
+        "fast, samples over threads"),
 )
 
 
@@ -192,8 +196,11 @@ def trace_plan(echo_row: str) -> Row:
 
 
 def bank_plan(*, linear: bool, contrast: bool) -> Row:
-    """The HRU bank's echo kernel."""
-    return ROWS["bank.contrast_pair" if linear and contrast else "bank.echoes"]
+    """The HRU bank's echo kernel: a contrast pair (weights (w, -w)) runs as mean and half-difference,
+    linear or not; other weights run the two echoes as they are."""
+    if not contrast:
+        return ROWS["bank.echoes"]
+    return ROWS["bank.contrast_pair" if linear else "bank.contrast_pair_nl"]
 
 
 #: the recorded code of a row in session files: its index in this tuple (append only: old files keep meaning)

@@ -17,12 +17,13 @@ import numpy as np
 
 from hamsim._jit import parallel_kernel, prange
 from hamsim.hamiltonians.kernels import nl_value
-from hamsim.integrators.kernels import linear_unit_step, unit_step
+from hamsim.integrators.kernels import linear_unit_step, pair_unit_step, unit_step
 
 #: rows of the per-unit coefficient table
-DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, C_OVER_W, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
-#: rows of the per-sample moment table
-SP2, SX2, SXV, SG, SG1, SGX, N_MOM = 0, 1, 2, 3, 4, 5, 6
+DRIFT0, DRIFT1, KICK, ONSITE, LIN, W, C, BIAS, C_OVER_W, INV_W, N_COEF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+#: rows of the per-sample moment table: sum w of pi^2 (a0, a1 weighted), x^2, x v, g, g', and g' x - g / W
+#: (the W-gradient's combination, gathered per step: for a contrast pair the two terms cancel to O(d^3))
+SP2, SX2, SXV, SG, SG1, SGW, N_MOM = 0, 1, 2, 3, 4, 5, 6
 
 
 @parallel_kernel
@@ -97,9 +98,11 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
                 dv0 = -cf[LIN, i] * y0
                 dv1 = -cf[LIN, i] * y1
                 if nl != 0:
-                    m[SG, i] += w0 * nl_value(nl, z0, one) + w1 * nl_value(nl, z1, one)
+                    g0 = nl_value(nl, z0, one)
+                    g1 = nl_value(nl, z1, one)
+                    m[SG, i] += w0 * g0 + w1 * g1
                     m[SG1, i] += w0 * s0 + w1 * s1
-                    m[SGX, i] += w0 * s0 * y0 + w1 * s1 * y1
+                    m[SGW, i] += w0 * (s0 * y0 - g0 * cf[INV_W, i]) + w1 * (s1 * y1 - g1 * cf[INV_W, i])
                     dv0 += cf[C_OVER_W, i] * s0
                     dv1 += cf[C_OVER_W, i] * s1
                 m[SP2, i] += (w0 * a0 * q0 * q0 + w1 * a0 * q1 * q1) + (w0 * a1 * n0 * n0 + w1 * a1 * n1 * n1)
@@ -121,15 +124,19 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
 
 
 @parallel_kernel
-def contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe):
-    """Plan row ``bank.contrast_pair``: :func:`bank_echoes` for the linear HRU with contrast weights (w0, -w0): the pair x_{0,1} = m +- d is
-    integrated as its mean m (input, mean nudge (e0 + e1)/2 G) and half-difference d (difference nudge
-    (e0 - e1)/2 G, no input) -- the same linear map in other coordinates (ADR 0011).  The O(eps) contrast
-    is computed directly, not as the difference of two O(1) states, so float32 keeps its precision at
-    any eps; the moments become w0 (x_0^2 - x_1^2) = 4 w0 m d etc."""
+def contrast_pair_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe):
+    """Plan rows ``bank.contrast_pair`` (linear HRU, nl = 0) and ``bank.contrast_pair_nl``: :func:`bank_echoes` with
+    contrast weights (w0, -w0), the pair x_{0,1} = m +- d integrated as its mean m (input, mean nudge
+    (e0 + e1)/2 G) and half-difference d (difference nudge (e0 - e1)/2 G) by
+    :func:`~hamsim.integrators.kernels.pair_unit_step` -- the two echoes in other coordinates, exactly.
+    For the linear HRU d carries no input (superposition, ADR 0011); for a nonlinear one the differences
+    of g' and g come from d itself, free of cancellation (ADR 0016).  The O(eps) contrast is never the
+    difference of two O(1) states, so float32 keeps its precision at any eps; the moments are the
+    contrast ones, w0 (x_0^2 - x_1^2) = 4 w0 m d, w0 ((g'_0 y_0 - g_0 / W) - (g'_1 y_1 - g_1 / W)) = w0 (Dg y_m + R / W)
+    with the pair's trapezoid remainder R = S w y_d - Dv, etc."""
     B, K, n = v.shape
     T = cf.dtype.type
-    zero = T(0.0)
+    one = T(1.0)
     hm, hd = T(0.5 * (e0 + e1)), T(0.5 * (e0 - e1))
     ka, kb, kx, kv = 4.0 * w0 * a0, 4.0 * w0 * a1, 4.0 * w0, 2.0 * w0
     want_dv = dhdv.shape[1] == K
@@ -145,14 +152,21 @@ def contrast_pair_echoes(cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe
                 vv = v[b, j, i]
                 qm = PM[i]
                 qd = PD[i]
-                d0, d1, kc, on = cf[DRIFT0, i], cf[DRIFT1, i], cf[KICK, i], cf[ONSITE, i]
-                ym, nm, M[i] = linear_unit_step(M[i], qm, d0, d1, kc, on, cf[LIN, i] * vv)
-                yd, nd, D[i] = linear_unit_step(D[i], qd, d0, d1, kc, on, zero)  # no input: superposition
+                ym, yd, nm, nd, M[i], D[i], sg, dg, gdiff, rem = pair_unit_step(
+                    M[i], D[i], qm, qd, cf[DRIFT0, i], cf[DRIFT1, i], cf[KICK, i], cf[ONSITE, i], cf[LIN, i] * vv,
+                    nl, cf[C, i], cf[W, i], vv, cf[BIAS, i], one)
                 m[SP2, i] += ka * (qm * qd) + kb * (nm * nd)
                 m[SX2, i] += kx * (ym * yd)
                 m[SXV, i] += kv * (yd * vv)
+                if nl != 0:
+                    m[SG, i] += w0 * gdiff
+                    m[SG1, i] += w0 * dg
+                    m[SGW, i] += w0 * (dg * ym + rem * cf[INV_W, i])  # S y_d - Dv / W = R / W, no cancellation
                 if want_dv:
-                    dhdv[b, j, i] = cf[KICK, i] * (kv * (-cf[LIN, i] * yd))
+                    dv = kv * (-cf[LIN, i] * yd)
+                    if nl != 0:
+                        dv += w0 * (cf[C_OVER_W, i] * dg)
+                    dhdv[b, j, i] = cf[KICK, i] * dv
                 PM[i] = nm
                 PD[i] = nd
             if j >= 1:
