@@ -26,6 +26,9 @@ def experiment_command(
                                                         "(default: the config's, at most the cores).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their status; train nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-run lines.")] = False,
+    verify: Annotated[Optional[Path], typer.Option(
+        help="Train nothing: re-train the fingerprint steps of this results table (its .json) with today's code "
+             "and CONFIG; exit 0 when every row reproduces bit for bit, 3 when one does not.")] = None,
 ) -> None:
     """Train every (task, HRU, algorithm, seed) of CONFIG not yet complete, then write the results table."""
     from hamsim.errors import ValidationError
@@ -34,6 +37,9 @@ def experiment_command(
     from hamsim.experiments.runner import check_tasks
 
     cfg = load_experiment(config)
+    if verify is not None:
+        _verify(config, verify)
+        return
     if workers is not None and (workers < 1):
         raise ValidationError("workers", f"must be >= 1, got {workers}")
     folder = out or Path("data") / "experiments" / cfg.name
@@ -83,3 +89,32 @@ def experiment_command(
         for run_id, error in summary.failed.items():
             typer.secho(f"error: run {run_id} failed: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
+
+
+def _verify(config: Path, table: Path) -> None:
+    """``--verify``: the table's provenance against today's code and config (ADR 0017)."""
+    import json
+
+    from hamsim.cli import EXIT_UNHEALTHY
+    from hamsim.errors import ValidationError
+    from hamsim.experiments.provenance import verify
+
+    try:
+        data = json.loads(table.read_text())
+    except FileNotFoundError:
+        raise ValidationError("verify", f"{table} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError("verify", f"{table} is not a results table (.json): {exc}") from None
+    if not isinstance(data, dict) or "meta" not in data:
+        raise ValidationError("verify", f"{table} is not a results table (.json): no 'meta'")
+    t0 = time.perf_counter()
+    problems = verify(table, config)
+    n = len(data["meta"].get("provenance", {}).get("fingerprint", {}))
+    if problems:
+        for p in problems:
+            typer.echo(f"error: {p}", err=True)
+        typer.echo(f"{table}: does NOT reproduce ({len(problems)} problem(s)); regenerate it "
+                   f"({time.perf_counter() - t0:.0f} s)")
+        raise typer.Exit(EXIT_UNHEALTHY)
+    typer.echo(f"{table}: reproduces: config digest and {n} row fingerprints match today's code "
+               f"({time.perf_counter() - t0:.0f} s)")

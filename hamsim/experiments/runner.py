@@ -71,9 +71,32 @@ def peak_memory_mb() -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch and Numba on one thread while a run trains, in a pool worker or in this process alike: a
+    multi-threaded GEMM sums in another order, so a run's bits must not depend on the worker count."""
+    import numba
+    import torch
+
+    saved = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        numba.set_num_threads(saved[1])
+
+
 def run_one(spec: RunSpec, path: str | Path, *, hook: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Load the task, build and train the model of ``spec``, recording into the run file at ``path``.
-    Returns the run's summary (:meth:`RunRecord.summary`).  ``hook`` also receives every log record."""
+    """Load the task, build and train the model of ``spec`` (on one thread, :func:`one_thread`), recording into
+    the run file at ``path``.  Returns the run's summary (:meth:`RunRecord.summary`).  ``hook`` also receives
+    every log record."""
+    with one_thread():
+        return _run_one(spec, path, hook)
+
+
+def _run_one(spec: RunSpec, path: str | Path, hook: Callable[[Any], None] | None) -> dict[str, Any]:
     from hamsim.datasets import load_task
     from hamsim.hssm import HSSM
     from hamsim.hssm.train import (
@@ -280,6 +303,7 @@ def write_table(config: ExperimentConfig, runs: list[dict[str, Any]], out: str |
                 table_dir: str | Path | None = None, elapsed_s: float | None = None) -> list[Path]:
     """Write ``results.md`` / ``results.json`` in ``out`` (and ``<name>.md`` / ``<name>.json`` in ``table_dir``)."""
     from hamsim import __version__
+    from hamsim.experiments.provenance import provenance
 
     rows = build_rows(runs, len(config.seeds))
     complete = [r for r in runs if r.get("complete")]
@@ -292,6 +316,7 @@ def write_table(config: ExperimentConfig, runs: list[dict[str, Any]], out: str |
         "hamsim": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "models": {t.label: t.models for t in config.tasks}, "fit": {t.label: t.fit for t in config.tasks},
         "task options": {t.label: t.options for t in config.tasks},
+        "provenance": provenance(config, out),
     }
     files = []
     targets = [(Path(out), "results")]

@@ -152,7 +152,17 @@ def markdown(rows: Sequence[Row], runs: Sequence[dict[str, Any]], meta: dict[str
         out.append(f"| {run['run_id']} | {_fmt(v, run['metric'])} | {run['best_step']} | {run['steps']} "
                    f"| {run['stop_reason']} | {run['wall_time_s']:.0f} | {run['peak_rss_mb']:.0f} |")
     out += ["", "## Provenance", ""]
-    out += [f"- {k}: {v}" for k, v in meta.items() if k not in ("name", "description")]
+    out += [f"- {k}: {v}" for k, v in meta.items() if k not in ("name", "description", "provenance")]
+    prov = meta.get("provenance")
+    if prov:
+        code = prov.get("code", {})
+        state = {True: " (with uncommitted changes)", False: "", None: ""}[code.get("dirty")]
+        out += [f"- code: {code.get('commit') or 'unknown (no git)'}{state}",
+                f"- config digest: {prov.get('config_digest')}",
+                (f"- fingerprint: loss and gradient norm of the first {prov.get('fingerprint_steps')} training steps of "
+                 f"the first seed of {len(prov.get('fingerprint', {}))} rows (exact, in the JSON); "
+                 f"`hamsim experiment {meta.get('config')} --verify <this table's .json>` re-trains them and says "
+                 "whether today's code still makes this table")]
     return "\n".join(out) + "\n"
 
 
