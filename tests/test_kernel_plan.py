@@ -97,9 +97,10 @@ def test_every_row_is_reachable_and_documented() -> None:
     for row in plan.ROWS.values():
         if row.replay:
             seen.add(plan.trace_plan(row.name).name)
-    for lin, con in itertools.product([False, True], repeat=2):
-        seen.add(plan.bank_plan(linear=lin, contrast=con).name)
-    seen.add("bank.forward")  # the bank has one forward kernel
+    for lin, con, dev in itertools.product([False, True], [False, True], ["cpu", "cuda"]):
+        seen.add(plan.bank_plan(linear=lin, contrast=con, device=dev).name)
+    for dev in ("cpu", "cuda"):
+        seen.add(plan.bank_forward_plan(device=dev).name)
     assert seen == set(plan.ROWS)
     doc = (ROOT / "docs" / "kernel-plan.md").read_text()
     assert plan.table_markdown() in doc, "docs/kernel-plan.md is out of date: paste plan.table_markdown()"
@@ -115,7 +116,8 @@ def test_codes_are_stable() -> None:
         "forward.one_pass", "forward.rows", "forward.lockstep", "forward.fixed_point",
         "echo.contrast_pair", "echo.fused_linear", "echo.fused", "echo.lockstep", "echo.fixed_point",
         "trace.fused_linear", "trace.fused", "trace.lockstep",
-        "bank.forward", "bank.contrast_pair", "bank.echoes", "bank.contrast_pair_nl")
+        "bank.forward", "bank.contrast_pair", "bank.echoes", "bank.contrast_pair_nl",
+        "bank.forward.cuda", "bank.contrast_pair.cuda", "bank.echoes.cuda")
 
 
 def test_yoshida4_damping_and_input_gradients_are_visible() -> None:

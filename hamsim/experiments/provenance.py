@@ -118,8 +118,9 @@ def verify(table: str | Path, config: str | Path | None = None, *, rows: list[st
     cfg = load_experiment(cfg_path)
     problems = []
     if config_digest(cfg) != prov["config_digest"]:
-        problems.append(f"{table}: config {cfg_path} changed since the table was written "
-                        f"(digest {config_digest(cfg)} != {prov['config_digest']})")
+        problems.append(f"{table}: config {cfg_path} is not what the table was made from (digest "
+                        f"{config_digest(cfg)} != {prov['config_digest']}): it changed since the table was written, "
+                        f"or the table was made from {meta.get('config')}")
     steps = int(prov.get("fingerprint_steps", FINGERPRINT_STEPS))
     seed = cfg.seeds[0]
     for spec in cfg.runs():

@@ -90,7 +90,7 @@ def _pair_sums(kind, zm, dl, one):
         if abs(tu) <= T(0.5):
             dv = two * np.arctanh(tu)
         else:  # log cosh z = |z| + log1p(e^-2|z|) - log 2, |a| - |b| exact from dl when a, b share a sign
-            da = two * dl * np.sign(zm) if a * b > 0 else abs(a) - abs(b)
+            da = (two * dl if zm > 0 else -two * dl) if a * b > 0 else abs(a) - abs(b)
             dv = da + (np.log1p(np.exp(-two * abs(a))) - np.log1p(np.exp(-two * abs(b))))
         return two * t * sd / den, two * u * sz / den, dv
     if kind == 2:
@@ -117,7 +117,7 @@ def _pair_sums(kind, zm, dl, one):
         ga, gb = nl_slope(kind, a, one), nl_slope(kind, b, one)  # opposite sides: magnitudes add
         return ga + gb, ga - gb, nl_value(kind, a, one) - nl_value(kind, b, one)
     # a and b on one side, at least one beyond the knee: mirror to zm > 0 (g' odd, g even), distances to the knee
-    sgn = np.sign(zm)
+    sgn = one if zm > 0 else -one  # zm != 0 here
     z = abs(zm)
     d = sgn * dl
     ea = knee - z - d  # knee - |a|

@@ -48,11 +48,23 @@ def _sample_major(a: Any, name: str, shape: tuple[int, int, int], dtype: np.dtyp
     return out
 
 
+def _cuda_kernels() -> Any:
+    """The GPU kernels (:mod:`hamsim.substrates._kernels.cuda_bank`), or a clear error when they cannot run."""
+    try:
+        from hamsim.substrates._kernels import cuda_bank
+    except ImportError as exc:
+        raise ValidationError("device", f"'cuda' needs numba-cuda (pip install 'hamsim[cuda]'): {exc}") from None
+    if not cuda_bank.available():
+        raise ValidationError("device", "'cuda' found no CUDA GPU (numba.cuda.is_available() is False; "
+                                        "NUMBA_ENABLE_CUDASIM=1 runs the kernels in the CUDA simulator, slowly)")
+    return cuda_bank
+
+
 class HRUBankSubstrate:
-    """Uncoupled HRU units with one drive channel each, leapfrog, float64 or float32."""
+    """Uncoupled HRU units with one drive channel each, leapfrog, float64 or float32, on the CPU or a CUDA GPU."""
 
     def __init__(self, hamiltonian: LinearHRU | NonlinearHRU, dt: float, *, dtype: Any = np.float64,
-                 name: str = "hru-bank") -> None:
+                 name: str = "hru-bank", device: str = "cpu") -> None:
         if not isinstance(hamiltonian, (LinearHRU, NonlinearHRU)):
             raise ValidationError("hamiltonian", f"must be a LinearHRU or NonlinearHRU, got {type(hamiltonian).__name__}")
         if hamiltonian.options.get("input_coupling") != "diagonal":
@@ -65,6 +77,12 @@ class HRUBankSubstrate:
         self._h = hamiltonian
         self._dt = validation.positive_scalar(dt, "dt")
         self._name = name
+        if device not in ("cpu", "cuda"):
+            raise ValidationError("device", f"must be 'cpu' or 'cuda', got {device!r}")
+        self._cuda: Any = None
+        if device == "cuda":
+            self._cuda = _cuda_kernels()
+        self._device = device
         a, c = get_integrator("leapfrog").coefficients(np.float64)
         self._drift, self._kick = (float(a[0]), float(a[1])), float(c[0])
 
@@ -76,6 +94,11 @@ class HRUBankSubstrate:
     @property
     def dtype(self) -> np.dtype:
         return self._dtype
+
+    @property
+    def device(self) -> str:
+        """Where the kernels run: "cpu" (Numba, samples over threads) or "cuda" (one GPU thread per unit)."""
+        return self._device
 
     @property
     def info(self) -> SubstrateInfo:
@@ -91,7 +114,7 @@ class HRUBankSubstrate:
 
     def snapshot(self) -> dict[str, Any]:
         return {"name": self._name, "system": self._h.config(), "dt": self._dt, "integrator": "leapfrog",
-                "dtype": str(self._dtype), "kernel_plan": plan.IDENT}
+                "dtype": str(self._dtype), "device": self._device, "kernel_plan": plan.IDENT}
 
     def close(self) -> None:
         """Nothing to release."""
@@ -146,8 +169,11 @@ class HRUBankSubstrate:
         rec_x = np.empty((B, R, n), self._dtype)
         rec_p = np.empty((B, R if momenta else 0, n), self._dtype)
         xK, pK = np.empty((B, n), self._dtype), np.empty((B, n), self._dtype)
-        KB.bank_forward(nl, cf, np.ascontiguousarray(phi0, self._dtype), np.ascontiguousarray(pi0, self._dtype),
-                        v, record_every, rec_x, rec_p, xK, pK)
+        x0, p0 = np.ascontiguousarray(phi0, self._dtype), np.ascontiguousarray(pi0, self._dtype)
+        if self._cuda is not None:
+            self._cuda.forward(nl, self._dtype.type(1.0), cf, x0, p0, v, record_every, rec_x, rec_p, xK, pK)
+        else:
+            KB.bank_forward(nl, cf, x0, p0, v, record_every, rec_x, rec_p, xK, pK)
         return rec_x, (rec_p if momenta else None), State(xK, pK)
 
     def forward(self, u: Any, state0: State, *, loss: ReadoutLoss | None = None,
@@ -164,7 +190,7 @@ class HRUBankSubstrate:
             traj = State(rx.transpose(1, 0, 2), rp.transpose(1, 0, 2))  # type: ignore[union-attr]
         r = np.zeros((0, self._h.n))
         return ForwardResult(final=final, loss=0.0, readout_grad_C=r, readout_grad_c0=np.zeros(0), trajectory=traj,
-                             kernel="bank.forward")
+                             kernel=plan.bank_forward_plan(device=self._device).name)
 
     def echo(self, request: EchoRequest) -> EchoResult:
         if request.at not in ("forward", "none"):
@@ -189,8 +215,15 @@ class HRUBankSubstrate:
         dhdv = np.zeros((B, K if request.input_gradients else 0, n), self._dtype)
         xe, pe = np.empty((2, B, n), self._dtype), np.empty((2, B, n), self._dtype)
         w0, w1 = (float(x) for x in request.weights)
-        row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0)
-        if row.name in ("bank.contrast_pair", "bank.contrast_pair_nl"):
+        row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0, device=self._device)
+        if self._cuda is not None:
+            T = self._dtype.type
+            e0, e1 = (T(x) for x in request.nudges)  # the CPU kernel's arithmetic: the sum in T, halved in float64
+            pair = (T(0.5 * float(e0 + e1)), T(0.5 * float(e0 - e1)), w0) if row.name == "bank.contrast_pair.cuda" else None
+            self._cuda.echoes(nl, T(1.0), cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, pair,
+                              np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
+                              mom, dhdv, xe, pe)
+        elif row.name in ("bank.contrast_pair", "bank.contrast_pair_nl"):
             e0, e1 = (self._dtype.type(x) for x in request.nudges)
             KB.contrast_pair_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, e0, e1, w0, mom, dhdv,
                                     xe, pe)

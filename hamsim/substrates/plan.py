@@ -119,6 +119,14 @@ ROWS: dict[str, Row] = _rows(
         "HRUBankSubstrate echoes of a nonlinear HRU with contrast weights (w, -w)",
         "bank.echoes to round-off (mean/half-difference coordinates, cancellation-free g' differences, ADR 0016)",
         "fast, samples over threads"),
+    # -- the HRU bank on a CUDA GPU (device="cuda"; numba-cuda): one thread per (sample, unit), one launch per phase
+    Row("bank.forward.cuda", "bank", _K + "cuda_bank.bank_forward", "HRUBankSubstrate(device='cuda') forward",
+        "bank.forward to round-off (the same scalar functions, compiled for CUDA)", "GPU, one thread per unit"),
+    Row("bank.contrast_pair.cuda", "bank", _K + "cuda_bank.contrast_pair_echoes",
+        "HRUBankSubstrate(device='cuda') echoes with contrast weights (w, -w), linear or nonlinear",
+        "bank.contrast_pair / bank.contrast_pair_nl to round-off", "GPU, one thread per unit"),
+    Row("bank.echoes.cuda", "bank", _K + "cuda_bank.bank_echoes", "HRUBankSubstrate(device='cuda') echoes otherwise",
+        "bank.echoes to round-off", "GPU, one thread per unit"),
 )
 
 
@@ -195,12 +203,19 @@ def trace_plan(echo_row: str) -> Row:
     return ROWS[row.replay]
 
 
-def bank_plan(*, linear: bool, contrast: bool) -> Row:
+def bank_plan(*, linear: bool, contrast: bool, device: str = "cpu") -> Row:
     """The HRU bank's echo kernel: a contrast pair (weights (w, -w)) runs as mean and half-difference,
-    linear or not; other weights run the two echoes as they are."""
+    linear or not; other weights run the two echoes as they are.  ``device="cuda"``: the GPU twins."""
+    if device == "cuda":
+        return ROWS["bank.contrast_pair.cuda" if contrast else "bank.echoes.cuda"]
     if not contrast:
         return ROWS["bank.echoes"]
     return ROWS["bank.contrast_pair" if linear else "bank.contrast_pair_nl"]
+
+
+def bank_forward_plan(*, device: str = "cpu") -> Row:
+    """The HRU bank's forward kernel."""
+    return ROWS["bank.forward.cuda" if device == "cuda" else "bank.forward"]
 
 
 #: the recorded code of a row in session files: its index in this tuple (append only: old files keep meaning)

@@ -1,0 +1,87 @@
+"""CPU against CUDA for the HRU bank's kernels, as a script: run it under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, no GPU needed: tests/test_cuda_bank.py does) or on a GPU (the device script).
+
+Prints one JSON object: per case the largest difference between the CPU and CUDA results relative to their
+scale (forward states and trajectory, echo end states, dH/dtheta per parameter, dH/du), the plan rows that
+ran, and the echo's return error (zero nudges: the echo must come back to the flipped start).
+
+    python tests/cuda_check.py [--K 30] [--B 2] [--n 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import hamsim  # noqa: E402
+from hamsim.substrate import EchoRequest, State  # noqa: E402
+from hamsim.substrates import HRUBankSubstrate  # noqa: E402
+
+CASES = {  # name -> (system factory, weights)
+    "linear/contrast": (lambda n: hamsim.LinearHRU.random(n, n, seed=6, input_coupling="diagonal"), (10.0, -10.0)),
+    "linear/weights": (lambda n: hamsim.LinearHRU.random(n, n, seed=8, input_coupling="diagonal"), (1.5, -0.5)),
+    "logcosh/contrast": (lambda n: hamsim.NonlinearHRU.random(n, n, seed=7, input_coupling="diagonal"), (10.0, -10.0)),
+    "logcosh/weights": (lambda n: hamsim.NonlinearHRU.random(n, n, seed=7, input_coupling="diagonal"), (10.0, -4.0)),
+    "sqrt/contrast": (lambda n: hamsim.NonlinearHRU.random(n, n, seed=3, potential="sqrt", input_coupling="diagonal"),
+                      (5.0, -5.0)),
+    "poly/contrast": (lambda n: hamsim.NonlinearHRU.random(n, n, seed=4, potential="poly", input_coupling="diagonal"),
+                      (5.0, -5.0)),
+}
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def run_case(name: str, dtype: type, K: int, B: int, n: int, dt: float) -> dict[str, object]:
+    make, weights = CASES[name]
+    h = make(n)
+    rng = np.random.default_rng(9)
+    u = rng.normal(size=(K, B, n))
+    s0 = State(0.3 * rng.normal(size=(B, n)), 0.3 * rng.normal(size=(B, n)))
+    G = 0.05 * rng.normal(size=(K, B, n))
+    out: dict[str, object] = {}
+    res = {}
+    for device in ("cpu", "cuda"):
+        bank = HRUBankSubstrate(h, dt, dtype=dtype, device=device)
+        fr = bank.forward(u, s0, record_every=1)
+        req = EchoRequest(fr.final, u, (0.05, -0.05), weights, G[-1], "forward", None, G, True)
+        er = bank.echo(req)
+        back = bank.echo(EchoRequest(fr.final, u, (0.0, 0.0), weights, np.zeros((B, n)), "none", None, None, False))
+        res[device] = (fr, er, back)
+        out[f"rows_{device}"] = [fr.kernel, er.kernel]
+    (fc, ec, bc), (fg, eg, bg) = res["cpu"], res["cuda"]
+    out["forward"] = max(rel(fg.final.phi, fc.final.phi), rel(fg.final.pi, fc.final.pi),
+                         rel(fg.trajectory.phi, fc.trajectory.phi), rel(fg.trajectory.pi, fc.trajectory.pi))
+    out["echo_finals"] = max(max(rel(a.phi, b.phi), rel(a.pi, b.pi)) for a, b in zip(eg.finals, ec.finals))
+    out["dH_dtheta"] = {k: rel(eg.dH_dtheta[k], ec.dH_dtheta[k]) for k in ec.dH_dtheta
+                        if np.max(np.abs(ec.dH_dtheta[k])) > 0}
+    out["dH_du"] = rel(eg.dH_du, ec.dH_du)
+    scale = max(np.max(np.abs(s0.phi)), np.max(np.abs(s0.pi)))
+    out["retrace_cuda"] = float(max(np.max(np.abs(f.phi - s0.phi)) for f in bg.finals) / scale)
+    out["retrace_cpu"] = float(max(np.max(np.abs(f.phi - s0.phi)) for f in bc.finals) / scale)
+    out["retrace_pi_cuda"] = float(max(np.max(np.abs(f.pi + s0.pi)) for f in bg.finals) / scale)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--K", type=int, default=30)
+    ap.add_argument("--B", type=int, default=2)
+    ap.add_argument("--n", type=int, default=3)
+    ap.add_argument("--dt", type=float, default=0.05)
+    args = ap.parse_args()
+    report = {f"{name}/{np.dtype(dt).name}": run_case(name, dt, args.K, args.B, args.n, args.dt)
+              for name in CASES for dt in (np.float64, np.float32)}
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
