@@ -3,7 +3,8 @@
 
 Prints one JSON object: per case the largest difference between the CPU and CUDA results relative to their
 scale (forward states and trajectory, echo end states, dH/dtheta per parameter, dH/du), the plan rows that
-ran, and the echo's return error (zero nudges: the echo must come back to the flipped start).
+ran, and the echo's return error (zero nudges: the echo must come back to the flipped start); with
+``--hssm`` also a small HSSM's parameter gradients with its cores on the CPU and on the CUDA bank.
 
     python tests/cuda_check.py [--K 30] [--B 2] [--n 3]
 """
@@ -71,15 +72,40 @@ def run_case(name: str, dtype: type, K: int, B: int, n: int, dt: float) -> dict[
     return out
 
 
+def hssm_case(hru: str, T: int) -> dict[str, object]:
+    """A 2-block HSSM (float64, dropout 0) whose cores run on the CPU bank and on the CUDA bank: parameter
+    gradients of one loss compared (largest difference relative to each gradient's scale)."""
+    import torch
+
+    from hamsim.hssm import HSSM, HSSMConfig
+    from hamsim.hssm.core import bank_substrate, cuda_bank_substrate
+
+    grads = {}
+    for name, factory in (("cpu", bank_substrate), ("cuda", cuda_bank_substrate)):
+        torch.manual_seed(0)
+        cfg = HSSMConfig(input_dim=2, output_dim=3, hru=hru, blocks=2, hidden=4, oscillators=2, dropout=0.0,
+                         dt=None if hru == "linear" else 0.05)
+        model = HSSM(cfg, substrate=factory).to(torch.float64)
+        x = torch.randn(2, T, 2, dtype=torch.float64)
+        torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 2])).backward()
+        grads[name] = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    return {"grads": len(grads["cpu"]),
+            "max_rel": max(float((grads["cuda"][k] - g).abs().max() / max(float(g.abs().max()), 1e-300))
+                           for k, g in grads["cpu"].items() if float(g.abs().max()) > 0)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--K", type=int, default=30)
     ap.add_argument("--B", type=int, default=2)
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--dt", type=float, default=0.05)
+    ap.add_argument("--hssm", action="store_true", help="also a 2-block HSSM with its cores on either bank")
     args = ap.parse_args()
-    report = {f"{name}/{np.dtype(dt).name}": run_case(name, dt, args.K, args.B, args.n, args.dt)
-              for name in CASES for dt in (np.float64, np.float32)}
+    report: dict[str, object] = {f"{name}/{np.dtype(dt).name}": run_case(name, dt, args.K, args.B, args.n, args.dt)
+                                 for name in CASES for dt in (np.float64, np.float32)}
+    if args.hssm:
+        report["hssm"] = {hru: hssm_case(hru, args.K) for hru in ("linear", "nonlinear")}
     print(json.dumps(report))
 
 

@@ -32,15 +32,17 @@ def report() -> dict[str, dict[str, object]]:
     if not HAVE_NUMBA_CUDA:
         pytest.skip("numba-cuda is not installed (pip install 'hamsim[cuda]'; .ci/run installs it)")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    r = subprocess.run([sys.executable, str(HERE / "cuda_check.py"), "--K", "24", "--B", "2", "--n", "3"],
+    r = subprocess.run([sys.executable, str(HERE / "cuda_check.py"), "--K", "24", "--B", "2", "--n", "3", "--hssm"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_every_case_ran_on_the_cuda_rows(report: dict[str, dict[str, object]]) -> None:
-    assert len(report) == 12
+    assert len(report) == 13
     for name, r in report.items():
+        if name == "hssm":
+            continue
         contrast = "contrast" in name
         assert r["rows_cuda"] == ["bank.forward.cuda", "bank.contrast_pair.cuda" if contrast else "bank.echoes.cuda"]
         assert r["rows_cpu"][0] == "bank.forward" and r["rows_cpu"][1].startswith("bank.")
@@ -48,11 +50,19 @@ def test_every_case_ran_on_the_cuda_rows(report: dict[str, dict[str, object]]) -
 
 def test_cuda_equals_cpu_to_round_off(report: dict[str, dict[str, object]]) -> None:
     for name, r in report.items():
+        if name == "hssm":
+            continue
         tol = 1e-12 if name.endswith("float64") else 1e-4  # float32: rounding differs in order, amplified by K steps
         assert r["forward"] <= tol, (name, r)
         assert r["echo_finals"] <= tol, (name, r)
         assert r["dH_du"] <= tol, (name, r)
         assert r["dH_dtheta"] and max(r["dH_dtheta"].values()) <= tol, (name, r)
+
+
+def test_an_hssm_with_its_cores_on_the_cuda_bank_gets_the_cpu_gradients(report: dict[str, dict[str, object]]) -> None:
+    """HSSM(cfg, substrate=cuda_bank_substrate): every parameter's gradient equals the CPU bank's (float64)."""
+    for hru, r in report["hssm"].items():
+        assert r["grads"] >= 10 and r["max_rel"] <= 1e-10, (hru, r)
 
 
 def test_cuda_echoes_retrace_the_forward_pass(report: dict[str, dict[str, object]]) -> None:

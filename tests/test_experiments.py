@@ -114,6 +114,11 @@ def test_shipped_configs_are_valid() -> None:
     assert len(rep.tasks) >= 5 and len(rep.seeds) == 3 and set(rep.algorithms) == {"rhel", "bptt"}
     assert any(t.name == "lemniscate" and t.options["length"] >= 10_000 for t in rep.tasks)
     assert all(t.models["nonlinear"]["eps"] == 0.1 for t in rep.tasks)  # the paper's eps; linear: see the README
+    seeds = load_experiment(REPO / "experiments" / "linear_seeds.toml")
+    assert len(seeds.seeds) == 10 and seeds.hrus == ("linear",)
+    same = {s.run_id: s.digest for s in rep.runs()}
+    # its first three seeds are the reproduction's own runs: the same settings, digest for digest
+    assert all(same[s.run_id] == s.digest for s in seeds.runs() if s.seed < 3)
 
 
 # ---------------------------------------------------------------------------------------------- table

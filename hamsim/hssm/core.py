@@ -51,6 +51,13 @@ def bank_substrate(h: Hamiltonian, dt: float, dtype: torch.dtype) -> Substrate:
     return open_substrate("bank", h, dt, dtype=np.float64 if dtype == torch.float64 else np.float32)
 
 
+def cuda_bank_substrate(h: Hamiltonian, dt: float, dtype: torch.dtype) -> Substrate:
+    """The HRU bank's CUDA kernels (ADR 0018; ``hamsim[cuda]`` and a GPU): ``HSSM(cfg, substrate=cuda_bank_substrate)``
+    runs every layer's recurrent core on the GPU, the rest of the model where its tensors are (host arrays
+    are exchanged per call)."""
+    return open_substrate("bank", h, dt, dtype=np.float64 if dtype == torch.float64 else np.float32, device="cuda")
+
+
 def simulator_substrate(h: Hamiltonian, dt: float, dtype: torch.dtype) -> Substrate:
     """The general simulator (float64, any Hamiltonian): slower, used to show backend independence."""
     return open_substrate("sim", h, dt)
