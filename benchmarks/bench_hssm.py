@@ -54,17 +54,19 @@ def _peak_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------ children
-def child_speed(spec: dict[str, Any]) -> dict[str, Any]:
+def problem(config: str, hru: str, *, mode: str = "rhel", **changes: Any) -> tuple[Any, Any, Any, Any]:
+    """(model, x, y, loss_fn) of a benchmark shape: the HSSM of CONFIGS[config] (H = 64, P = 16), a batch of 4
+    synthetic inputs and targets, seed 0.  ``changes`` override HSSMConfig fields (e.g. dropout=0.0)."""
     import torch
 
     from hamsim.hssm import HSSM, HSSMConfig
 
     torch.manual_seed(0)
-    c = CONFIGS[spec["config"]]
-    cfg = HSSMConfig(input_dim=c["input_dim"], output_dim=c["output_dim"], hru=spec["hru"], blocks=c["blocks"],
-                     hidden=64, oscillators=16, readout=c["readout"], output_activation=c["output_activation"])
-    model = HSSM(cfg, mode=spec["mode"])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    c = CONFIGS[config]
+    cfg = HSSMConfig(input_dim=c["input_dim"], output_dim=c["output_dim"], hru=hru, blocks=c["blocks"],
+                     hidden=64, oscillators=16, readout=c["readout"], output_activation=c["output_activation"],
+                     **changes)
+    model = HSSM(cfg, mode=mode)  # type: ignore[arg-type]
     T, B = c["T"], 4
     x = torch.randn(B, T, c["input_dim"])
     if c["readout"] == "mean":
@@ -73,6 +75,14 @@ def child_speed(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         y = torch.rand(B, T // 128, 1) * 2 - 1
         loss_fn = torch.nn.functional.mse_loss
+    return model, x, y, loss_fn
+
+
+def child_speed(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    model, x, y, loss_fn = problem(spec["config"], spec["hru"], mode=spec["mode"])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> float:
         t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_info, git_state, library_versions, now_utc  # noqa: E402
-from bench_hssm import CONFIGS  # noqa: E402
+from bench_hssm import CONFIGS, problem  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,22 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 def compare(config: str, hru: str) -> dict[str, Any]:
     import torch
 
-    from hamsim.hssm import HSSM, HSSMConfig
+    from hamsim.hssm import HSSM
 
-    c = CONFIGS[config]
-    torch.manual_seed(0)
-    cfg = HSSMConfig(input_dim=c["input_dim"], output_dim=c["output_dim"], hru=hru, blocks=c["blocks"], hidden=64,
-                     oscillators=16, readout=c["readout"], output_activation=c["output_activation"], dropout=0.0)
-    m32 = HSSM(cfg)
+    m32, x, y, loss_fn = problem(config, hru, dropout=0.0)
     m64 = copy.deepcopy(m32).to(torch.float64)
-    T, B = c["T"], 4
-    x = torch.randn(B, T, c["input_dim"])
-    if c["readout"] == "mean":
-        y = torch.randint(0, c["output_dim"], (B,))
-        loss_fn = torch.nn.functional.cross_entropy
-    else:
-        y = torch.rand(B, T // 128, 1) * 2 - 1
-        loss_fn = torch.nn.functional.mse_loss
 
     def grads(model: HSSM, xx: torch.Tensor, mode: str) -> dict[tuple[int, str], torch.Tensor]:
         model.set_mode(mode)  # type: ignore[arg-type]
@@ -63,8 +51,8 @@ def compare(config: str, hru: str) -> dict[str, Any]:
         groups.append({"layer": layer, "group": name, "cosine": float(a @ b / (a.norm() * b.norm())),
                        "norm_ratio": float(a.norm() / b.norm())})
     worst = min(groups, key=lambda g: g["cosine"])
-    return {"config": config, "hru": hru, "T": T, "blocks": c["blocks"], "eps": cfg.eps, "groups": groups,
-            "worst_cosine": worst["cosine"], "worst_group": f"{worst['layer']}:{worst['group']}",
+    return {"config": config, "hru": hru, "T": x.shape[1], "blocks": len(m32.hru_layers()), "eps": m32.config.eps,
+            "groups": groups, "worst_cosine": worst["cosine"], "worst_group": f"{worst['layer']}:{worst['group']}",
             "max_abs_ratio_minus_1": max(abs(g["norm_ratio"] - 1) for g in groups),
             "rhel_float32_s": t1 - t0, "bptt_float64_s": t2 - t1}
 
@@ -77,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     results: dict[str, Any] = {"started": now_utc().isoformat(), "cpu": cpu_info(), "versions": library_versions(),
                                "git": git_state(REPO, ["hamsim", "protocols", "benchmarks"]), "runs": []}
-    for config in [args.only] if args.only else ["eigenworms", "ppg"]:
+    for config in [args.only] if args.only else sorted(CONFIGS):
         r = compare(config, args.hru)
         results["runs"].append(r)
         print(f"{config:10s} {args.hru:9s} T={r['T']:6d}: worst cosine 1 - {1 - r['worst_cosine']:.2g} "

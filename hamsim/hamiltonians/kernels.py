@@ -70,11 +70,16 @@ PAIR_SERIES_BOUND = 0.02
 
 @kernel
 def _pair_sums(kind, zm, dl, one):
-    """(S, Dg, Dv) of :func:`nl_pair`, in the precision of ``one``."""
+    """(S, Dg, Dv, R, have_R) of :func:`nl_pair` in the precision of ``one``; ``have_R`` is False where R is
+    left to be formed as S dl - Dv in float64 (|dl| above the series bound, or a pair across the poly knee)."""
     T = type(one)
     two = one + one
+    zero = one - one
     a = zm + dl
     b = zm - dl
+    d2 = dl * dl
+    d3 = d2 * dl
+    small = abs(dl) <= T(PAIR_SERIES_BOUND)
     if kind == 1:
         t = np.tanh(zm)
         u = np.tanh(dl)
@@ -85,62 +90,77 @@ def _pair_sums(kind, zm, dl, one):
         den = sz + t * t * sd
         if not den > 0:  # |zm| and |dl| both beyond the range of cosh^2: no cancellation left to avoid
             ga, gb = np.tanh(a), np.tanh(b)
-            return ga + gb, ga - gb, nl_value(kind, a, one) - nl_value(kind, b, one)
+            return ga + gb, ga - gb, nl_value(kind, a, one) - nl_value(kind, b, one), zero, False
         tu = t * u
         if abs(tu) <= T(0.5):
             dv = two * np.arctanh(tu)
         else:  # log cosh z = |z| + log1p(e^-2|z|) - log 2, |a| - |b| exact from dl when a, b share a sign
             da = (two * dl if zm > 0 else -two * dl) if a * b > 0 else abs(a) - abs(b)
             dv = da + (np.log1p(np.exp(-two * abs(a))) - np.log1p(np.exp(-two * abs(b))))
-        return two * t * sd / den, two * u * sz / den, dv
+        r = zero
+        if small:  # g^(3) = -2 t s, g^(5) = 8 t s (2 - 3 t^2), g^(7), g^(9) (s = sech^2 zm)
+            t2 = t * t
+            r = d3 * (t / (cz * cz)) * (T(-4.0 / 3.0) + d2 * (T(8.0 / 15.0) * (T(2.0) - T(3.0) * t2)
+                                                       + d2 * (T(-16.0 / 420.0) * (T(17.0) + t2 * (T(-60.0) + T(45.0) * t2))
+                                                               + d2 * T(-128.0 / 22680.0)
+                                                               * (T(-62.0) + t2 * (T(378.0) + t2 * (T(-630.0) + T(315.0) * t2))))))
+        return two * t * sd / den, two * u * sz / den, dv, r, small
     if kind == 2:
         ra = np.sqrt(one + a * a)
         rb = np.sqrt(one + b * b)
         q = T(4.0) * zm * dl  # a^2 - b^2
         if a * b > 0:  # one sign: the difference cancels, the sum adds magnitudes
-            return a / ra + b / rb, q / ((a * rb + b * ra) * ra * rb), q / (ra + rb)
-        return q / ((a * rb - b * ra) * ra * rb), a / ra - b / rb, q / (ra + rb)  # and the other way round
+            sg, dg = a / ra + b / rb, q / ((a * rb + b * ra) * ra * rb)
+        else:  # and the other way round
+            sg, dg = q / ((a * rb - b * ra) * ra * rb), a / ra - b / rb
+        r = zero
+        if small:  # g^(3), g^(5), g^(7), g^(9) of sqrt(1 + z^2)
+            z2 = zm * zm
+            r2 = one / (one + z2)
+            rs = np.sqrt(r2)
+            r4 = r2 * r2
+            r8 = r4 * r4
+            g3 = T(-3.0) * zm * r4 * rs
+            g5 = T(-15.0) * zm * (T(4.0) * z2 - T(3.0)) * r8 * rs
+            g7 = T(-315.0) * zm * (T(5.0) + z2 * (T(-20.0) + T(8.0) * z2)) * (r8 * r4) * rs
+            g9 = T(-2835.0) * zm * (T(-35.0) + z2 * (T(280.0) + z2 * (T(-336.0) + T(64.0) * z2))) * (r8 * r8) * rs
+            r = d3 * (T(2.0 / 3.0) * g3 + d2 * (g5 / T(15.0) + d2 * (g7 / T(420.0) + d2 * g9 / T(22680.0))))
+        return sg, dg, q / (ra + rb), r, small
     knee = T(POLY_KNEE)
-    if a * b <= 0 or (abs(a) < knee and abs(b) < knee) or zm == 0:
-        if abs(a) < knee and abs(b) < knee:  # both inside the knee: the polynomials, factored
-            sa = a / knee
-            sb = b / knee
-            ds = two * dl / knee  # sa - sb
-            a2, b2, ab = sa * sa, sb * sb, sa * sb
-            dg = ds * (T(15.0) - T(10.0) * (a2 + ab + b2)
-                       + T(3.0) * (a2 * a2 + ab * (a2 + ab + b2) + b2 * b2)) / T(8.0)
-            dv = knee * (ds * (sa + sb)) * (T(15.0) - T(5.0) * (a2 + b2) + (a2 * a2 + a2 * b2 + b2 * b2)) / T(16.0)
-            ss = two * zm / knee  # sa + sb: the sum p(sa) - p(-sb), factored the same way
-            sg = ss * (T(15.0) - T(10.0) * (a2 - ab + b2)
-                       + T(3.0) * (a2 * a2 - ab * (a2 - ab + b2) + b2 * b2)) / T(8.0)
-            return sg, dg, dv
-        ga, gb = nl_slope(kind, a, one), nl_slope(kind, b, one)  # opposite sides: magnitudes add
-        return ga + gb, ga - gb, nl_value(kind, a, one) - nl_value(kind, b, one)
+    if abs(a) < knee and abs(b) < knee:  # both inside the knee: the polynomials, factored; R exact (g^(7) = 0)
+        sa = a / knee
+        sb = b / knee
+        ds = two * dl / knee  # sa - sb
+        a2, b2, ab = sa * sa, sb * sb, sa * sb
+        dg = ds * (T(15.0) - T(10.0) * (a2 + ab + b2) + T(3.0) * (a2 * a2 + ab * (a2 + ab + b2) + b2 * b2)) / T(8.0)
+        dv = knee * (ds * (sa + sb)) * (T(15.0) - T(5.0) * (a2 + b2) + (a2 * a2 + a2 * b2 + b2 * b2)) / T(16.0)
+        ss = two * zm / knee  # sa + sb: the sum p(sa) - p(-sb), factored the same way
+        sg = ss * (T(15.0) - T(10.0) * (a2 - ab + b2) + T(3.0) * (a2 * a2 - ab * (a2 - ab + b2) + b2 * b2)) / T(8.0)
+        s = zm / knee  # g^(3) = 7.5 s (s^2 - 1) / knee^2, g^(5) = 45 s / knee^4
+        k2 = knee * knee
+        return sg, dg, dv, d3 * (T(5.0) * s * (s * s - one) / k2 + d2 * T(3.0) * s / (k2 * k2)), True
+    if a * b <= 0:  # opposite sides of the origin: magnitudes add
+        ga, gb = nl_slope(kind, a, one), nl_slope(kind, b, one)
+        return ga + gb, ga - gb, nl_value(kind, a, one) - nl_value(kind, b, one), zero, False
     # a and b on one side, at least one beyond the knee: mirror to zm > 0 (g' odd, g even), distances to the knee
-    sgn = one if zm > 0 else -one  # zm != 0 here
+    sgn = one if zm > 0 else -one
     z = abs(zm)
     d = sgn * dl
     ea = knee - z - d  # knee - |a|
     eb = knee - z + d  # knee - |b|
-    if ea <= 0 and eb <= 0:  # both outside: g' = 1, g = |z| + const
-        return sgn * two, _zero(one), two * d
+    if ea <= 0 and eb <= 0:  # both on the linear part: g' = 1, g = |z| + const, S dl = Dv exactly
+        return sgn * two, zero, two * d, zero, True
     if ea <= 0:  # a outside, b inside at 1 - s = eb / knee
         e = eb / knee
         s = one - e
         dg = e * e * e * (T(8.0) + s * (T(9.0) + T(3.0) * s)) / T(8.0)  # p(1) - p(s)
         dv = -ea + knee * e * (one + s) * (T(11.0) - s * s * (T(4.0) - s * s)) / T(16.0)  # (|a| - knee) + g(knee) - g(b)
-        return sgn * (one + nl_slope(kind, z - d, one)), sgn * dg, dv
+        return sgn * (one + nl_slope(kind, z - d, one)), sgn * dg, dv, zero, False
     e = ea / knee  # b outside, a inside
     s = one - e
     dg = e * e * e * (T(8.0) + s * (T(9.0) + T(3.0) * s)) / T(8.0)
     dv = -eb + knee * e * (one + s) * (T(11.0) - s * s * (T(4.0) - s * s)) / T(16.0)
-    return sgn * (one + nl_slope(kind, z + d, one)), -sgn * dg, -dv
-
-
-@kernel
-def _zero(one):
-    """0 in the precision of ``one``."""
-    return one - one
+    return sgn * (one + nl_slope(kind, z + d, one)), -sgn * dg, -dv, zero, False
 
 
 @kernel
@@ -154,46 +174,17 @@ def nl_pair(kind, zm, dl, one):
     saturates): log cosh, with t = tanh zm, u = tanh dl (sech^2 as 1/cosh^2, never 1 - t^2):
     S = 2 t sech^2(dl) / den, Dg = 2 u sech^2(zm) / den, den = sech^2 zm + t^2 sech^2 dl (= 1 - t^2 u^2),
     Dv = 2 atanh(t u) (|t u| <= 1/2, else from |z| + log1p(e^-2|z|));  sqrt: a^2 - b^2 = 4 zm dl over the
-    conjugates (for S too where a and b differ in sign);  poly: the factored differences of its polynomials inside the knee, p(1) - p(s) = (1 - s)^3
-    (8 + 9 s + 3 s^2) / 8 across it, from the distances to the knee.  R is the series
-    sum_k 4k / (2k+1)! dl^(2k+1) g^(2k+1)(zm) (k <= 4; exact for poly inside the knee) for |dl| <= PAIR_SERIES_BOUND,
-    else S dl - Dv in float64."""
-    T = type(one)
-    sg, dg, dv = _pair_sums(kind, zm, dl, one)
-    d2 = dl * dl
-    d3 = d2 * dl
-    knee = T(POLY_KNEE)
-    if kind == 3 and abs(zm + dl) < knee and abs(zm - dl) < knee:  # g^(3), g^(5) of the polynomial; g^(7) = 0
-        s = zm / knee
-        k2 = knee * knee
-        return sg, dg, dv, d3 * (T(5.0) * s * (s * s - one) / k2 + d2 * T(3.0) * s / (k2 * k2))
-    if kind == 3 and (zm + dl) * (zm - dl) > 0 and abs(zm + dl) >= knee and abs(zm - dl) >= knee:
-        return sg, dg, dv, _zero(one)  # both on the linear part: S dl = Dv exactly
-    if abs(dl) <= T(PAIR_SERIES_BOUND) and kind != 3:
-        if kind == 1:  # g^(3) = -2 t s, g^(5) = 8 t s (2 - 3 t^2), g^(7), g^(9) (s = sech^2 zm)
-            t = np.tanh(zm)
-            cz = np.cosh(zm)
-            t2 = t * t
-            ts = t / (cz * cz)
-            r = d3 * ts * (T(-4.0 / 3.0) + d2 * (T(8.0 / 15.0) * (T(2.0) - T(3.0) * t2)
-                                                 + d2 * (T(-16.0 / 420.0) * (T(17.0) + t2 * (T(-60.0) + T(45.0) * t2))
-                                                         + d2 * T(-128.0 / 22680.0)
-                                                         * (T(-62.0) + t2 * (T(378.0) + t2 * (T(-630.0) + T(315.0) * t2))))))
-            return sg, dg, dv, r
-        z2 = zm * zm  # g^(3), g^(5), g^(7), g^(9) of sqrt(1 + z^2)
-        r2 = one / (one + z2)
-        rs = np.sqrt(r2)
-        r4 = r2 * r2
-        r8 = r4 * r4
-        g3 = T(-3.0) * zm * r4 * rs
-        g5 = T(-15.0) * zm * (T(4.0) * z2 - T(3.0)) * r8 * rs
-        g7 = T(-315.0) * zm * (T(5.0) + z2 * (T(-20.0) + T(8.0) * z2)) * (r8 * r4) * rs
-        g9 = T(-2835.0) * zm * (T(-35.0) + z2 * (T(280.0) + z2 * (T(-336.0) + T(64.0) * z2))) * (r8 * r8) * rs
-        return sg, dg, dv, d3 * (T(2.0 / 3.0) * g3 + d2 * (g5 / T(15.0) + d2 * (g7 / T(420.0) + d2 * g9 / T(22680.0))))
-    z64 = np.float64(zm)
-    d64 = np.float64(dl)
-    s64, _, v64 = _pair_sums(kind, z64, d64, np.float64(1.0))
-    return sg, dg, dv, T(s64 * d64 - v64)
+    conjugates (for S too where a and b differ in sign);  poly: the factored differences of its polynomials
+    inside the knee, p(1) - p(s) = (1 - s)^3 (8 + 9 s + 3 s^2) / 8 across it, from the distances to the knee.
+    R is the series sum_k 4k / (2k+1)! dl^(2k+1) g^(2k+1)(zm) (k <= 4; exact for poly inside the knee) for
+    |dl| <= PAIR_SERIES_BOUND, else S dl - Dv in float64."""
+    sg, dg, dv, r, have_r = _pair_sums(kind, zm, dl, one)
+    if not have_r:
+        z64 = np.float64(zm)
+        d64 = np.float64(dl)
+        s64, _, v64, _, _ = _pair_sums(kind, z64, d64, np.float64(1.0))
+        r = type(one)(s64 * d64 - v64)
+    return sg, dg, dv, r
 
 
 @kernel

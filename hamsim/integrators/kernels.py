@@ -347,9 +347,9 @@ def pair_unit_step(xm, xd, pm, pd, d0, d1, kc, on, bu, kind, c, w, dz, b, one):
     steps.  Kind 0 (linear): :func:`linear_unit_step` for the mean, the drive-free one for the half-difference,
     bit for bit.  Returns (ym, yd, pm', pd', xm', xd', S, Dg, g(z_0) - g(z_1), S w yd - (g(z_0) - g(z_1)))."""
     if kind == 0:
-        ym, nm, xm1 = linear_unit_step(xm, pm, d0, d1, kc, on, bu)
-        yd, nd, xd1 = linear_unit_step(xd, pd, d0, d1, kc, on, one - one)
         zero = one - one
+        ym, nm, xm1 = linear_unit_step(xm, pm, d0, d1, kc, on, bu)
+        yd, nd, xd1 = linear_unit_step(xd, pd, d0, d1, kc, on, zero)
         return ym, yd, nm, nd, xm1, xd1, zero, zero, zero, zero
     ym = xm + d0 * pm
     yd = xd + d0 * pd

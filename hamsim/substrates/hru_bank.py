@@ -216,17 +216,17 @@ class HRUBankSubstrate:
         xe, pe = np.empty((2, B, n), self._dtype), np.empty((2, B, n), self._dtype)
         w0, w1 = (float(x) for x in request.weights)
         row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0, device=self._device)
-        if self._cuda is not None:
+        pair = None
+        if w1 == -w0:  # the pair's mean and half-difference nudges: the sum in the data's precision, halved in float64
             T = self._dtype.type
-            e0, e1 = (T(x) for x in request.nudges)  # the CPU kernel's arithmetic: the sum in T, halved in float64
-            pair = (T(0.5 * float(e0 + e1)), T(0.5 * float(e0 - e1)), w0) if row.name == "bank.contrast_pair.cuda" else None
-            self._cuda.echoes(nl, T(1.0), cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, pair,
-                              np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
-                              mom, dhdv, xe, pe)
-        elif row.name in ("bank.contrast_pair", "bank.contrast_pair_nl"):
-            e0, e1 = (self._dtype.type(x) for x in request.nudges)
-            KB.contrast_pair_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, e0, e1, w0, mom, dhdv,
-                                    xe, pe)
+            e0, e1 = (T(x) for x in request.nudges)
+            pair = T(0.5 * float(e0 + e1)), T(0.5 * float(e0 - e1))
+        if self._cuda is not None:
+            self._cuda.echoes(nl, self._dtype.type(1.0), cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
+                              None if pair is None else (*pair, w0), np.asarray(request.nudges, self._dtype),
+                              np.asarray(request.weights, np.float64), mom, dhdv, xe, pe)
+        elif pair is not None:
+            KB.contrast_pair_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, *pair, w0, mom, dhdv, xe, pe)
         else:
             KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
                            np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),

@@ -43,7 +43,7 @@ from hamsim.substrates._kernels.hru_bank import (
 )
 
 #: the CPU kernels' scalar functions the bank kernels call, callees first
-_TWINNED = ((_hk, "nl_slope"), (_hk, "nl_value"), (_hk, "_zero"), (_hk, "_pair_sums"), (_hk, "nl_pair"),
+_TWINNED = ((_hk, "nl_slope"), (_hk, "nl_value"), (_hk, "_pair_sums"), (_hk, "nl_pair"),
             (_ik, "unit_force"), (_ik, "unit_step"), (_ik, "linear_unit_step"), (_ik, "pair_unit_step"))
 
 
@@ -245,7 +245,7 @@ def launch(kernel: Any, B: int, n: int, *args: Any) -> None:
 def forward(nl: int, one: Any, cf: Any, x0: Any, p0: Any, v: Any, rec_every: int, rec_x: Any, rec_p: Any,
             xK: Any, pK: Any) -> None:
     """:func:`bank_forward` on host arrays: inputs copied to the GPU, the outputs (filled in place) back."""
-    d_out = [cuda.to_device(a) for a in (rec_x, rec_p, xK, pK)]
+    d_out = [cuda.device_array(a.shape, a.dtype) for a in (rec_x, rec_p, xK, pK)]  # every element is written
     launch(bank_forward, v.shape[0], v.shape[2], nl, one, cuda.to_device(cf), cuda.to_device(x0), cuda.to_device(p0),
            cuda.to_device(v), rec_every, *d_out)
     for host, dev in zip((rec_x, rec_p, xK, pK), d_out):
@@ -258,7 +258,7 @@ def echoes(nl: int, one: Any, cf: Any, a0: float, a1: float, xf: Any, pf: Any, v
     """The bank's two echoes on host arrays: :func:`contrast_pair_echoes` when ``pair`` = (hm, hd, w0) is given,
     else :func:`bank_echoes` with ``nudges`` and ``weights``; outputs filled in place."""
     ins = [cuda.to_device(a) for a in (cf, xf, pf, v, G, G0)]
-    d_out = [cuda.to_device(a) for a in (mom, dhdv, xe, pe)]
+    d_out = [cuda.device_array(a.shape, a.dtype) for a in (mom, dhdv, xe, pe)]  # every element is written
     B, n = v.shape[0], v.shape[2]
     if pair is not None:
         launch(contrast_pair_echoes, B, n, nl, one, ins[0], a0, a1, *ins[1:], pair[0], pair[1], pair[2], *d_out)

@@ -124,10 +124,10 @@ def bank_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, nudges, weights, mom, dhdv, xe
 
 
 @parallel_kernel
-def contrast_pair_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv, xe, pe):
+def contrast_pair_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, hm, hd, w0, mom, dhdv, xe, pe):
     """Plan rows ``bank.contrast_pair`` (linear HRU, nl = 0) and ``bank.contrast_pair_nl``: :func:`bank_echoes` with
     contrast weights (w0, -w0), the pair x_{0,1} = m +- d integrated as its mean m (input, mean nudge
-    (e0 + e1)/2 G) and half-difference d (difference nudge (e0 - e1)/2 G) by
+    hm G = (e0 + e1)/2 G) and half-difference d (difference nudge hd G = (e0 - e1)/2 G) by
     :func:`~hamsim.integrators.kernels.pair_unit_step` -- the two echoes in other coordinates, exactly.
     For the linear HRU d carries no input (superposition, ADR 0011); for a nonlinear one the differences
     of g' and g come from d itself, free of cancellation (ADR 0016).  The O(eps) contrast is never the
@@ -137,7 +137,6 @@ def contrast_pair_echoes(nl, cf, a0, a1, xf, pf, v, G, G0, e0, e1, w0, mom, dhdv
     B, K, n = v.shape
     T = cf.dtype.type
     one = T(1.0)
-    hm, hd = T(0.5 * (e0 + e1)), T(0.5 * (e0 - e1))
     ka, kb, kx, kv = 4.0 * w0 * a0, 4.0 * w0 * a1, 4.0 * w0, 2.0 * w0
     want_dv = dhdv.shape[1] == K
     for b in prange(B):
