@@ -187,3 +187,46 @@ def test_experiment_a_smoke_config_runs(tmp_path) -> None:
         tomllib.loads((root / "experiments" / "chlu_lemniscate.toml").read_text())["lemniscate"])
     assert full.epochs == 1000 and full.test_cycles == 50 and full.train_cycles == 3
     assert np.isfinite(s["rollouts"]["chlu_rhel"]).all()
+
+
+# ----------------------------------------------------------------- experiment B: the energy governor
+def test_governed_rollout_without_governor_is_the_simulator() -> None:
+    from hamsim.chlu.noise import governed_rollout
+
+    h = CHLU.random(1, 0, seed=4, hidden=8, kinetic_mode="newtonian_learned")
+    rng = np.random.default_rng(3)
+    q0, p0 = rng.normal(size=(3, 1)), rng.normal(size=(3, 1))
+    got = governed_rollout(h, q0, p0, 80, DT, target=0.0, sensitivity=0.0)
+    tr = hamsim.simulate(h, np.zeros((80, 3, 0)), DT, phi0=q0, pi0=p0, integrator="kdk")
+    np.testing.assert_allclose(got[-1, :, :1], tr.final_phi, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(got[-1, :, 1:], h.grad_pi(tr.final_pi), atol=1e-12, rtol=0)
+
+
+def test_governor_dissipates_above_the_target_only() -> None:
+    from hamsim.chlu.noise import governed_rollout
+
+    h = CHLU.random(1, 0, seed=4, hidden=8, kinetic_mode="newtonian_learned")
+    q0, p0 = np.zeros((2, 1)), np.array([[3.0], [0.2]])
+    H0 = h.energy(q0, p0)
+    target = float(H0[1]) + 0.05  # row 0 far above, row 1 below
+    s = governed_rollout(h, q0, p0, 400, DT, target=target, sensitivity=0.95)
+    m = h.mass()
+    H = np.array([h.energy(x[:, :1], m * x[:, 1:]) for x in s])  # newtonian: p = M dq/dt
+    assert target - 0.2 < H[-1, 0] < target + 0.01  # brought down to about the target (and stays there)
+    assert np.ptp(H[-100:, 0]) < 1e-3
+    assert abs(H[-1, 1] - H0[1]) < 1e-2 * abs(H0[1])  # below the target: conservative
+
+
+def test_experiment_b_runs(tmp_path) -> None:
+    from hamsim.chlu.noise import NoiseConfig, run
+
+    cfg = NoiseConfig(n_waves=6, length=80, hidden=4, baseline_hidden=4, epochs=8, window=16, sigmas=(0.1, 1.0),
+                      models=("chlu_rhel", "lstm", "node"))
+    s = run(cfg, tmp_path)
+    assert set(s["mse"]) == {"chlu_rhel+governor", "chlu_rhel", "lstm", "node"}
+    assert all(len(v) == 2 and np.all(np.isfinite(v)) for v in s["mse"].values())
+    assert (tmp_path / "noise.png").exists() and (tmp_path / "table.md").read_text().count("\n") == 6
+    with pytest.raises(ValidationError, match="window"):
+        NoiseConfig(length=50, window=64)
+    with pytest.raises(UnknownNameError):
+        NoiseConfig.from_mapping({"sigma": [0.1]})

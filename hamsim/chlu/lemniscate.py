@@ -93,11 +93,6 @@ class ModelResult:
     losses: list[float] = field(default_factory=list)
 
 
-def _windows(cfg: LemniscateConfig, n_train: int) -> np.ndarray:
-    """The window start of every epoch (one draw, shared by all models)."""
-    return np.random.default_rng(cfg.seed).integers(0, n_train - cfg.window, cfg.epochs)
-
-
 def _score(states: np.ndarray, cfg: LemniscateConfig) -> tuple[float, float, float, float]:
     """(extent error, x half-extent, y half-extent, KE ratio) of the final two cycles of a free run (K, 4)."""
     last = states[-2 * steps_per_cycle(cfg.dt):]
@@ -129,71 +124,40 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count
-    from hamsim.losses import ReadoutLoss
-    from hamsim.protocols.optim import Optimizer
-    from hamsim.protocols.rhel import rhel_gradient
-    from hamsim.substrate import State
-    from hamsim.substrates.simulated import SimulatedSubstrate
+    from hamsim.chlu.training import train_baseline, train_chlu_bptt, train_chlu_rhel, window_starts
 
     say = log or (lambda *_: None)
     spc = steps_per_cycle(cfg.dt)
     n_train, n_test = cfg.train_cycles * spc, cfg.test_cycles * spc
-    data = lemniscate_states(n_train, cfg.dt)
-    starts = _windows(cfg, n_train)
+    data = lemniscate_states(n_train, cfg.dt)[None]
+    starts = window_starts(1, n_train, cfg.window, cfg.epochs, cfg.seed)
     W = cfg.window
-    start_state = data[-1]
+    start_state = data[0, -1]
     results: dict[str, ModelResult] = {}
     rollouts: dict[str, np.ndarray] = {}
     energies: dict[str, np.ndarray] = {}
-    torch_data = torch.as_tensor(data)
 
     def chlu_twin() -> CHLUUnit:
         return CHLUUnit(2, cfg.hidden, kinetic_mode=cfg.kinetic_mode, seed=cfg.seed)
 
     for name in cfg.models:
         t0 = time.perf_counter()
-        losses: list[float] = []
         drift: float | None = None
         if name == "chlu_bptt":
             model = chlu_twin()
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-            for s in starts:
-                win = torch_data[s: s + W + 1]
-                q, _ = model.rollout(win[0:1, :2], win[0:1, 2:], W, cfg.dt)
-                loss = 0.5 * ((q[:, 0] - win[1:, :2]) ** 2).sum() / W
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
+            losses = train_chlu_bptt(model, data, starts, W, cfg.dt, cfg.lr)
             h = model.to_hamiltonian()
             n_params = parameter_count(model)
             states, energies[name], drift = _free_run_chlu(h, start_state, cfg, n_test)
         elif name == "chlu_rhel":
-            h = chlu_twin().to_hamiltonian()
-            n_params = sum(v.size for v in h.params.values())
-            sub = SimulatedSubstrate(h, cfg.dt, integrator="kdk")
-            opt_np = Optimizer("adam", lr=cfg.lr)
-            u = np.zeros((W, 1, 0))
-            for s in starts:
-                win = data[s: s + W + 1]
-                loss = ReadoutLoss.step_mse(np.eye(2), win[1:, None, :2], weights=np.full(W, 1.0 / W))
-                g = rhel_gradient(sub, u, loss, eps=cfg.eps, state0=State(win[0:1, :2].copy(), win[0:1, 2:].copy()))
-                sub.set_params(opt_np.step(sub.get_params(), g.params))
-                losses.append(g.loss)
-            h = sub.hamiltonian
+            h0 = chlu_twin().to_hamiltonian()
+            n_params = sum(v.size for v in h0.params.values())
+            h, losses = train_chlu_rhel(h0, data, starts, W, cfg.dt, cfg.lr, cfg.eps)
             states, energies[name], drift = _free_run_chlu(h, start_state, cfg, n_test)
         else:
             model = (LSTMBaseline(4, cfg.baseline_hidden, seed=cfg.seed) if name == "lstm"
                      else NODEBaseline(4, cfg.baseline_hidden, cfg.dt, seed=cfg.seed))
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-            for s in starts:
-                win = torch_data[s: s + W + 1]
-                x = model.rollout(win[0:1], W)
-                loss = 0.5 * ((x[:, 0] - win[1:]) ** 2).sum() / W
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
+            losses = train_baseline(model, data, starts, W, cfg.lr)
             n_params = parameter_count(model)
             with torch.no_grad():
                 states = np.concatenate([start_state[None],
