@@ -230,3 +230,20 @@ def test_experiment_b_runs(tmp_path) -> None:
         NoiseConfig(length=50, window=64)
     with pytest.raises(UnknownNameError):
         NoiseConfig.from_mapping({"sigma": [0.1]})
+
+
+@pytest.mark.slow
+def test_experiment_b_smoke_config_runs(tmp_path) -> None:
+    """The shipped smallest configuration of experiment B (CI)."""
+    import tomllib
+    from pathlib import Path
+
+    from hamsim.chlu.noise import NoiseConfig, run
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = NoiseConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_noise_smoke.toml").read_text())["noise"])
+    s = run(cfg, tmp_path)
+    assert (tmp_path / "noise.png").stat().st_size > 10_000
+    assert all(np.all(np.isfinite(v)) for v in s["mse"].values())
+    full = NoiseConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_noise.toml").read_text())["noise"])
+    assert full.n_waves == 100 and full.length == 1000 and len(full.sigmas) == 10
