@@ -155,7 +155,8 @@ def test_experiment_a_runs_and_rhel_tracks_bptt(tmp_path) -> None:
 
     cfg = LemniscateConfig(hidden=8, baseline_hidden=8, epochs=25, window=16, test_cycles=3)
     s = run(cfg, tmp_path)
-    for f in ("results.json", "table.md", "rollout.png", "rollouts.npz"):
+    for f in ("results.json", "table.md", "rollout.png", "rollouts.npz", "landscape_chlu_rhel.png",
+              "landscape_chlu_bptt.png"):
         assert (tmp_path / f).exists()
     res = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(res) == {"chlu_bptt", "chlu_rhel", "lstm", "node"}

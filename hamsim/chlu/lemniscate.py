@@ -120,7 +120,8 @@ def _free_run_chlu(h: Any, start: np.ndarray, cfg: LemniscateConfig, steps: int
 
 
 def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = None) -> dict[str, Any]:
-    """Train every model of ``cfg``, run them free, write results.json, table.md and rollout.png to ``out_dir``."""
+    """Train every model of ``cfg``, run them free; write results.json, table.md, rollouts.npz, rollout.png and, per
+    CHLU, its trained parameters (unit_<model>.npz) and potential landscape (landscape_<model>.png) to ``out_dir``."""
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count
@@ -136,6 +137,7 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
     results: dict[str, ModelResult] = {}
     rollouts: dict[str, np.ndarray] = {}
     energies: dict[str, np.ndarray] = {}
+    units: dict[str, Any] = {}
 
     def chlu_twin() -> CHLUUnit:
         return CHLUUnit(2, cfg.hidden, kinetic_mode=cfg.kinetic_mode, seed=cfg.seed)
@@ -146,13 +148,14 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         if name == "chlu_bptt":
             model = chlu_twin()
             losses = train_chlu_bptt(model, data, starts, W, cfg.dt, cfg.lr)
-            h = model.to_hamiltonian()
+            h = units[name] = model.to_hamiltonian()
             n_params = parameter_count(model)
             states, energies[name], drift = _free_run_chlu(h, start_state, cfg, n_test)
         elif name == "chlu_rhel":
             h0 = chlu_twin().to_hamiltonian()
             n_params = sum(v.size for v in h0.params.values())
             h, losses = train_chlu_rhel(h0, data, starts, W, cfg.dt, cfg.lr, cfg.eps)
+            units[name] = h
             states, energies[name], drift = _free_run_chlu(h, start_state, cfg, n_test)
         else:
             model = (LSTMBaseline(4, cfg.baseline_hidden, seed=cfg.seed) if name == "lstm"
@@ -179,6 +182,9 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         (out / "table.md").write_text(table(results))
         np.savez_compressed(out / "rollouts.npz", **rollouts)
         plot(rollouts, energies, cfg, out / "rollout.png")
+        for name, h in units.items():
+            np.savez(out / f"unit_{name}.npz", **h.params)
+            plot_landscape(h, rollouts[name], cfg, out / f"landscape_{name}.png")
     summary["table"] = table(results)
     summary["rollouts"] = rollouts
     return summary
@@ -229,6 +235,37 @@ def plot(rollouts: dict[str, np.ndarray], energies: dict[str, np.ndarray], cfg: 
     ax.legend(fontsize=7)
     fig.suptitle(f"Experiment A: {cfg.test_cycles} cycles free run after {cfg.train_cycles} cycles of training "
                  f"({cfg.epochs} epochs)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_landscape(h: Any, states: np.ndarray, cfg: LemniscateConfig, path: Path) -> None:
+    """A trained unit's potential V(q) (contours), its force -dV/dq (arrows), the curve and the final cycles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = np.linspace(-1.5, 1.5, 121)
+    X, Y = np.meshgrid(g, g)
+    Q = np.stack([X.ravel(), Y.ravel()], axis=1)
+    V = (h.energy(Q, np.zeros_like(Q)) - h.energy(Q[:1], np.zeros((1, 2)))[0]).reshape(X.shape)
+    gs = np.linspace(-1.5, 1.5, 17)
+    XS, YS = np.meshgrid(gs, gs)
+    F = -h.grad_phi(np.stack([XS.ravel(), YS.ravel()], axis=1))
+    spc = steps_per_cycle(cfg.dt)
+    ref = lemniscate_states(spc + 1, cfg.dt)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    cs = ax.contourf(X, Y, V, levels=30, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="V(q) - V(q_0)")
+    ax.quiver(XS, YS, F[:, 0].reshape(XS.shape), F[:, 1].reshape(XS.shape), color="w", alpha=0.7, width=0.004)
+    ax.plot(ref[:, 0], ref[:, 1], color="0.85", lw=3, label="lemniscate")
+    last = states[-2 * spc:]
+    ax.plot(last[:, 0], last[:, 1], color="C3", lw=1, label="last 2 cycles")
+    ax.set_aspect("equal")
+    ax.set_title(f"learned potential and force ({path.stem.removeprefix('landscape_')})", fontsize=9)
+    ax.legend(fontsize=6, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
