@@ -248,3 +248,53 @@ def test_experiment_b_smoke_config_runs(tmp_path) -> None:
     assert all(np.all(np.isfinite(v)) for v in s["mse"].values())
     full = NoiseConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_noise.toml").read_text())["noise"])
     assert full.n_waves == 100 and full.length == 1000 and len(full.sigmas) == 10
+
+
+# ----------------------------------------------------------------- RHEL on the twin: losses on q and p
+def _loss_on_q_and_p(K: int, B: int, dim: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    yq = 2 * torch.rand(K + 1, B, dim, generator=g, dtype=torch.float64) - 1
+    yp = 2 * torch.rand(K + 1, B, dim, generator=g, dtype=torch.float64) - 1
+    return lambda k, q, p: 0.5 * ((q - yq[k]) ** 2).sum() + 0.5 * ((p - yp[k]) ** 2).sum()
+
+
+def _bptt(unit: CHLUUnit, q0, p0, K: int, loss_fn) -> torch.Tensor:
+    q, p = unit.rollout(q0, p0, K, DT)
+    unit.zero_grad()
+    sum(loss_fn(k + 1, q[k], p[k]) for k in range(K)).backward()
+    return torch.cat([(torch.zeros_like(w) if w.grad is None else w.grad).reshape(-1) for w in unit.parameters()])
+
+
+@pytest.mark.parametrize("mode", KINETIC_MODES)
+def test_twin_rhel_with_a_loss_on_positions_and_momenta_equals_bptt(mode: str) -> None:
+    from hamsim.chlu.echo import rhel_gradient_twin
+
+    K, B = 60, 2
+    unit = CHLUUnit(2, 8, kinetic_mode=mode, seed=1)
+    g = torch.Generator().manual_seed(5)
+    q0 = torch.rand(B, 2, generator=g, dtype=torch.float64) - 0.5
+    p0 = torch.rand(B, 2, generator=g, dtype=torch.float64) - 0.5
+    lf = _loss_on_q_and_p(K, B, 2)
+    ex = _bptt(unit, q0, p0, K, lf)
+    errs = []
+    for eps in (1e-3, 1e-4, 1e-5):
+        _, gr = rhel_gradient_twin(unit, q0, p0, K, DT, lf, eps)
+        est = torch.cat([gr[n].reshape(-1) for n, _ in unit.named_parameters()])
+        errs.append(float((est - ex).norm() / ex.norm()))
+    # measured 4.1e-4 / 4.1e-6 / 4.1e-8 (newtonian_identity): O(eps^2)
+    assert errs[0] / errs[1] > 50 and errs[1] / errs[2] > 50 and errs[2] < 1e-6, errs
+
+
+def test_twin_rhel_trains_the_deep_potential() -> None:
+    """The echo needs only first derivatives: it runs on upstream's 1024-wide deep_mlp potential too."""
+    from hamsim.chlu.echo import rhel_gradient_twin
+
+    K, B = 8, 1
+    unit = CHLUUnit(2, kinetic_mode="relativistic", potential="deep_mlp", seed=2)
+    q0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    p0 = torch.tensor([[0.1, 0.4]], dtype=torch.float64)
+    lf = _loss_on_q_and_p(K, B, 2, seed=1)
+    ex = _bptt(unit, q0, p0, K, lf)
+    _, gr = rhel_gradient_twin(unit, q0, p0, K, DT, lf, 1e-4)
+    est = torch.cat([gr[n].reshape(-1) for n, _ in unit.named_parameters()])
+    assert float((est - ex).norm() / ex.norm()) < 1e-5

@@ -124,10 +124,11 @@ class CHLUUnit(nn.Module):
 
     def force(self, q: torch.Tensor) -> torch.Tensor:
         """dV/dq by autograd (kept in the graph so that BPTT differentiates through it)."""
+        keep = torch.is_grad_enabled()  # outside a graph (no_grad rollouts) the force carries none
         with torch.enable_grad():
             if not q.requires_grad:
                 q = q.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.V(q).sum(), q, create_graph=torch.is_grad_enabled())
+            (g,) = torch.autograd.grad(self.V(q).sum(), q, create_graph=keep)
         return g
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
