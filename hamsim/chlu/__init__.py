@@ -1,6 +1,11 @@
-"""The CHLU (Jawahar & Pierini, arXiv 2603.01768) beyond its Hamiltonian family: experiment data with correct
-velocities (:mod:`.data`), a PyTorch twin of the unit and the LSTM / neural-ODE baselines (:mod:`.torch_unit`,
-extra ``torch``), and experiment A, lemniscate stability, trained by BPTT and by RHEL (:mod:`.lemniscate`).
-The unit itself is :class:`hamsim.hamiltonians.CHLU`; see docs/chlu.md.  Submodules needing torch import it
-themselves, so ``import hamsim.chlu`` costs nothing.
+"""The CHLU (Jawahar & Pierini, arXiv 2603.01768) beyond its Hamiltonian family :class:`hamsim.hamiltonians.CHLU`:
+
+- :mod:`.data` — experiment data with correct lemniscate velocities;
+- :mod:`.torch_unit` — a PyTorch twin of the unit (autograd BPTT, deep and convolutional potentials, Langevin) and
+  the LSTM / neural-ODE baselines (extra ``torch``);
+- :mod:`.echo` — RHEL on the twin with losses on positions and momenta;
+- :mod:`.training`, :mod:`.session` — wake training by BPTT or by RHEL on the simulator, and a recorded session;
+- :mod:`.lemniscate`, :mod:`.noise`, :mod:`.dreams` — the paper's experiments A, B and C.
+
+See docs/chlu.md.  Submodules that need torch import it themselves, so ``import hamsim.chlu`` costs nothing.
 """
