@@ -65,7 +65,6 @@ def test_the_core_on_cuda_never_goes_through_the_host(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(HRUBankSubstrate, "run", refuse)
     monkeypatch.setattr(HRUBankSubstrate, "echo", refuse)
-    cpu_and_gpu("nonlinear", T=50)  # the CPU model uses run/echo: patch only after it ran
     torch.manual_seed(0)
     m = HSSM(HSSMConfig(input_dim=3, output_dim=4, hru="nonlinear", blocks=1, hidden=8, oscillators=4, dt=0.05))
     m = m.to("cuda")
@@ -109,3 +108,33 @@ def test_batch_norm_on_cuda_is_the_cpu_batch_norm() -> None:
     torch.testing.assert_close(xg.grad.cpu(), x.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(gpu.running_var.cpu(), cpu.running_var, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(gpu.running_mean.cpu(), cpu.running_mean, rtol=1e-12, atol=1e-14)
+
+
+def test_fit_trains_a_model_on_cuda_like_on_the_cpu() -> None:
+    """hamsim.hssm.train.fit moves each batch to the model's device: the same run on CUDA (float64, dropout 0)
+    ends with the CPU run's weights and test result to round-off."""
+    import numpy as np
+
+    from hamsim.datasets import SequenceSet, Splits, TaskInfo
+    from hamsim.hssm.train import FitConfig, fit, hssm_config_for, seed_everything
+
+    g = np.random.default_rng(0)
+    sets = []
+    for m in (48, 24, 24):
+        X = g.normal(size=(m, 20, 2)).astype(np.float32)
+        y = g.integers(0, 2, m)
+        X[:, :, 0] += np.where(y == 1, 0.7, -0.7)[:, None]
+        sets.append(SequenceSet(X, y.astype(np.int64)))
+    splits = Splits(*sets, TaskInfo("sign", "classification", 2, 2, 20, "mean", False, "test"))
+    results = {}
+    for device in ("cpu", "cuda"):
+        seed_everything(0)
+        model = HSSM(hssm_config_for(splits.info, hru="nonlinear", blocks=1, hidden=8, oscillators=4, dropout=0.0,
+                                     dt=0.05)).to(device)
+        res = fit(model, splits, FitConfig(algorithm="rhel", dtype="float64", lr=1e-2, batch_size=16, max_steps=6,
+                                           eval_every=3, patience=None))
+        results[device] = (res, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+    (rc, wc), (rg, wg) = results["cpu"], results["cuda"]
+    assert abs(rc.test_loss - rg.test_loss) <= 1e-9 * abs(rc.test_loss)
+    for k, w in wc.items():
+        torch.testing.assert_close(wg[k], w, rtol=1e-9, atol=1e-12)

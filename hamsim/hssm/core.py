@@ -1,4 +1,4 @@
-"""The recurrent core of an HRU layer as a PyTorch autograd function: forward on a substrate, backward by echoes.
+"""The recurrent core of an HRU layer as a PyTorch custom op: forward on a substrate, backward by echoes.
 
 The core maps drives v (Bt, K, n) (one channel per unit, v = B u computed by the layer) to the positions
 phi_1..phi_K (Bt, K, n), starting from rest.  Its parameters are the named parameters of the diagonal-input
@@ -10,6 +10,11 @@ forward index by +-eps G) and returns its parameter and input gradients.  Nothin
 beyond the inputs and outputs, whatever K.
 ``mode="bptt"``: autograd through :func:`hamsim.hssm.reference.hru_positions`, an independent PyTorch
 implementation of the same discrete dynamics (it stores every step).
+
+The RHEL core is the ``torch.library`` op ``hamsim::hru_core`` with its backward ``hamsim::hru_core_vjp``
+(fake implementations and autograd registered), so ``torch.compile`` keeps it opaque (ADR 0023).  Tensors on
+a CUDA device go to the HRU bank's CUDA kernels zero-copy (:mod:`hamsim.hssm.exchange`); bfloat16 / float16
+tensors are computed in float32 and cast back.
 """
 
 from __future__ import annotations
