@@ -150,8 +150,9 @@ def glep_naive_gradient(substrate: Substrate, u: np.ndarray, loss: ReadoutLoss, 
                         sensitivity_step: float = 1e-6) -> GlepGradient:
     """The constant-initial-value estimate (A(+beta) - A(-beta)) / (2 beta) from three runs (free, +-beta), biased
     by the dropped boundary residual R; with ``correct`` R is added back, its dq_K/dtheta and dp_K/dtheta by one
-    one-sided sensitivity run per parameter entry of ``params`` (default: all; step ``sensitivity_step`` times
-    max(1, |theta_i|)), so the estimate costs 3 + P runs and covers those parameters only."""
+    one-sided sensitivity run per parameter entry of ``params`` (default: all; a symmetric matrix counts one entry
+    per pair; step ``sensitivity_step`` times max(1, |theta_i|)), so the estimate costs 3 + P runs and covers
+    those parameters only."""
     u, state0, beta = _check(substrate, u, loss, state0, beta)
     value, free = _free_run(substrate, u, loss, state0)
     runs = nudged_runs(substrate, u, loss, state0, (beta, -beta), (1.0, -1.0))
@@ -169,23 +170,27 @@ def glep_naive_gradient(substrate: Substrate, u: np.ndarray, loss: ReadoutLoss, 
     for k in names:
         if k not in theta:
             raise ValidationError("params", f"unknown parameter {k!r}; the substrate has {sorted(theta)}")
-        if k in specs and specs[k].constraint == "symmetric":
-            raise ValidationError("params", f"{k!r} is a symmetric matrix: perturb-one-entry sensitivities do not "
-                                            "apply; name the other parameters")
     residual: dict[str, np.ndarray] = {}
     try:
         for k in names:
             base = np.array(theta[k], float)
             r = np.zeros(base.shape)
+            symmetric = k in specs and specs[k].constraint.startswith("symmetric")
             for idx in np.ndindex(base.shape):
+                if symmetric and idx[0] >= idx[1]:  # one run per spring: (i, j) and (j, i) move together
+                    continue
                 step = h * max(1.0, abs(float(base[idx])))
                 pert = base.copy()
                 pert[idx] += step
+                if symmetric:
+                    pert[idx[::-1]] += step
                 substrate.set_params({k: pert})
                 fin = substrate.forward(u, state0).final
                 passes += 1
                 dq_t, dp_t = (fin.phi - free.phi) / step, (fin.pi - free.pi) / step
                 r[idx] = float(np.sum(dp_t * dq_b) - np.sum(dp_b * dq_t))
+                if symmetric:
+                    r[idx[::-1]] = r[idx]
             substrate.set_params({k: base})
             residual[k] = r
     finally:

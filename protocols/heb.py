@@ -13,6 +13,7 @@ I/O-free: only the Substrate interface is used.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
+from hamsim.protocols.training import StepRecord
 from hamsim.substrate import EchoRequest, State, Substrate
 
 
@@ -146,3 +148,52 @@ def _with_learning(inputs: State, learned: State, L: np.ndarray) -> State:
     phi, pi = inputs.phi.copy(), inputs.pi.copy()
     phi[:, L], pi[:, L] = learned.phi[:, L], learned.pi[:, L]
     return State(phi, pi)
+
+
+@dataclass(frozen=True)
+class HebSample:
+    """One training example for a batch of machines: its initial state's other units (``state`` (B, n): the
+    learning units are overwritten by the current parameters) and the output target (B,)."""
+
+    state: State
+    target: np.ndarray
+
+
+def heb_train(substrate: Substrate, u: np.ndarray, samples: Sequence[HebSample], *, learning: np.ndarray,
+              output: int, iterations: int, eta: float = 1e-4, m: float = 1.0 / 300.0, gamma_dt: float = 100.0,
+              cutoff: float = 0.1, averaged: bool = True, seed: int = 0,
+              callbacks: Sequence[Callable[[StepRecord], None]] = ()) -> np.ndarray:
+    """HEB training: every iteration draws one sample at random, runs one (averaged) HEB step from the substrate's
+    parameter ``theta`` (B, len(learning)) placed in the learning units, and stores the updated learning positions
+    back as ``theta``.  Emits a :class:`~hamsim.protocols.training.StepRecord` per iteration (the gradient read
+    out as -(m/eta) Delta theta averaged, -(2m/eta) Delta theta simple; the loss the mean cost over machines).
+    Returns the costs (iterations, B)."""
+    iterations = validation.positive_int(iterations, "iterations")
+    if not samples:
+        raise ValidationError("samples", "needs at least one sample")
+    L = _units(learning, substrate.info.n, "learning")
+    eta = validation.positive_scalar(eta, "eta")
+    m = validation.positive_scalar(m, "m")
+    rng = np.random.default_rng(seed)
+    costs = np.zeros((iterations, samples[0].state.batch))
+    scale = -(m / eta if averaged else 2.0 * m / eta)
+    for it in range(iterations):
+        j = int(rng.integers(len(samples)))
+        theta = substrate.get_params()["theta"]
+        s = samples[j]
+        phi = s.state.phi.copy()
+        pi = s.state.pi.copy()
+        phi[:, L], pi[:, L] = theta, 0.0
+        res = heb_step(substrate, u, State(phi, pi), learning=L, output=output, target=s.target, eta=eta, m=m,
+                       gamma_dt=gamma_dt, cutoff=cutoff, averaged=averaged)
+        new = res.state.phi[:, L]
+        substrate.set_params({"theta": new})
+        costs[it] = res.cost
+        grad = scale * (new - theta)
+        rec = StepRecord(step=it, epoch=0, batch=j, loss=float(np.mean(res.cost)),
+                         grad_norm=float(np.linalg.norm(grad)), params_before={"theta": theta},
+                         params_after={"theta": new}, gradient={"theta": grad},
+                         optimizer={"t": it + 1, "m": {}, "v": {}})
+        for cb in callbacks:
+            cb(rec)
+    return costs
