@@ -179,9 +179,11 @@ def figure(problem: XorProblem, costs: np.ndarray, path: str | Path, *, machines
     for j in range(4):
         ax[2].plot(I / I[shown[0]], out[j] / (0.5 * amp), "o-", ms=3, label=_bits(j))
     ax[2].axhline(0.0, color="k", lw=0.5)
+    ax[2].axhline(1.0, color="grey", ls="--")
+    ax[2].axhline(-1.0, color="grey", ls="-.")
     ax[2].set_xlabel(r"input intensity / $I_0$")
     ax[2].set_ylabel(r"$\mathrm{Re}\,\psi_3(T)/|\Psi_{\rm target}|$")
-    ax[2].set_title("(c) outputs after training (targets: +1 [0,0], [1,1]; -1 [0,1], [1,0])", fontsize=10)
+    ax[2].set_title("(c) outputs at t = T after training, every machine")
     ax[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -197,6 +199,8 @@ class GradientCheck:
     fd: np.ndarray  # (B, w^2) dC/dtheta by central differences
     simple: np.ndarray  # (M,) max |-(2m/eta) Delta theta - fd| / max |fd|
     averaged: np.ndarray  # (M,) max |-(m/eta) Delta theta - fd| / max |fd|
+    simple_cos: np.ndarray  # (M,) cosine between the simple read-out and fd (all machines and sites)
+    averaged_cos: np.ndarray  # (M,) the same for the averaged read-out
 
 
 def cost_gradient_fd(problem: XorProblem, sample: int, h: float = 1e-5) -> np.ndarray:
@@ -230,14 +234,16 @@ def gradient_check(problem: XorProblem, ms: Sequence[float], *, eta: float = 1e-
     state = sub.initial_state(s.state.phi[:, :PORTS] + 1j * s.state.pi[:, :PORTS])
     fd = cost_gradient_fd(problem, sample)
     scale = float(np.max(np.abs(fd)))
-    simple, averaged = [], []
+    simple, averaged, cs, ca = [], [], [], []
     for m in ms:
-        for avg, out in ((False, simple), (True, averaged)):
+        for avg, out, cos in ((False, simple, cs), (True, averaged, ca)):
             r = heb_step(sub, problem.u, state, learning=L, output=OUTPUT, target=s.target, eta=eta, m=m,
                          gamma_dt=gamma_dt, averaged=avg)
             g = -(m / eta if avg else 2.0 * m / eta) * (r.state.phi[:, L] - state.phi[:, L])
             out.append(float(np.max(np.abs(g - fd))) / scale)
-    return GradientCheck(np.asarray(ms, float), eta, fd, np.array(simple), np.array(averaged))
+            cos.append(float(np.sum(g * fd) / (np.linalg.norm(g) * np.linalg.norm(fd))))
+    return GradientCheck(np.asarray(ms, float), eta, fd, np.array(simple), np.array(averaged), np.array(cs),
+                         np.array(ca))
 
 
 def bias_figure(checks: Sequence[GradientCheck], path: str | Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hamsim import glep_compare
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians import CoupledOscillators
 from hamsim.losses import ReadoutLoss
@@ -23,15 +24,8 @@ N, K, H = 4, 400, 0.05
 
 
 def chain_problem(n: int = N, K: int = K, h: float = H, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    k, c = rng.uniform(0.5, 1.5, n), rng.uniform(0.2, 0.8, n - 1)
-    sub = SimulatedSubstrate(CoupledOscillators.chain(n, beta=0.2).with_params(k=k, k_ij=c), h)
-    t = h * np.arange(1, K + 1)
-    u = (np.sin(0.7 * t) + 0.3 * rng.normal(size=K)).reshape(K, 1, 1)
-    y = (0.3 * np.sin(0.5 * t + 1.0)).reshape(K, 1, 1)
-    C = np.zeros((1, n))
-    C[0, n - 1] = 1.0
-    return sub, u, ReadoutLoss.step_mse(C, y, weights=h * np.ones(K)), State.zeros(1, n)
+    p = glep_compare.chain_problem(n, K, h, seed)
+    return p.substrate, p.u, p.loss, p.state0
 
 
 def flat(g: dict[str, np.ndarray]) -> np.ndarray:
@@ -178,3 +172,17 @@ def test_corrected_variant_on_a_dense_symmetric_network():
     assert rel(a, b) <= 1e-4
     naive = glep_naive_gradient(sub, u, loss, beta=1e-5, state0=s0)
     assert rel(np.concatenate([np.ravel(naive.params[k]) for k in ex]), b) > 1e-2
+
+
+def test_comparison_and_pass_counts():
+    """The example's numbers on a short chain: RHEL O(eps^2), naive flat, runs 3 / 3 / 3 + P / shooting."""
+    pr = glep_compare.chain_problem(3, K=150)
+    comp = glep_compare.compare(pr, nudges=(1e-2, 1e-3))
+    assert comp.errors["rhel"][1] < 0.02 * comp.errors["rhel"][0]
+    assert abs(comp.errors["naive"][0] - comp.errors["naive"][1]) <= 0.01 * comp.errors["naive"][1]
+    assert comp.fixed_end_vs_bvp[1] <= 1e-3
+    assert comp.passes["rhel"] == comp.passes["naive"] == 3 and comp.passes["corrected"] == 3 + pr.P
+    P, counts = glep_compare.pass_counts((2, 3), nudge=1e-3)
+    np.testing.assert_array_equal(P, [3, 5])
+    np.testing.assert_array_equal(counts["corrected"], 3 + P)
+    assert np.all(counts["fixed_end"] >= 1 + np.array([3, 4]) + 2)  # free run, n + 1 probes, two BVPs
