@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hamsim import validation
+from hamsim.errors import ValidationError
 from hamsim.hamiltonians import CoupledOscillators
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.glep import bvp_loss, glep_fixed_end_gradient, glep_naive_gradient
@@ -74,7 +75,7 @@ def estimate(problem: ChainProblem, estimator: str, nudge: float) -> tuple[np.nd
         if not g.end_miss <= 1e-8:  # shooting did not converge (too strong a nudge for the chord iteration)
             return np.full(problem.P, np.nan), g.passes
         return flat(g.params), g.passes
-    raise validation.ValidationError("estimator", f"must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
+    raise ValidationError("estimator", f"must be one of {', '.join(ESTIMATORS)}; got {estimator!r}")
 
 
 def bvp_gradient(problem: ChainProblem, h: float = 1e-5) -> np.ndarray:

@@ -84,8 +84,11 @@ def _time_reversed(loss: ReadoutLoss, K: int) -> ReadoutLoss:
 
 def _tile_loss(loss: ReadoutLoss, m: int) -> ReadoutLoss:
     """``loss`` for m copies of the batch stacked along the batch axis."""
-    y = None if loss.targets is None else np.concatenate([loss.targets] * m, axis=1)
-    ft = None if loss.final_targets is None else np.concatenate([loss.final_targets] * m, axis=0)
+    y, ft = loss.targets, loss.final_targets
+    if y is not None and y.shape[1] > 1:  # a batch of one broadcasts already
+        y = np.concatenate([y] * m, axis=1)
+    if ft is not None and ft.shape[0] > 1:
+        ft = np.concatenate([ft] * m, axis=0)
     return ReadoutLoss(loss.C, loss.c0, y, loss.weights, loss.final, ft)
 
 

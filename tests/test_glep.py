@@ -186,3 +186,18 @@ def test_comparison_and_pass_counts():
     np.testing.assert_array_equal(P, [3, 5])
     np.testing.assert_array_equal(counts["corrected"], 3 + P)
     assert np.all(counts["fixed_end"] >= 1 + np.array([3, 4]) + 2)  # free run, n + 1 probes, two BVPs
+
+
+def test_fixed_end_on_a_batch_with_shared_targets():
+    """Two samples (different drives and initial states) sharing one target sequence: each sample's two-point
+    problem is solved, and a final-time term is nudged by the last impulse only."""
+    sub, u, loss, s0 = chain_problem(K=120)
+    rng = np.random.default_rng(5)
+    u2 = np.concatenate([u, u + 0.2 * rng.normal(size=u.shape)], axis=1)
+    s2 = State(0.2 * rng.normal(size=(2, N)), 0.1 * rng.normal(size=(2, N)))
+    g = glep_fixed_end_gradient(sub, u2, loss, beta=1e-4, state0=s2)
+    assert g.end_miss <= 1e-10 and g.final_state.batch == 2
+    final = ReadoutLoss(loss.C, loss.c0, loss.targets, loss.weights, "mse", np.array([[0.1], [-0.2]]))
+    ex = sub.exact_gradient(u2, s2, final).params
+    gc = glep_naive_gradient(sub, u2, final, beta=1e-4, state0=s2, correct=True, params=NAMES)
+    assert rel(flat(gc.params), flat(ex)) <= 1e-4
