@@ -10,7 +10,7 @@ from scipy.fft import dst
 
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.cavity_array import PORTS, CavityArray
-from hamsim.heb_machine import cost_gradient_fd, gradient_check, outputs, smooth, train_xor, xor_problem
+from hamsim.heb_machine import gradient_check, outputs, smooth, train_xor, xor_problem
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.heb import heb_decay_step, heb_initial_state_gradient
 from hamsim.substrate import EchoRequest, State
@@ -149,7 +149,8 @@ def test_rhel_final_time_corollary_gives_the_initial_state_gradient(xor6):
 def test_decay_step():
     st = State(np.zeros((1, 3)), np.array([[0.01, -0.02, 5.0]]))
     out = heb_decay_step(st, np.array([0, 1]), gamma_dt=100.0, m=0.5)
-    np.testing.assert_allclose(out.phi[0, :2], [0.02 / np.sqrt(1 + 0.02 ** 2 / 0.1 ** 2), -0.04 / np.sqrt(1 + 0.04 ** 2 / 0.1 ** 2)])
+    kick = np.array([0.02, -0.04]) * (1 - np.exp(-100.0))  # pi (1 - e^-gamma dt) / m, m = 0.5
+    np.testing.assert_allclose(out.phi[0, :2], kick / np.sqrt(1 + kick ** 2 / 0.1 ** 2))
     np.testing.assert_allclose(out.pi[0, :2], [0.01 * np.exp(-100), -0.02 * np.exp(-100)])
     assert out.phi[0, 2] == 0.0 and out.pi[0, 2] == 5.0  # not a learning unit: untouched
     with pytest.raises(ValidationError, match="m"):
@@ -199,3 +200,12 @@ def test_xor_training_full():
     assert np.all(rel[0] / rel[-1] >= 100.0), rel[0] / rel[-1]
     out = outputs(problem)
     assert np.all(np.sign(out) == np.array([1, -1, -1, 1])[:, None])
+
+
+def test_the_trainer_refuses_heb_sessions():
+    from hamsim.protocols.training import TrainConfig
+
+    sub, _ = machines()
+    TrainConfig(gradient="heb").check()  # a valid choice for a recorded session ...
+    with pytest.raises(ValidationError, match="heb_train"):
+        TrainConfig(gradient="heb").validate(sub)  # ... that the Trainer does not run
