@@ -209,3 +209,24 @@ def test_the_trainer_refuses_heb_sessions():
     TrainConfig(gradient="heb").check()  # a valid choice for a recorded session ...
     with pytest.raises(ValidationError, match="heb_train"):
         TrainConfig(gradient="heb").validate(sub)  # ... that the Trainer does not run
+
+
+def test_heb_echo_is_the_corollary_for_the_complex_cost(xor6):
+    """The injection z_o <- z_o - i eta (z_o - t) is the flow of C = |z_o - t|^2 for a time eta/2, so the centered
+    difference of the returned learning momenta, -(pi_theta(+eta) - pi_theta(-eta)) / eta, is dC/dtheta(0) at
+    O(eta^2) (HEB's own cost, momentum part included)."""
+    from hamsim.heb_machine import cost_gradient_fd
+    from hamsim.protocols.heb import heb_echo_step
+
+    sub = xor6.substrate
+    s = xor6.samples[1]
+    L = sub.array.lattice
+    s0 = sub.initial_state(s.state.phi[:, :PORTS] + 1j * s.state.pi[:, :PORTS])
+    fd = cost_gradient_fd(xor6, 1, h=1e-6)
+    errs = []
+    for eta in (4e-3, 2e-3):
+        a, _, _ = heb_echo_step(sub, xor6.u, s0, output=3, target=s.target, eta=eta)
+        b, _, _ = heb_echo_step(sub, xor6.u, s0, output=3, target=s.target, eta=-eta)
+        errs.append(np.max(np.abs(-(a.pi[:, L] - b.pi[:, L]) / eta - fd)) / np.max(np.abs(fd)))
+    assert errs[1] <= 1e-4
+    assert 3.0 <= errs[0] / errs[1] <= 5.0
