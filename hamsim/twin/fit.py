@@ -80,12 +80,15 @@ class TwinFit:
     def damping(self) -> np.ndarray:
         return self.values["damping"]
 
-    def simulator(self, name: str = "twin") -> Any:
-        """The twin as a simulator substrate (damped when the fit found dissipation)."""
+    def simulator(self, commanded: dict[str, np.ndarray] | None = None, name: str = "twin") -> Any:
+        """The twin as a simulator substrate (damped when the fit found dissipation): the device as calibrated
+        (``commanded`` None), or a device recalibrated with this twin (its elements realise what is
+        commanded, :meth:`realised_ratio`) set to ``commanded``."""
         from hamsim.substrates.simulated import SimulatedSubstrate
 
+        h = self.system if commanded is None else self.system.with_params(**commanded)
         r = np.clip(self.values["damping"], 0.0, None)
-        return SimulatedSubstrate(self.system, self.dt, damping=r if np.any(r > 0) else None, name=name)
+        return SimulatedSubstrate(h, self.dt, damping=r if np.any(r > 0) else None, name=name)
 
     def realised_ratio(self) -> dict[str, np.ndarray]:
         """Fitted / commanded value of every parameter of the system (1 where the commanded value is 0)."""
