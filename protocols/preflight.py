@@ -9,12 +9,14 @@ Measured on the substrate itself, on one training batch:
    floor (sigma^2 / 2 per sample) grows like eps.  The largest usable eps keeps that response below
    ``deviation`` x the RMS of the forward positions (small against the states the forward pass
    visits, so the echoes stay in the regime — and a converter's range — the forward pass uses);
-3. **gradient noise** — ``trials`` estimates at that eps: their mean g and the summed variance N of
+3. **gradient noise** — ``trials`` estimates at that eps*: their mean g and the summed variance N of
    their entries give the signal power S = |g|^2 - N / trials, and the expected cosine between one
-   estimate and the noise-free one, sqrt(S / (S + N)).  Readout noise enters the echo contrast
-   independently of eps and is divided by 2 eps, and averaging R shots divides its variance by R, so
+   estimate and the noise-free one, sqrt(S / (S + N)); ``trials`` more at the configured eps give its
+   own N (measured, not extrapolated: part of the noise scales like 1/eps, part does not).  Averaging R
+   shots divides the variance by R; for other eps the larger (1/eps^2) scaling is assumed, which never
+   overstates a proposal made at a smaller eps than measured:
 
-       N(eps, R) = N(eps*, R0) (eps* / eps)^2 R0 / R.
+       N(eps, R) = N(eps*, R0) max(1, (eps* / eps)^2) R0 / R.
 
 The check passes when the expected cosine at the configured (eps, repeats) reaches ``threshold``; it
 proposes the usable eps and the fewest repeats that reach max(threshold, 0.9).  It measures noise, not bias: a
@@ -67,7 +69,7 @@ class Preflight:
 
     def expected(self, eps: float, repeats: int) -> float:
         """Expected cosine of one estimate at (eps, repeats), from the measured signal and noise."""
-        n = self.noise_power * (self.usable_eps / eps) ** 2 * self.repeats / repeats
+        n = self.noise_power * max(1.0, (self.usable_eps / eps) ** 2) * self.repeats / repeats
         return _cos(self.signal_power, n)
 
     def summary(self) -> str:
@@ -165,7 +167,11 @@ def preflight(substrate: Substrate, u: np.ndarray, loss: ReadoutLoss, *, eps: fl
     echo_ret = float(np.median([g.echo_return for g in ests]))
     pf = Preflight(info.name, float(np.max(noise)), echo_ret, eps, repeats, 0.0, usable, 0, 0.0, threshold,
                    signal, noise_power, tuple(ladder))
-    expected = pf.expected(eps, repeats)
+    if usable == eps:
+        expected = pf.expected(eps, repeats)
+    else:  # measured at the configured eps itself
+        G0 = np.stack([_flat(estimate(eps, False), keys) for _ in range(trials)])
+        expected = _cos(signal, float(np.sum(G0.var(axis=0, ddof=1))))
     proposed, best = 0, 0.0
     target = max(threshold, TARGET_COSINE)
     for r in range(1, max_repeats + 1):
