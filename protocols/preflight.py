@@ -115,7 +115,7 @@ def _response(g: EchoGradient, noise: np.ndarray) -> tuple[float, float]:
 def preflight(substrate: Substrate, u: np.ndarray, loss: ReadoutLoss, *, eps: float, repeats: int = 1,
               estimator: Estimator = "centered", nudge_at: NudgeAt = "forward", state0: State | None = None,
               threshold: float = MIN_COSINE, trials: int = 3, max_repeats: int = 64, deviation: float = 0.1,
-              keys: tuple[str, ...] | None = None, max_ladder: int = 8) -> Preflight:
+              keys: tuple[str, ...] | None = None, max_ladder: int = 6) -> Preflight:
     """Measure noise, echo return and gradient noise on ``substrate`` with one batch (see the module docstring).
 
     ``repeats``: the shots the substrate averages now (``--repeats``); ``keys``: the parameters trained

@@ -263,14 +263,13 @@ def train_command(
             return
         kind = check_spec(spec)
         options, _ = device_options(kind, repeats, None)
-        if kind == "bench":
-            from h5py import File as _File
+        if kind == "bench":  # the calibration the session computed through, when it recorded one
+            from hamsim.storage.files import open_reader
+            from hamsim.storage.twin import GROUP, load_twin
 
-            with _File(resume, "r") as f:
-                recorded = "calibration" in f
+            with open_reader(resume) as f:
+                recorded = GROUP in f
             if recorded:
-                from hamsim.storage.twin import load_twin
-
                 options["twin"] = load_twin(resume)[0]
         sub: Substrate = open_substrate(spec, session.system, session.dt, **options)
         with closed_on_error(sub):
