@@ -166,3 +166,34 @@ def test_train_on_the_bench_refuses_with_defaults_and_trains_with_the_proposal(t
     ratio = float(re.search(r"\(([\d.]+)x lower\)", out).group(1))
     print(f"\nproposed --eps {m.group(1)} --repeats {m.group(2)}: loss {ratio:.0f}x lower after 40 epochs")
     assert ratio >= 10.0
+
+
+def test_calibrate_then_train_through_the_twin_from_the_command_line(bench, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``hamsim calibrate`` writes the twin; ``hamsim train --twin`` computes through it and records it in the
+    session file, whose digest covers it; a resume picks the recorded calibration up."""
+    from hamsim.cli.app import main
+    from hamsim.storage.session import load_session
+    from hamsim.storage.twin import load_twin
+
+    tb, _, _ = bench
+    address = tb.server.address
+    twin = tmp_path / "twin.h5"
+    assert main(["calibrate", "--substrate", address, "--steps", "200", "--out", str(twin)]) == 2  # no pins
+    assert "cannot fix 7 combination" in capsys.readouterr().err
+    assert main(["calibrate", "--substrate", address, "--steps", "200", "--pin", "readout_gain=1",
+                 "--pin", "actuator_gain=1", "--out", str(twin)]) == 0
+    fit, records = load_twin(twin)
+    assert records is not None and 0.8 < fit.chi2_red < 1.3
+    session = tmp_path / "s.h5"
+    train = ["train", "--substrate", address, "--nudge-at", "forward", "--eps", "6", "--lr", "0.02", "--quiet"]
+    assert main([*train, "--twin", str(twin), "--epochs", "2", "--out", str(session)]) in (0, 3)
+    err = capsys.readouterr().err
+    assert "pre-flight on bench" in err
+    s = load_session(session)
+    assert s.snapshot["twin"]["pins"] == fit.pins
+    recorded, _ = load_twin(session)
+    np.testing.assert_array_equal(recorded.values["k_ij"], fit.values["k_ij"])
+    assert main(["train", "--resume", str(session), "--epochs", "3", "--quiet"]) in (0, 3)
+    assert load_session(session).n_steps == 6
+    assert main(["train", "--resume", str(session), "--twin", str(twin), "--epochs", "4"]) == 2
