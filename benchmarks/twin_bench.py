@@ -7,7 +7,7 @@ gradient (BPTT of the realised, damped circuit, chained to the commanded paramet
 cosine with: RHEL on the uncalibrated bench, RHEL on the calibrated bench, and physics-aware training
 (forward on the calibrated bench, backward through the twin) and through the nominal model.
 
-    python benchmarks/twin_bench.py [--trials 3] [--eps 3.0] [--repeats 4] [--thermal 3e-5]
+    python benchmarks/twin_bench.py [--trials 3] [--eps 3.0] [--repeats 4] [--thermal 1e-4] [--steps 300]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Bench:
         self._thread.join(5)
 
 
-def run(*, trials: int = 3, eps: float = 3.0, repeats: int = 4, thermal: float = 3e-5, steps: int = 600,
+def run(*, trials: int = 3, eps: float = 3.0, repeats: int = 4, thermal: float = 1e-4, steps: int = 300,
         seed: int = 0) -> dict[str, Any]:
     setup = six_mass_toy(seed=seed)
     h, dt = setup.student, setup.dt
@@ -138,9 +138,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--eps", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--thermal", type=float, default=3e-5)
+    ap.add_argument("--thermal", type=float, default=1e-4)
+    ap.add_argument("--steps", type=int, default=300)
     a = ap.parse_args()
-    print(json.dumps(run(trials=a.trials, eps=a.eps, repeats=a.repeats, thermal=a.thermal), indent=1))
+    print(json.dumps(run(trials=a.trials, eps=a.eps, repeats=a.repeats, thermal=a.thermal, steps=a.steps), indent=1))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ H, DT = SETUP.student, SETUP.dt
 BATCH = SETUP.task.train[0]
 KEYS = SETUP.trainable
 #: hidden from the host: 5 % element mismatch, 0.55 V per unit where the host assumes 0.5, digitizer offsets up
-#: to 50 mV, a slow random walk of every element; the bench's own noise (ADC 2 mV, 14 bits) and losses (Q 3000)
-HIDDEN = dict(mismatch=0.05, bias_scale=0.55, readout_offset=0.05, drift=2e-6, thermal_noise=3e-5, seed=1)
+#: to 50 mV, a slow random walk of every element; the bench's own noise (ADC 2 mV, 14 bits, thermal 1e-4) and
+#: losses (Q 3000)
+HIDDEN = dict(mismatch=0.05, bias_scale=0.55, readout_offset=0.05, drift=2e-6, seed=1)
 PINS = {"readout_gain": 1.0, "actuator_gain": 1.0}  # the digitizer's and the AWG's own calibrations
 
 
@@ -70,7 +71,7 @@ def bench() -> Iterator[tuple[ThreadedBench, Any, Any]]:
     tb = ThreadedBench(**HIDDEN)
     sub = open_substrate(tb.server.address, H, DT)
     try:
-        fit, records = calibrate(sub, H, pins=PINS, steps=400, echo_steps=BATCH.u.shape[0])
+        fit, records = calibrate(sub, H, pins=PINS, echo_steps=BATCH.u.shape[0])
         yield tb, sub, (fit, records)
     finally:
         sub.close()

@@ -3,6 +3,12 @@
 The probe band spans the nominal system's normal-mode frequencies (0.7 x lowest to 1.3 x highest, below
 Nyquist); amplitudes are scaled on the nominal model so that the largest position reaches ``amplitude``
 (position units) — large against the noise, small against a converter's range.
+
+Records are short (300 steps by default): a device's thermal kicks are process noise that the output-error
+fit does not model; the trajectory error they cause grows like sqrt(K) while the standard errors fall like
+1 / sqrt(K), so their effect on the parameters, counted in standard errors, grows like K.  On the virtual
+bench (thermal noise 1e-4) 600-step records put the worst parameter at 5.1 standard errors, 300-step
+records at 2.9.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ def modal_band(h: Hamiltonian, dt: float) -> tuple[float, float]:
     return lo, hi
 
 
-def plan_probes(nominal: Hamiltonian, dt: float, *, steps: int = 600, amplitude: float = 0.5, seed: int = 0,
+def plan_probes(nominal: Hamiltonian, dt: float, *, steps: int = 300, amplitude: float = 0.5, seed: int = 0,
                 actuators: bool = True) -> ProbeDesign:
     """A probe design for ``nominal`` whose largest nominal response is ``amplitude`` per kind of row."""
     amplitude = validation.positive_scalar(amplitude, "amplitude")
@@ -55,7 +61,7 @@ def plan_probes(nominal: Hamiltonian, dt: float, *, steps: int = 600, amplitude:
                          seed=seed, actuators=actuators)
 
 
-def calibrate(substrate: Substrate, nominal: Hamiltonian, *, pins: dict[str, Any] | None = None, steps: int = 600,
+def calibrate(substrate: Substrate, nominal: Hamiltonian, *, pins: dict[str, Any] | None = None, steps: int = 300,
               amplitude: float = 0.5, seed: int = 0, echo_steps: int | None = None, sigma: Any = None,
               max_nfev: int = 200) -> tuple[TwinFit, ProbeRecords]:
     """Probe ``substrate`` (set to ``nominal``'s values) and fit its twin; see :func:`hamsim.twin.fit.fit_twin`."""
