@@ -28,7 +28,7 @@ from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.substrate import State
 from hamsim.tasks import six_mass_toy
 from hamsim.twin import calibrate
-from hamsim.twin.pat import pat_gradient
+from hamsim.protocols.pat import pat_gradient
 
 HIDDEN = dict(mismatch=0.05, bias_scale=0.55, readout_offset=0.05, drift=2e-6, seed=1)
 PINS = {"readout_gain": 1.0, "actuator_gain": 1.0}

@@ -20,7 +20,7 @@ from hamsim.substrates.simulated import SimulatedSubstrate
 from hamsim.tasks import six_mass_toy
 from hamsim.twin import UnidentifiableError, fit_twin, plan_probes
 from hamsim.twin.model import DYNAMIC, Drive, TwinStructure, simulate
-from hamsim.twin.pat import pat_gradient
+from hamsim.protocols.pat import pat_gradient
 
 DT = 0.1
 TOY = CoupledOscillators.six_mass_toy()

@@ -49,7 +49,7 @@ def print_plan(spec: str, system: Hamiltonian, dt: float, task: Task, cfg: Train
         typer.echo(f"  set {name:>8} {str(v.shape):>8} [{spec_.unit}] {spec_.constraint:<21} "
                    f"range [{v.min():.4g}, {v.max():.4g}]  ({mark})")
     steps = cfg.epochs * len(task.train)
-    passes = 1 if cfg.gradient == "exact" else 3
+    passes = 1 if cfg.gradient in ("exact", "pat") else 3
     typer.echo(f"  per step: play {K} input samples forward, then {passes - 1} echoes with nudges "
                f"+-{cfg.eps:g} at the {cfg.nudge_at} state ({cfg.estimator}); {steps} steps = "
                f"{steps * passes * K * B} sample-rows in all")
@@ -220,7 +220,8 @@ def train_command(
     epochs: Annotated[int, typer.Option(help="Passes over the training batches.")] = 300,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the task's).")] = None,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
-    gradient: Annotated[str, typer.Option(help="rhel (echo learning) or exact (BPTT, simulator only).")] = "rhel",
+    gradient: Annotated[str, typer.Option(help="rhel (echo learning), exact (BPTT, simulator only) or pat "
+                                               "(physics-aware: forward on the device, backward through --twin).")] = "rhel",
     eps: Annotated[float, typer.Option(help="Nudge strength of the echoes.")] = 1e-3,
     estimator: Annotated[str, typer.Option(help="centered (bias O(eps^2)) or one_sided (bias O(eps)); both: forward + two echoes.")] = "centered",
     nudge_at: Annotated[str, typer.Option(help="echo, midpoint or forward.")] = "echo",
@@ -271,9 +272,12 @@ def train_command(
                 recorded = GROUP in f
             if recorded:
                 options["twin"] = load_twin(resume)[0]
+        if cfg.gradient == "pat" and "twin" not in options:
+            raise ValidationError("gradient", f"{resume}: a pat session needs the calibration it recorded")
         sub: Substrate = open_substrate(spec, session.system, session.dt, **options)
         with closed_on_error(sub):
-            trainer = Trainer(sub, session.task, cfg)
+            model = options["twin"].simulator(session.system.params) if cfg.gradient == "pat" else None
+            trainer = Trainer(sub, session.task, cfg, model=model)
             writer = SessionWriter.resume(resume, cfg, substrate_spec=spec)
         typer.echo(f"resuming {resume} after step {point.steps[-1]} (epoch {len(point.epochs)})")
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet, resume=point)
@@ -287,6 +291,9 @@ def train_command(
         cfg.check()  # every option, before anything is opened (also for a dry run)
         kind = check_spec(substrate)
         options, loaded = device_options(kind, repeats, twin)
+        if cfg.gradient == "pat" and loaded is None:
+            raise ValidationError("gradient", "pat runs its backward pass through a calibrated twin: give --twin "
+                                              "(hamsim calibrate --out)")
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
             return
@@ -298,7 +305,8 @@ def train_command(
             if kind in ("board", "bench") and cfg.gradient == "rhel":
                 run_preflight(sub, setup.task, cfg, repeats=repeats, min_cosine=min_cosine, force=force,
                               trainable=cfg.trainable)
-            trainer = Trainer(sub, setup.task, cfg)
+            model = None if loaded is None or cfg.gradient != "pat" else loaded[0].simulator(setup.student.params)
+            trainer = Trainer(sub, setup.task, cfg, model=model)
             writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
                                    command=" ".join(sys.argv), substrate_spec=substrate, overwrite=overwrite,
                                    twin=loaded)

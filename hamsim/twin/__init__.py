@@ -3,9 +3,9 @@
 - :mod:`hamsim.twin.model` — the damped, driven leapfrog with readout gains and offsets that is fitted;
 - :mod:`hamsim.twin.fit` — the least-squares fit, its uncertainties and identifiability (null directions);
 - :mod:`hamsim.twin.calibrate` — probes designed for a nominal system, run on any Substrate, fitted;
-- :mod:`hamsim.twin.pat` — physics-aware training: forward on the device, backward through the twin.
 
-The probe runs themselves are a protocol over the Substrate interface (:mod:`hamsim.protocols.probes`).
+The probe runs, and physics-aware training (forward on the device, backward through the twin), are protocols
+over the Substrate interface (:mod:`hamsim.protocols.probes`, :mod:`hamsim.protocols.pat`).
 """
 
 from hamsim.twin.calibrate import calibrate, modal_band, plan_probes

@@ -4,7 +4,9 @@ The loss and its residuals come from the device's own recorded positions; the se
 twin's exact gradient (BPTT of the fitted, damped model) run on the same inputs.  For per-step (and final)
 mean-squared readout losses the twin's backward pass is handed the device's residuals exactly by shifting
 the targets: y' = y + C (x_twin - x_device), so that C x_twin + c0 - y' = C x_device + c0 - y at every step.
-No echoes: two model passes on the host per gradient, one forward pass on the device.
+No echoes: two model passes on the host per gradient, one forward pass on the device.  The readout
+gradients come from the device's positions.  I/O-free: the Substrate interface only (the twin is any
+substrate with an exact gradient, e.g. :meth:`hamsim.twin.TwinFit.simulator`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class PatGradient:
     loss: float  # measured on the device
     params: dict[str, np.ndarray]
     model_loss: float  # the twin's own loss on the same inputs (how far the twin is from the device)
+    readout_C: np.ndarray  # dL/dC and dL/dc0 from the device's positions
+    readout_c0: np.ndarray
 
 
 def pat_gradient(device: Substrate, twin: ExactGradientSubstrate, u: np.ndarray, loss: ReadoutLoss, *,
@@ -48,5 +52,6 @@ def pat_gradient(device: Substrate, twin: ExactGradientSubstrate, u: np.ndarray,
     if loss.final == "mse" and loss.final_targets is not None:
         new["final_targets"] = loss.final_targets + shift[-1]
     g = twin.exact_gradient(u, state0, replace(loss, **new))  # type: ignore[arg-type]
-    f_val, *_ = loss.final_terms(x_dev[-1])
-    return PatGradient(loss=float(fwd.loss + f_val), params=g.params, model_loss=float(mod.loss))
+    f_val, _, f_C, f_c0 = loss.final_terms(x_dev[-1])
+    return PatGradient(loss=float(fwd.loss + f_val), params=g.params, model_loss=float(mod.loss),
+                       readout_C=fwd.readout_grad_C + f_C, readout_c0=fwd.readout_grad_c0 + f_c0)
