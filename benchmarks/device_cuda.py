@@ -1,15 +1,25 @@
-"""The device check of the HRU bank's CUDA kernels (issue #21): correctness on a real GPU, then speed.
+"""The device check of issue #21 (the HRU bank and the HSSM on a CUDA GPU): correctness on a real GPU, then
+speed, in one prepared script (under 5 minutes on an H200).
 
-1. ``tests/cuda_check.py`` on the GPU (no simulator): CPU vs CUDA for every bank case, float64 and float32.
-2. The HSSM's recurrent core at the PPG shape (batch 4, P = 16 units, T = 49,920, the nonlinear HRU at the
+1. ``tests/cuda_check.py --hssm --exchange`` on the GPU (no simulator): CPU vs CUDA for every bank case, float64
+   and float32, a small HSSM on the CUDA bank, and the HSSM core's device exchange on numba device arrays.
+2. The GPU-only tests (``pytest -m gpu tests/test_hssm_cuda.py``): a model on CUDA (``model.to("cuda")``) gets
+   the CPU model's gradients, never goes through the host, compiles, runs bf16/fp16.
+3. The HSSM's recurrent core at the PPG shape (batch 4, P = 16 units, T = 49,920, the nonlinear HRU at the
    paper's dt = 1e-4, eps = 0.1): forward + echo pair on the CPU (Numba, every core of that machine) and on the
-   GPU, float32 and float64; dH/dtheta of the two compared.
-3. Throughput of a large bank (batch 64, 1,024 units, T = 10,000, float32): oscillator-steps per second.
+   GPU, float32 and float64, host arrays (the substrate's numpy interface); a large bank's osc-steps/s.
+4. Gradients of whole HSSMs at the PPG (6 blocks) and EigenWorms (2 blocks) shapes, nonlinear, float64,
+   dropout 0: the model on the CPU against the same model on CUDA (largest relative difference per parameter).
+5. The HSSM training-step table (forward, loss, backward by echoes, Adam, projection; float32, the paper's
+   precision; model and batch on CUDA; median of 5 after a warm-up step) at the PPG and EigenWorms shapes,
+   nonlinear and linear, against the official JAX code on an H200 (7.3 s / 0.69 s nonlinear, 42 / 6.8 ms linear).
+   Acceptance: PPG nonlinear >= 50x faster, EigenWorms nonlinear >= 20x.
 
-Times are medians of 3 after a warm-up call, host<->device copies included (the substrate's numpy interface).
-Writes ``--out`` (JSON).  Nothing is asserted; the numbers go into the issue's note.
+Prints a compact table; writes JSON to ``--out`` or, when unset, to ``$OUT/device_cuda.json`` if ``OUT`` is set.
+Steps 2, 4 and 5 need a CUDA build of torch and are reported as skipped without one.  ``--quick``: tiny shapes
+(a smoke run of this script, e.g. under ``NUMBA_ENABLE_CUDASIM=1``).
 
-    python benchmarks/device_cuda.py --out results.json
+    python benchmarks/device_cuda.py [--out results.json] [--quick]
 """
 
 from __future__ import annotations
@@ -75,35 +85,181 @@ def core_case(h: Any, dt: float, dtype: Any, K: int, B: int, eps: float = 0.1) -
     return out
 
 
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def hssm_grads(config: str, T: int | None, device: str = "cuda") -> dict[str, Any]:
+    """One loss's parameter gradients of the same float64 HSSM on the CPU and on CUDA (dropout 0)."""
+    import copy
+
+    import torch
+    from bench_hssm import problem
+
+    changes: dict[str, Any] = {"dropout": 0.0}
+    model, x, y, loss_fn = problem(config, "nonlinear", **changes)
+    if T is not None:
+        x, y = x[:, :T], (y if y.ndim == 1 else y[:, : T // 128])
+    cpu = model.to(torch.float64)
+    gpu = copy.deepcopy(cpu).to(device)
+    x = x.to(torch.float64)
+    y = y.to(torch.float64) if y.is_floating_point() else y
+    out: dict[str, Any] = {"config": config, "T": x.shape[1]}
+    grads = {}
+    for name, m, xx, yy in (("cpu", cpu, x, y), ("cuda", gpu, x.to(device), y.to(device))):
+        t0 = time.perf_counter()
+        loss_fn(m(xx), yy).backward()
+        _sync(device)
+        out[f"{name}_s"] = time.perf_counter() - t0
+        grads[name] = {k: p.grad.detach().cpu() for k, p in m.named_parameters() if p.grad is not None}
+    rel = {k: float((grads["cuda"][k] - g).abs().max() / g.abs().max()) for k, g in grads["cpu"].items()
+           if float(g.abs().max()) > 0}
+    out["params"] = len(rel)
+    out["max_rel"] = max(rel.values())
+    out["worst"] = max(rel, key=rel.__getitem__)
+    return out
+
+
+def hssm_step(config: str, hru: str, T: int | None, steps: int = 5, device: str = "cuda") -> dict[str, Any]:
+    """Median seconds of one float32 training step with the model and the batch on CUDA (bench_hssm's step)."""
+    import torch
+    from bench_hssm import OFFICIAL_H200, problem
+
+    model, x, y, loss_fn = problem(config, hru)
+    if T is not None:
+        x, y = x[:, :T], (y if y.ndim == 1 else y[:, : T // 128])
+    model = model.to(device)
+    x, y = x.to(device), y.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        model.project_()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    warm = step()
+    times = [step() for _ in range(steps)]
+    med = statistics.median(times)
+    official = OFFICIAL_H200[(config, hru)]
+    return {"config": config, "hru": hru, "T": x.shape[1], "warmup_s": warm, "median_s": med, "times_s": times,
+            "official_h200_s": official, "speedup_vs_official": official / med,
+            "target": {"ppg": 50.0, "eigenworms": 20.0}[config] if hru == "nonlinear" else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run of this script)")
+    ap.add_argument("--out", default=None, help="JSON file (default: $OUT/device_cuda.json when OUT is set)")
+    ap.add_argument("--quick", action="store_true", help="tiny shapes (a smoke run of this script)")
+    ap.add_argument("--torch-device", default="cuda", help=argparse.SUPPRESS)  # "cpu": smoke-run steps 4-5 without a GPU
     args = ap.parse_args()
+    out_path = Path(args.out) if args.out else (Path(os.environ["OUT"]) / "device_cuda.json"
+                                                if os.environ.get("OUT") else None)
     from numba import cuda
 
-    name = cuda.get_current_device().name if cuda.is_available() else None
+    name = getattr(cuda.get_current_device(), "name", "CUDA simulator") if cuda.is_available() else None
     report: dict[str, Any] = {"gpu": name.decode() if isinstance(name, bytes) else name,
-                              "cpus": os.cpu_count(), "numba": __import__("numba").__version__}
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    r = subprocess.run([sys.executable, str(REPO / "tests" / "cuda_check.py"), "--K", "200", "--B", "4", "--n", "8"],
-                       capture_output=True, text=True, env=env, timeout=600)
+                              "cpus": os.cpu_count(), "numba": __import__("numba").__version__,
+                              "simulator": os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"}
+    try:
+        import torch
+
+        report["torch"] = torch.__version__
+        torch_cuda = bool(torch.cuda.is_available()) or args.torch_device == "cpu"
+    except ImportError:
+        torch_cuda = False
+    rows: list[str] = []
+
+    def save() -> None:
+        if out_path is not None:
+            out_path.write_text(json.dumps(report, indent=1))
+
+    # 1. CPU vs CUDA kernels, the HSSM on the CUDA bank, the exchange
+    K, B, n = (24, 2, 3) if args.quick else (200, 4, 8)
+    r = subprocess.run([sys.executable, str(REPO / "tests" / "cuda_check.py"), "--K", str(K), "--B", str(B), "--n", str(n),
+                        "--hssm", "--exchange"], capture_output=True, text=True, env=dict(os.environ), timeout=600)
     report["check"] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-4000:]}
-    print("check:", "ok" if r.returncode == 0 else r.stderr[-2000:], flush=True)
-    K_core, K_big, B_big, n_big = (2000, 1000, 8, 128) if args.quick else (49_920, 10_000, 64, 1024)
+    if r.returncode == 0:
+        c = report["check"]
+        worst64 = max(max(v["forward"], v["echo_finals"], v["dH_du"], max(v["dH_dtheta"].values()))
+                      for k, v in c.items() if k.endswith("float64") and k not in ("hssm", "exchange"))
+        retrace = max(v["retrace_cuda"] for k, v in c.items() if k.endswith("float64") and k not in ("hssm", "exchange"))
+        ex = max(max(v["positions"], v["final"], v["inputs"], v["params"]) for k, v in c["exchange"].items()
+                 if k.endswith("float64"))
+        rows.append(f"kernels CPU vs CUDA (f64)      max rel diff {worst64:.2g}; echo retrace {retrace:.2g}; "
+                    f"exchange {ex:.2g}; HSSM grads {max(v['max_rel'] for v in c['hssm'].values()):.2g}")
+    else:
+        rows.append("kernels CPU vs CUDA            FAILED: " + r.stderr[-300:])
+    print(rows[-1], flush=True)
+    save()
+
+    # 2. the GPU-only tests
+    if torch_cuda:
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                            str(REPO / "tests" / "test_hssm_cuda.py")], capture_output=True, text=True, cwd=REPO,
+                           timeout=600)
+        last = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
+        report["gpu_tests"] = {"rc": r.returncode, "summary": last, "tail": r.stdout[-3000:] + r.stderr[-2000:]}
+        rows.append(f"GPU tests (tests/test_hssm_cuda.py)  {last}")
+    else:
+        report["gpu_tests"] = "skipped: torch has no CUDA here"
+        rows.append("GPU tests                      skipped: torch has no CUDA here")
+    print(rows[-1], flush=True)
+    save()
+
+    # 3. the bank alone: the PPG-shape core, a large bank's osc-steps/s
+    K_core, K_big, B_big, n_big = (40, 20, 2, 8) if args.quick else (49_920, 10_000, 64, 1024)
     nl = hamsim.NonlinearHRU.random(16, 16, seed=1, input_coupling="diagonal")
     report["core"] = []
     for dtype in (np.float32, np.float64):
         c = core_case(nl, 1e-4, dtype, K_core, 4)
         report["core"].append(c)
-        print(f"core PPG shape {c['dtype']}: CPU {c['cpu_s'] * 1e3:.1f} ms, GPU {c['cuda_s'] * 1e3:.1f} ms "
-              f"({c['speedup']:.1f}x); max rel dH/dtheta diff {max(c['dH_dtheta_rel'].values()):.2g}", flush=True)
+        rows.append(f"bank core PPG shape {c['dtype']:7s}   CPU {c['cpu_s'] * 1e3:8.1f} ms  GPU {c['cuda_s'] * 1e3:8.1f} ms "
+                    f"({c['speedup']:.1f}x); dH/dtheta max rel diff {max(c['dH_dtheta_rel'].values()):.2g}")
+        print(rows[-1], flush=True)
     big = hamsim.NonlinearHRU.random(n_big, n_big, seed=2, input_coupling="diagonal")
     c = core_case(big, 1e-3, np.float32, K_big, B_big)
     report["large"] = c
-    print(f"large bank B={B_big} n={n_big} K={K_big} float32: CPU {c['cpu_s']:.2f} s, GPU {c['cuda_s']:.3f} s "
-          f"({c['speedup']:.1f}x), GPU {c['osc_steps_per_s_cuda']:.3g} osc-steps/s", flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    rows.append(f"large bank B={B_big} n={n_big} K={K_big} f32  CPU {c['cpu_s']:.2f} s  GPU {c['cuda_s']:.3f} s "
+                f"({c['speedup']:.1f}x); GPU {c['osc_steps_per_s_cuda']:.3g} osc-steps/s")
+    print(rows[-1], flush=True)
+    save()
+
+    # 4. and 5. whole HSSMs on CUDA
+    if torch_cuda:
+        T_small = 640 if args.quick else None
+        report["hssm_grads"] = []
+        for config in ("eigenworms", "ppg"):
+            g = hssm_grads(config, T_small, args.torch_device)
+            report["hssm_grads"].append(g)
+            rows.append(f"HSSM grads {config:10s} f64 CPU vs CUDA  max rel diff {g['max_rel']:.2g} over {g['params']} "
+                        f"params (worst {g['worst']}); CPU {g['cpu_s']:.2f} s, CUDA {g['cuda_s']:.2f} s")
+            print(rows[-1], flush=True)
+            save()
+        report["hssm_steps"] = []
+        for config in ("ppg", "eigenworms"):
+            for hru in ("nonlinear", "linear"):
+                st = hssm_step(config, hru, T_small, device=args.torch_device)
+                report["hssm_steps"].append(st)
+                verdict = "" if st["target"] is None else (
+                    f"  target >= {st['target']:.0f}x: {'MET' if st['speedup_vs_official'] >= st['target'] else 'NOT MET'}")
+                rows.append(f"HSSM step {config:10s} {hru:9s} f32 T={st['T']}  {st['median_s'] * 1e3:9.1f} ms  "
+                            f"official {st['official_h200_s'] * 1e3:.1f} ms -> {st['speedup_vs_official']:.1f}x{verdict}")
+                print(rows[-1], flush=True)
+                save()
+    else:
+        report["hssm_grads"] = report["hssm_steps"] = "skipped: torch has no CUDA here"
+        rows.append("HSSM grads / step table        skipped: torch has no CUDA here")
+    report["table"] = rows
+    save()
+    print("\n".join(["", f"== device_cuda: {report['gpu']} ==", *rows]))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ class TrainConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.0
     clip_norm: float | None = None
-    gradient: Literal["rhel", "exact", "pat"] = "rhel"  # pat: device forward, backward through the Trainer's model
+    # "heb": recorded by protocols.heb.heb_train, not the Trainer; "pat": device forward, backward through the
+    # Trainer's model (protocols.pat)
+    gradient: Literal["rhel", "exact", "heb", "pat"] = "rhel"
     eps: float = 1e-3
     estimator: Estimator = "centered"
     nudge_at: NudgeAt = "echo"
@@ -72,7 +74,8 @@ class TrainConfig:
         validation.positive_scalar(self.lr, "lr")
         validation.positive_scalar(self.eps, "eps")
         validation.real(self.momentum, "momentum", low=0.0, high=1.0)
-        choices = {"gradient": ("rhel", "exact", "pat"), "optimizer": ("adam", "sgd"), "estimator": ("centered", "one_sided"),
+        choices = {"gradient": ("rhel", "exact", "heb", "pat"), "optimizer": ("adam", "sgd"),
+                   "estimator": ("centered", "one_sided"),
                    "nudge_at": ("echo", "midpoint", "forward"), "irreversible": ("raise", "warn", "allow")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -89,6 +92,9 @@ class TrainConfig:
         self.check()
         # before any step, not at the first one; BPTT (gradient "exact") of an irreversible model is fine
         check_reversible(substrate.info if self.gradient == "rhel" else None, self.irreversible)
+        if self.gradient == "heb":
+            raise ValidationError("gradient", "'heb' sessions are trained by hamsim.protocols.heb.heb_train (the "
+                                              "learning field lives in the state), not by the Trainer")
         if self.gradient == "exact" and not isinstance(substrate, ExactGradientSubstrate):
             raise ValidationError("gradient", f"{substrate.info.name} has no exact model; use 'rhel'")
         if self.trainable is not None:

@@ -94,6 +94,49 @@ def hssm_case(hru: str, T: int) -> dict[str, object]:
                            for k, g in grads["cpu"].items() if float(g.abs().max()) > 0)}
 
 
+def exchange_case(hru: str, dtype: type, K: int, B: int, n: int, dt: float) -> dict[str, object]:
+    """The HSSM core's device exchange (hamsim.hssm.exchange) on numba device arrays against the CPU core's
+    host path (the bank's run + echo_vjp): positions, final state, dL/du and dL/dtheta; and that the outputs
+    are the arrays the caller allocated (filled in place, not copied)."""
+    from hamsim.hssm.exchange import forward_on_device, vjp_on_device
+    from hamsim.protocols.chain import echo_vjp
+    from numba import cuda
+
+    h = (hamsim.LinearHRU.random(n, n, seed=5, input_coupling="diagonal") if hru == "linear"
+         else hamsim.NonlinearHRU.random(n, n, seed=5, input_coupling="diagonal"))
+    rng = np.random.default_rng(3)
+    v = np.ascontiguousarray(rng.normal(size=(B, K, n)), dtype)
+    G = np.ascontiguousarray(0.05 * rng.normal(size=(B, K, n)), dtype)
+    cpu = HRUBankSubstrate(h, dt, dtype=dtype)
+    z = np.zeros((B, n), dtype)
+    pos, _, final = cpu.run(v, z, z)
+    ref = echo_vjp(cpu, v.transpose(1, 0, 2), final, G.transpose(1, 0, 2), eps=0.1)
+    made: list[object] = []
+
+    def zeros(shape: tuple[int, ...]) -> object:
+        made.append(cuda.to_device(np.zeros(shape, dtype)))
+        return made[-1]
+
+    gpu = HRUBankSubstrate(h, dt, dtype=dtype, device="cuda")
+    rec, xK, pK = forward_on_device(gpu, cuda.to_device(v), zeros)
+    in_place = all(any(a is m for m in made) for a in (rec, xK, pK))
+    params, dhdv, scale = vjp_on_device(gpu, cuda.to_device(v), xK, pK, cuda.to_device(G), eps=0.1,
+                                        estimator="centered", zeros=zeros)
+    in_place = in_place and any(dhdv is m for m in made)
+    other = np.float32 if dtype == np.float64 else np.float64
+    try:  # a drive in the wrong precision is refused, not reinterpreted
+        gpu.run_on_device(cuda.to_device(v.astype(other)), zeros((B, n)), zeros((B, n)), zeros((B, K + 1, n)),
+                          zeros((B, n)), zeros((B, n)))
+        refused = False
+    except hamsim.errors.ValidationError:
+        refused = True
+    return {"positions": rel(rec.copy_to_host()[:, 1:], pos[:, 1:]),
+            "final": max(rel(xK.copy_to_host(), final.phi), rel(pK.copy_to_host(), final.pi)),
+            "inputs": rel(dhdv.copy_to_host() * scale, ref.inputs.transpose(1, 0, 2)),
+            "params": max(rel(params[k], ref.params[k]) for k in ref.params if np.max(np.abs(ref.params[k])) > 0),
+            "in_place": in_place, "refuses_wrong_dtype": refused, "dtype": np.dtype(dtype).name}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--K", type=int, default=30)
@@ -101,11 +144,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--dt", type=float, default=0.05)
     ap.add_argument("--hssm", action="store_true", help="also a 2-block HSSM with its cores on either bank")
+    ap.add_argument("--exchange", action="store_true", help="also the HSSM core's exchange on device arrays")
     args = ap.parse_args()
     report: dict[str, object] = {f"{name}/{np.dtype(dt).name}": run_case(name, dt, args.K, args.B, args.n, args.dt)
                                  for name in CASES for dt in (np.float64, np.float32)}
     if args.hssm:
         report["hssm"] = {hru: hssm_case(hru, args.K) for hru in ("linear", "nonlinear")}
+    if args.exchange:
+        report["exchange"] = {f"{hru}/{np.dtype(dt).name}": exchange_case(hru, dt, args.K, args.B, args.n, args.dt)
+                              for hru in ("linear", "nonlinear") for dt in (np.float64, np.float32)}
     print(json.dumps(report))
 
 

@@ -32,16 +32,16 @@ def report() -> dict[str, dict[str, object]]:
     if not HAVE_NUMBA_CUDA:
         pytest.skip("numba-cuda is not installed (pip install 'hamsim[cuda]'; .ci/run installs it)")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    r = subprocess.run([sys.executable, str(HERE / "cuda_check.py"), "--K", "24", "--B", "2", "--n", "3", "--hssm"],
+    r = subprocess.run([sys.executable, str(HERE / "cuda_check.py"), "--K", "24", "--B", "2", "--n", "3", "--hssm", "--exchange"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_every_case_ran_on_the_cuda_rows(report: dict[str, dict[str, object]]) -> None:
-    assert len(report) == 13
+    assert len(report) == 14
     for name, r in report.items():
-        if name == "hssm":
+        if name in ("hssm", "exchange"):
             continue
         contrast = "contrast" in name
         assert r["rows_cuda"] == ["bank.forward.cuda", "bank.contrast_pair.cuda" if contrast else "bank.echoes.cuda"]
@@ -50,7 +50,7 @@ def test_every_case_ran_on_the_cuda_rows(report: dict[str, dict[str, object]]) -
 
 def test_cuda_equals_cpu_to_round_off(report: dict[str, dict[str, object]]) -> None:
     for name, r in report.items():
-        if name == "hssm":
+        if name in ("hssm", "exchange"):
             continue
         tol = 1e-12 if name.endswith("float64") else 1e-4  # float32: rounding differs in order, amplified by K steps
         assert r["forward"] <= tol, (name, r)
@@ -65,9 +65,32 @@ def test_an_hssm_with_its_cores_on_the_cuda_bank_gets_the_cpu_gradients(report: 
         assert r["grads"] >= 10 and r["max_rel"] <= 1e-10, (hru, r)
 
 
+def test_the_hssm_core_exchanges_device_arrays_without_copies(report: dict[str, dict[str, object]]) -> None:
+    """hamsim.hssm.exchange on numba device arrays (what a torch CUDA tensor becomes, zero-copy, through
+    __cuda_array_interface__): the CPU core's positions, final state, dL/du and dL/dtheta, with every output
+    the very array the caller allocated (filled in place on the device)."""
+    ex = report["exchange"]
+    assert sorted(ex) == ["linear/float32", "linear/float64", "nonlinear/float32", "nonlinear/float64"]
+    for key, r in ex.items():
+        tol = 1e-12 if key.endswith("float64") else 1e-4
+        assert max(r["positions"], r["final"], r["inputs"], r["params"]) <= tol, (key, r)
+        assert r["in_place"] is True and r["refuses_wrong_dtype"] is True, (key, r)
+
+
+def test_device_phases_need_a_cuda_bank() -> None:
+    h = hamsim.NonlinearHRU.random(3, 3, seed=1, input_coupling="diagonal")
+    bank = HRUBankSubstrate(h, 0.1)
+    z = np.zeros((1, 3))
+    with pytest.raises(ValidationError, match="device='cuda'"):
+        bank.run_on_device(np.zeros((1, 4, 3)), z, z, np.zeros((1, 5, 3)), z, z)
+    with pytest.raises(ValidationError, match="device='cuda'"):
+        bank.echo_on_device(z, z, np.zeros((1, 4, 3)), np.zeros((1, 4, 3)), (0.1, -0.1), (1.0, -1.0),
+                            np.zeros((1, 4, 3)), np.zeros((2, 1, 3)), np.zeros((2, 1, 3)))
+
+
 def test_cuda_echoes_retrace_the_forward_pass(report: dict[str, dict[str, object]]) -> None:
     for name, r in report.items():
-        if name.endswith("float64"):
+        if name.endswith("float64") and name != "exchange":
             assert r["retrace_cuda"] <= 1e-13 and r["retrace_pi_cuda"] <= 1e-13, (name, r)
 
 

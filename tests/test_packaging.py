@@ -26,3 +26,15 @@ def test_every_package_folder_ships() -> None:
     assert want <= found, f"left out of the wheel: {sorted(want - found)}"
     assert not [p for p in found if "__pycache__" in p]
     assert {"hamsim.substrates", "hamsim.substrates._kernels", "hamsim.substrates.hardware"} <= found
+
+
+def test_the_documented_python_is_the_declared_one() -> None:
+    import re
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    low = re.fullmatch(r">=\s*(3\.\d+)", declared)
+    assert low, declared
+    for page in ("README.md", "docs/index.md", "docs/manual/getting-started.md"):
+        said = set(re.findall(r"Python ≥ (3\.\d+)", (ROOT / page).read_text()))
+        assert said == {low.group(1)}, f"{page} asks for Python {said or 'nothing'}, pyproject for {declared}"

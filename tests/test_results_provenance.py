@@ -16,7 +16,8 @@ import pytest
 
 from hamsim.cli.app import main
 from hamsim.experiments import load_experiment
-from hamsim.experiments.provenance import FINGERPRINT_STEPS, config_digest, verify
+from hamsim.experiments.provenance import (CROSS_PLATFORM_RTOL, FINGERPRINT_STEPS, arithmetic_platform, check,
+                                           config_digest, verify)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -58,6 +59,7 @@ def tiny_table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_a_table_records_commit_config_digest_and_fingerprint(tiny_table: tuple[Path, Path]) -> None:
+    assert json.loads(tiny_table[1].read_text())["meta"]["provenance"]["platform"] == arithmetic_platform()
     cfg, table = tiny_table
     prov = json.loads(table.read_text())["meta"]["provenance"]
     assert re.fullmatch(r"[0-9a-f]{40}", prov["code"]["commit"]) and isinstance(prov["code"]["dirty"], bool)
@@ -97,6 +99,40 @@ def test_verify_fails_on_a_changed_number_or_config(tiny_table: tuple[Path, Path
     problems = verify(table, other)
     assert any("is not what the table was made from" in p and "changed since" in p for p in problems)
     assert any("no longer reproduces" in p for p in problems)  # a new lr also moves the numbers
+
+
+def _nudged(table: Path, tmp_path: Path, factor: float, platform: dict | None) -> Path:
+    data = json.loads(table.read_text())
+    prov = data["meta"]["provenance"]
+    row = prov["fingerprint"]["adding--linear--rhel"]
+    row["loss"][1] = float(float.fromhex(row["loss"][1]) * factor).hex()
+    if platform is None:
+        del prov["platform"]
+    else:
+        prov["platform"] = platform
+    out = tmp_path / f"nudged-{factor}-{platform is None}.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_on_another_platform_round_off_passes_with_a_note_and_a_real_change_fails(
+        tiny_table: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """float32 kernels round differently per CPU (AVX2 / AVX-512): bit for bit only on the recording platform."""
+    cfg, table = tiny_table
+    elsewhere = dict(arithmetic_platform(), torch_cpu="SOME_OTHER_ISA", llvm_cpu="other-cpu")
+    ulp = 1 + 2**-40
+    same = check(_nudged(table, tmp_path, ulp, arithmetic_platform()), cfg)
+    assert same.bit_for_bit and len(same.problems) == 1  # here: exact, so a round-off difference fails
+    for platform in (elsewhere, None):  # another platform, or a table from before the record
+        r = check(_nudged(table, tmp_path, ulp, platform), cfg)
+        assert r.problems == [] and not r.bit_for_bit
+        assert any("not bit for bit" in n for n in r.notes) and any("within" in n for n in r.notes)
+        bad = check(_nudged(table, tmp_path, 1 + 10 * CROSS_PLATFORM_RTOL, platform), cfg)
+        assert len(bad.problems) == 1 and "no longer reproduces" in bad.problems[0] and "relative" in bad.problems[0]
+    capsys.readouterr()
+    assert main(["experiment", str(cfg), "--verify", str(_nudged(table, tmp_path, ulp, elsewhere))]) == 0
+    cap = capsys.readouterr()
+    assert "note:" in cap.err and "to round-off (another arithmetic platform" in cap.out
 
 
 def test_verify_refuses_what_is_not_a_table(tiny_table: tuple[Path, Path], tmp_path: Path,

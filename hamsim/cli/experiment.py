@@ -28,7 +28,8 @@ def experiment_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-run lines.")] = False,
     verify: Annotated[Optional[Path], typer.Option(
         help="Train nothing: re-train the fingerprint steps of this results table (its .json) with today's code "
-             "and CONFIG; exit 0 when every row reproduces bit for bit, 3 when one does not.")] = None,
+             "and CONFIG; exit 0 when every row reproduces (bit for bit on the platform that made the table, "
+             "to round-off on another), 3 when one does not.")] = None,
 ) -> None:
     """Train every (task, HRU, algorithm, seed) of CONFIG not yet complete, then write the results table."""
     from hamsim.errors import ValidationError
@@ -97,7 +98,7 @@ def _verify(config: Path, table: Path) -> None:
 
     from hamsim.cli import EXIT_UNHEALTHY
     from hamsim.errors import ValidationError
-    from hamsim.experiments.provenance import verify
+    from hamsim.experiments.provenance import check
 
     try:
         data = json.loads(table.read_text())
@@ -108,13 +109,17 @@ def _verify(config: Path, table: Path) -> None:
     if not isinstance(data, dict) or "meta" not in data:
         raise ValidationError("verify", f"{table} is not a results table (.json): no 'meta'")
     t0 = time.perf_counter()
-    problems = verify(table, config)
+    result = check(table, config)
+    problems = result.problems
     n = len(data["meta"].get("provenance", {}).get("fingerprint", {}))
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
     if problems:
         for p in problems:
             typer.echo(f"error: {p}", err=True)
         typer.echo(f"{table}: does NOT reproduce ({len(problems)} problem(s)); regenerate it "
                    f"({time.perf_counter() - t0:.0f} s)")
         raise typer.Exit(EXIT_UNHEALTHY)
-    typer.echo(f"{table}: reproduces: config digest and {n} row fingerprints match today's code "
+    how = "bit for bit" if result.bit_for_bit else "to round-off (another arithmetic platform, see the note)"
+    typer.echo(f"{table}: reproduces: config digest and {n} row fingerprints match today's code {how} "
                f"({time.perf_counter() - t0:.0f} s)")

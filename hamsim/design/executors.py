@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,33 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, name="hamsim-parent-watch", daemon=True).start()
 
 
+class Terminated(SystemExit):
+    """SIGTERM received while a local pool was open (exit status 143, as the default action gives)."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+@contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """While a pool is open, SIGTERM raises :class:`Terminated` in the main thread, so the pool's clean-up
+    terminates the workers at once (a worker still importing has not started its parent watch yet).  Off
+    the main thread, or where a handler of the caller's is installed, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -57,8 +85,9 @@ def open_executor(scheduler: str | None = None, workers: int | None = None) -> I
                                    mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                                    initargs=(os.getpid(),))
         try:
-            yield pool
-        except BaseException:  # Ctrl-C or an error: stop the workers now rather than wait for their points
+            with _terminate_raises():
+                yield pool
+        except BaseException:  # Ctrl-C, SIGTERM or an error: stop the workers now rather than wait for their points
             for proc in list(getattr(pool, "_processes", {}).values()):  # the executor has no public kill
                 proc.terminate()
             pool.shutdown(wait=False, cancel_futures=True)

@@ -5,7 +5,8 @@ PPG-sized batch, a fifth of a training step).  Here element i keeps its value if
 i mod 4 of splitmix64(seed + i // 4) is >= round(p 2^16): independent bits from a well-mixed 64-bit hash,
 four masks per hash, generated in parallel.  The seed is drawn from torch's generator, so
 ``torch.manual_seed`` makes runs reproducible as usual.  The effective rate is round(p 2^16) / 2^16
-(|error| <= 7.6e-6).
+(|error| <= 7.6e-6).  The mask is a ``torch.library`` custom op (opaque to ``torch.compile``); on a CUDA device
+torch's own dropout runs instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as Fn
 
 from hamsim._jit import parallel_kernel, prange
 
@@ -47,6 +49,18 @@ def dropout_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype) -> torch.
     return torch.from_numpy(out).reshape(shape)
 
 
+@torch.library.custom_op("hamsim::dropout_mask", mutates_args=())
+def dropout_mask_like(x: torch.Tensor, p: float) -> torch.Tensor:
+    """:func:`dropout_mask` shaped and typed like ``x`` (an op torch.compile keeps opaque: the seed is drawn
+    from torch's generator when it runs, as in eager mode)."""
+    return dropout_mask(tuple(x.shape), p, x.dtype).to(x.dtype)
+
+
+@dropout_mask_like.register_fake
+def _(x: torch.Tensor, p: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
 class FastDropout(nn.Module):
     """Drop-in for ``nn.Dropout(p)`` (training mode only; identity in eval mode)."""
 
@@ -59,7 +73,9 @@ class FastDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * dropout_mask(tuple(x.shape), self.p, x.dtype)
+        if x.device.type != "cpu":  # torch's own dropout where the tensors are (the mask kernel is a CPU fast path)
+            return Fn.dropout(x, self.p, training=True)
+        return x * torch.ops.hamsim.dropout_mask(x.detach(), self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

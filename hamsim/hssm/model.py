@@ -139,13 +139,13 @@ class HSSM(nn.Module):
             if lengths is None:
                 h = h.mean(dim=1)
             else:
-                mask = (torch.arange(h.shape[1])[None, :] < lengths[:, None]).to(h.dtype)
+                mask = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)
                 h = (h * mask[..., None]).sum(dim=1) / lengths[:, None].to(h.dtype)
         elif r == "last":
             if lengths is None:
                 h = h[:, -1]
             else:
-                h = h[torch.arange(h.shape[0]), lengths.long() - 1]
+                h = h[torch.arange(h.shape[0], device=h.device), lengths.long() - 1]
         elif self._every is not None:
             h = h[:, self._every - 1:: self._every]
         out = self.decoder(h)

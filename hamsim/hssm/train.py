@@ -216,7 +216,9 @@ class _Batch:
     mask: torch.Tensor | None  # (B, T_out) valid predictions of per-step readouts with lengths
 
 
-def _batch(data: SequenceSet, idx: np.ndarray, info: TaskInfo, dtype: torch.dtype) -> _Batch:
+def _batch(data: SequenceSet, idx: np.ndarray, info: TaskInfo, dtype: torch.dtype,
+           device: torch.device | None = None) -> _Batch:
+    """The rows ``idx`` of ``data`` as tensors in ``dtype`` on ``device`` (the model's)."""
     X = data.X[idx]
     y = data.y[idx]
     L = None if data.lengths is None else np.asarray(data.lengths)[idx]
@@ -231,8 +233,9 @@ def _batch(data: SequenceSet, idx: np.ndarray, info: TaskInfo, dtype: torch.dtyp
             mask = torch.from_numpy((np.arange(T_out)[None, :] + 1) * k - 1 < L[:, None])
     yt = torch.from_numpy(np.ascontiguousarray(y))
     yt = yt.long() if info.kind == "classification" else yt.to(dtype)
-    return _Batch(torch.from_numpy(np.ascontiguousarray(X)).to(dtype), yt,
-                  None if L is None else torch.from_numpy(L.astype(np.int64)), mask)
+    lengths = None if L is None else torch.from_numpy(L.astype(np.int64))
+    return _Batch(torch.from_numpy(np.ascontiguousarray(X)).to(device=device, dtype=dtype), yt.to(device),
+                  None if lengths is None else lengths.to(device), None if mask is None else mask.to(device))
 
 
 def _loss_terms(out: torch.Tensor, b: _Batch, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -245,18 +248,18 @@ def _loss_terms(out: torch.Tensor, b: _Batch, kind: str) -> tuple[torch.Tensor, 
         if b.mask is not None:
             m = b.mask.reshape(-1)
             loss, hit = loss[m], hit[m]
-        return loss.sum(), hit.sum(), torch.tensor(float(loss.numel()))
+        return loss.sum(), hit.sum(), torch.tensor(float(loss.numel()), device=out.device)
     err = (out - b.y) ** 2
     if b.mask is not None:
         err = err[b.mask]
-    return err.sum(), err.sum(), torch.tensor(float(err.numel()))
+    return err.sum(), err.sum(), torch.tensor(float(err.numel()), device=out.device)
 
 
 @torch.no_grad()
 def evaluate(model: HSSM, data: SequenceSet, info: TaskInfo, *, batch_size: int = 64,
              forward: Literal["simulator", "training"] = "simulator") -> tuple[float, float]:
     """(mean loss, metric) of ``model`` on ``data``: cross-entropy and accuracy, or MSE twice."""
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     mode = model.mode
     was_training = model.training
     model.eval()
@@ -265,7 +268,7 @@ def evaluate(model: HSSM, data: SequenceSet, info: TaskInfo, *, batch_size: int 
     try:
         tot_loss = tot_metric = count = 0.0
         for start in range(0, len(data), batch_size):
-            b = _batch(data, np.arange(start, min(start + batch_size, len(data))), info, dtype)
+            b = _batch(data, np.arange(start, min(start + batch_size, len(data))), info, dtype, device)
             loss, metric, n = _loss_terms(model(b.x, b.lengths), b, info.kind)
             tot_loss += float(loss)
             tot_metric += float(metric)
@@ -347,7 +350,7 @@ def fit(model: HSSM, splits: Splits, config: FitConfig, *, callback: Callback | 
                 stop = "max_epochs"
                 break
         j = step % per_epoch
-        b = _batch(splits.train, perm[j * bs:(j + 1) * bs], info, dtype)
+        b = _batch(splits.train, perm[j * bs:(j + 1) * bs], info, dtype, next(model.parameters()).device)
         opt.zero_grad(set_to_none=True)
         loss_sum, _, count = _loss_terms(model(b.x, b.lengths), b, info.kind)
         loss = loss_sum / count

@@ -210,32 +210,93 @@ class HRUBankSubstrate:
             G = _sample_major(request.nudge_sequence, "nudge_sequence", (K, B, n), self._dtype)
         else:
             G = np.zeros((B, K, n), self._dtype)
-        nl, cf, h = self._coefficients()
-        mom = np.zeros((B, KB.N_MOM, n))
         dhdv = np.zeros((B, K if request.input_gradients else 0, n), self._dtype)
         xe, pe = np.empty((2, B, n), self._dtype), np.empty((2, B, n), self._dtype)
-        w0, w1 = (float(x) for x in request.weights)
-        row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0, device=self._device)
-        pair = None
-        if w1 == -w0:  # the pair's mean and half-difference nudges: the sum in the data's precision, halved in float64
-            T = self._dtype.type
-            e0, e1 = (T(x) for x in request.nudges)
-            pair = T(0.5 * float(e0 + e1)), T(0.5 * float(e0 - e1))
-        if self._cuda is not None:
-            self._cuda.echoes(nl, self._dtype.type(1.0), cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
-                              None if pair is None else (*pair, w0), np.asarray(request.nudges, self._dtype),
-                              np.asarray(request.weights, np.float64), mom, dhdv, xe, pe)
-        elif pair is not None:
-            KB.contrast_pair_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, *pair, w0, mom, dhdv, xe, pe)
-        else:
-            KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
-                           np.asarray(request.nudges, self._dtype), np.asarray(request.weights, np.float64),
-                           mom, dhdv, xe, pe)
-        grads = self._h.param_gradients(self._moments_to_gradients(mom.sum(axis=0), h), self._dt)
+        grads, row = self._echoes(xf, pf, v, G, G0, request.nudges, request.weights, dhdv, xe, pe, on_device=False)
         return EchoResult(
             dH_dtheta=grads,
             dH_du=dhdv.transpose(1, 0, 2) if request.input_gradients else None,
             finals=(State(xe[0], pe[0]), State(xe[1], pe[1])), kernel=row.name)
+
+    def _echoes(self, xf: Any, pf: Any, v: Any, G: Any, G0: Any, nudges: Any, weights: Any, dhdv: Any, xe: Any,
+                pe: Any, *, on_device: bool) -> tuple[dict[str, np.ndarray], plan.Row]:
+        """The two echoes on this device's arrays (host arrays, or CUDA arrays when ``on_device``): outputs
+        filled in place; returns dH/dtheta (the moments summed over samples, on the host) and the plan row."""
+        B, _, n = v.shape
+        nl, cf, h = self._coefficients()
+        w0, w1 = (float(x) for x in weights)
+        row = plan.bank_plan(linear=nl == 0, contrast=w1 == -w0, device=self._device)
+        pair = None
+        if w1 == -w0:  # the pair's mean and half-difference nudges: the sum in the data's precision, halved in float64
+            T = self._dtype.type
+            e0, e1 = (T(x) for x in nudges)
+            pair = T(0.5 * float(e0 + e1)), T(0.5 * float(e0 - e1))
+        nudges_arr, weights_arr = np.asarray(nudges, self._dtype), np.asarray(weights, np.float64)
+        if on_device:
+            mom_d = self._cuda.device_empty((B, KB.N_MOM, n), np.float64)  # every element is written
+            self._cuda.echoes_on_device(nl, self._dtype.type(1.0), cf, self._drift[0], self._drift[1], xf, pf, v, G,
+                                        G0, None if pair is None else (*pair, w0), nudges_arr, weights_arr, mom_d,
+                                        dhdv, xe, pe)
+            mom = self._cuda.to_host(mom_d)
+        else:
+            mom = np.zeros((B, KB.N_MOM, n))
+            if self._cuda is not None:
+                self._cuda.echoes(nl, self._dtype.type(1.0), cf, self._drift[0], self._drift[1], xf, pf, v, G, G0,
+                                  None if pair is None else (*pair, w0), nudges_arr, weights_arr, mom, dhdv, xe, pe)
+            elif pair is not None:
+                KB.contrast_pair_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, *pair, w0, mom,
+                                        dhdv, xe, pe)
+            else:
+                KB.bank_echoes(nl, cf, self._drift[0], self._drift[1], xf, pf, v, G, G0, nudges_arr, weights_arr,
+                               mom, dhdv, xe, pe)
+        grads = self._h.param_gradients(self._moments_to_gradients(mom.sum(axis=0), h), self._dt)
+        return grads, row
+
+    # ------------------------------------------------------------------ phases on arrays already on the GPU
+    def _need_cuda(self, what: str) -> None:
+        if self._cuda is None:
+            raise ValidationError("device", f"{what} needs HRUBankSubstrate(device='cuda'), this one runs on the CPU")
+
+    def _check_device_arrays(self, arrays: dict[str, tuple[Any, tuple[int, ...]]]) -> None:
+        for name, (a, shape) in arrays.items():
+            if tuple(a.shape) != shape:
+                raise ValidationError(name, f"must have shape {shape}, got {tuple(a.shape)}")
+            if np.dtype(str(a.dtype).replace("torch.", "")) != self._dtype:
+                raise ValidationError(name, f"must be {self._dtype} like the substrate, got {a.dtype}")
+
+    def run_on_device(self, v: Any, phi0: Any, pi0: Any, rec_x: Any, xK: Any, pK: Any) -> str:
+        """:meth:`run` with record_every = 1 on CUDA arrays, zero-copy (numba device arrays, or torch CUDA tensors
+        and anything else with ``__cuda_array_interface__``, C-contiguous, in this dtype): drives v (B, K, n),
+        initial state (B, n); fills positions ``rec_x`` (B, K + 1, n) and the final state ``xK``, ``pK`` (B, n)
+        in place.  Returns the plan row that ran."""
+        self._need_cuda("run_on_device")
+        B, K, n = v.shape
+        if n != self._h.n or K < 1:
+            raise ValidationError("v", f"must have shape (B, K >= 1, {self._h.n}), got {tuple(v.shape)}")
+        self._check_device_arrays({"v": (v, (B, K, n)), "phi0": (phi0, (B, n)), "pi0": (pi0, (B, n)),
+                                   "rec_x": (rec_x, (B, K + 1, n)), "xK": (xK, (B, n)), "pK": (pK, (B, n))})
+        nl, cf, _ = self._coefficients()
+        rec_p = self._cuda.device_empty((B, 0, n), self._dtype)
+        self._cuda.forward_on_device(nl, self._dtype.type(1.0), cf, phi0, pi0, v, 1, rec_x, rec_p, xK, pK)
+        return plan.bank_forward_plan(device="cuda").name
+
+    def echo_on_device(self, start_phi: Any, start_pi: Any, v: Any, G: Any, nudges: tuple[float, float],
+                       weights: tuple[float, float], dhdv: Any, xe: Any, pe: Any) -> tuple[dict[str, np.ndarray], str]:
+        """:meth:`echo` with ``at="forward"`` and input gradients on CUDA arrays, zero-copy (as
+        :meth:`run_on_device`): echoes from the flipped ``start`` (B, n) under drives v (B, K, n), nudged by
+        nudges[e] G (B, K, n) at the recorded forward index (G[:, K-1] at the start); fills dH/du ``dhdv``
+        (B, K, n) and the echoes' end states ``xe``, ``pe`` (2, B, n) in place.  Returns (dH/dtheta by
+        parameter on the host, the plan row that ran)."""
+        self._need_cuda("echo_on_device")
+        B, K, n = v.shape
+        self._check_device_arrays({"v": (v, (B, K, n)), "start_phi": (start_phi, (B, n)), "start_pi": (start_pi, (B, n)),
+                                   "G": (G, (B, K, n)), "dhdv": (dhdv, (B, K, n)), "xe": (xe, (2, B, n)),
+                                   "pe": (pe, (2, B, n))})
+        if len(nudges) != 2 or len(weights) != 2:
+            raise ValidationError("nudges", f"{self._name} runs exactly two echoes per request")
+        G0 = self._cuda.device_view(G)[:, K - 1, :]
+        grads, row = self._echoes(start_phi, start_pi, v, G, G0, nudges, weights, dhdv, xe, pe, on_device=True)
+        return grads, row.name
 
     def _moments_to_gradients(self, mom: np.ndarray, h: np.ndarray) -> Any:
         """Canonical dt-weighted accumulators from the summed bank moments, through the one conversion of the

@@ -242,12 +242,46 @@ def launch(kernel: Any, B: int, n: int, *args: Any) -> None:
     kernel[(total + THREADS - 1) // THREADS, THREADS](*args)
 
 
+def device_view(a: Any) -> Any:
+    """A CUDA array the kernels can take, from a numba device array (returned as it is) or any object with
+    ``__cuda_array_interface__`` (a torch CUDA tensor, a CuPy array): wrapped, zero-copy, never moved."""
+    if hasattr(a, "copy_to_host"):  # a numba device array (the simulator's has no __cuda_array_interface__)
+        return a
+    if hasattr(a, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(a)
+    raise TypeError(f"not a CUDA array: {type(a).__name__} (a numba device array or an object with "
+                    "__cuda_array_interface__ is needed)")
+
+
+def forward_on_device(nl: int, one: Any, cf: Any, x0: Any, p0: Any, v: Any, rec_every: int, rec_x: Any, rec_p: Any,
+                      xK: Any, pK: Any) -> None:
+    """:func:`bank_forward` on arrays already on the GPU (outputs filled in place, nothing copied): every
+    argument but ``cf`` (host, small) is a CUDA array (:func:`device_view`)."""
+    x0, p0, v, rec_x, rec_p, xK, pK = (device_view(a) for a in (x0, p0, v, rec_x, rec_p, xK, pK))
+    launch(bank_forward, v.shape[0], v.shape[2], nl, one, cuda.to_device(cf), x0, p0, v, rec_every,
+           rec_x, rec_p, xK, pK)
+
+
+def echoes_on_device(nl: int, one: Any, cf: Any, a0: float, a1: float, xf: Any, pf: Any, v: Any, G: Any, G0: Any,
+                     pair: tuple[Any, Any, float] | None, nudges: Any, weights: Any, mom: Any, dhdv: Any, xe: Any,
+                     pe: Any) -> None:
+    """The bank's two echoes on arrays already on the GPU (:func:`echoes` without the copies); ``cf``,
+    ``nudges`` and ``weights`` are small host arrays."""
+    xf, pf, v, G, G0, mom, dhdv, xe, pe = (device_view(a) for a in (xf, pf, v, G, G0, mom, dhdv, xe, pe))
+    B, n = v.shape[0], v.shape[2]
+    if pair is not None:
+        launch(contrast_pair_echoes, B, n, nl, one, cuda.to_device(cf), a0, a1, xf, pf, v, G, G0,
+               pair[0], pair[1], pair[2], mom, dhdv, xe, pe)
+    else:
+        launch(bank_echoes, B, n, nl, one, cuda.to_device(cf), a0, a1, xf, pf, v, G, G0, cuda.to_device(nudges),
+               cuda.to_device(weights), mom, dhdv, xe, pe)
+
+
 def forward(nl: int, one: Any, cf: Any, x0: Any, p0: Any, v: Any, rec_every: int, rec_x: Any, rec_p: Any,
             xK: Any, pK: Any) -> None:
     """:func:`bank_forward` on host arrays: inputs copied to the GPU, the outputs (filled in place) back."""
     d_out = [cuda.device_array(a.shape, a.dtype) for a in (rec_x, rec_p, xK, pK)]  # every element is written
-    launch(bank_forward, v.shape[0], v.shape[2], nl, one, cuda.to_device(cf), cuda.to_device(x0), cuda.to_device(p0),
-           cuda.to_device(v), rec_every, *d_out)
+    forward_on_device(nl, one, cf, cuda.to_device(x0), cuda.to_device(p0), cuda.to_device(v), rec_every, *d_out)
     for host, dev in zip((rec_x, rec_p, xK, pK), d_out):
         dev.copy_to_host(host)
 
@@ -257,18 +291,23 @@ def echoes(nl: int, one: Any, cf: Any, a0: float, a1: float, xf: Any, pf: Any, v
            pe: Any) -> None:
     """The bank's two echoes on host arrays: :func:`contrast_pair_echoes` when ``pair`` = (hm, hd, w0) is given,
     else :func:`bank_echoes` with ``nudges`` and ``weights``; outputs filled in place."""
-    ins = [cuda.to_device(a) for a in (cf, xf, pf, v, G, G0)]
+    ins = [cuda.to_device(a) for a in (xf, pf, v, G, G0)]
     d_out = [cuda.device_array(a.shape, a.dtype) for a in (mom, dhdv, xe, pe)]  # every element is written
-    B, n = v.shape[0], v.shape[2]
-    if pair is not None:
-        launch(contrast_pair_echoes, B, n, nl, one, ins[0], a0, a1, *ins[1:], pair[0], pair[1], pair[2], *d_out)
-    else:
-        launch(bank_echoes, B, n, nl, one, ins[0], a0, a1, *ins[1:], cuda.to_device(nudges), cuda.to_device(weights),
-               *d_out)
+    echoes_on_device(nl, one, cf, a0, a1, *ins, pair, nudges, weights, *d_out)
     for host, dev in zip((mom, dhdv, xe, pe), d_out):
         dev.copy_to_host(host)
+
+
+def to_host(a: Any) -> Any:
+    """A CUDA array's contents as a host NumPy array (a copy; for the small moment tables)."""
+    return device_view(a).copy_to_host()
 
 
 def available() -> bool:
     """A CUDA GPU (or the CUDA simulator) is there to run on."""
     return bool(cuda.is_available())
+
+
+def device_empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialised numba device array."""
+    return cuda.device_array(shape, dtype)
