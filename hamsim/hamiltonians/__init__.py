@@ -3,6 +3,7 @@
 from hamsim.hamiltonians.base import Hamiltonian, families, family
 from hamsim.hamiltonians.chlu import CHLU
 from hamsim.hamiltonians.coupled import CoupledOscillators
+from hamsim.hamiltonians.hrnn import HamiltonianRNN
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
 from hamsim.hamiltonians.network import NetworkTerms, TermGradients
 from hamsim.hamiltonians.relativistic import RelativisticOscillators
@@ -11,6 +12,7 @@ __all__ = [
     "CHLU",
     "CoupledOscillators",
     "Hamiltonian",
+    "HamiltonianRNN",
     "LinearHRU",
     "NetworkTerms",
     "NonlinearHRU",
