@@ -46,7 +46,7 @@ from typing import Any
 from hamsim.config import load_toml
 from hamsim.errors import ValidationError
 
-HRUS = ("linear", "nonlinear")
+HRUS = ("linear", "nonlinear", "hrnn", "lstm", "gru")  # model kinds: hamsim.experiments.models
 ALGORITHMS = ("rhel", "bptt")
 _TABLES = {"experiment", "model", "fit", "tasks"}
 _EXPERIMENT = {"name", "seeds", "hrus", "algorithms", "workers", "description"}
@@ -54,11 +54,11 @@ _TASK = {"name", "label", "options", "model", "fit"}
 _LABEL = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-def model_keys() -> set[str]:
-    """[model] keys: the HSSMConfig fields a config may set."""
-    from hamsim.hssm.model import HSSMConfig
+def model_keys(kind: str | None = None) -> set[str]:
+    """[model] keys: the config fields a config may set for model ``kind`` (None: for any kind)."""
+    from hamsim.experiments import models
 
-    return {f.name for f in dataclasses.fields(HSSMConfig)} - {"input_dim", "output_dim", "readout", "hru"}
+    return models.all_keys() if kind is None else models.keys_of(kind)
 
 
 def fit_keys() -> set[str]:
@@ -130,9 +130,13 @@ class ExperimentConfig:
     source: str = ""
 
     def runs(self) -> list[RunSpec]:
-        """Every run, in table order (task, hru, algorithm, seed)."""
+        """Every run, in table order (task, hru, algorithm, seed); no RHEL run for a model without echoes
+        (LSTM, GRU, a symplectic-Euler HRNN)."""
+        from hamsim.experiments.models import echo_capable
+
         return [RunSpec(t.name, t.label, t.options, h, a, s, t.models[h], t.fit)
-                for t in self.tasks for h in self.hrus for a in self.algorithms for s in self.seeds]
+                for t in self.tasks for h in self.hrus for a in self.algorithms for s in self.seeds
+                if a == "bptt" or echo_capable(h, t.models[h])]
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], *, source: str = "") -> ExperimentConfig:
@@ -148,7 +152,7 @@ class ExperimentConfig:
         seeds = _list(exp.get("seeds", [0, 1, 2]), "experiment.seeds", int)
         if any(isinstance(s, bool) or s < 0 for s in seeds):
             raise ValidationError("experiment.seeds", f"must be integers >= 0, got {list(seeds)}")
-        hrus = _choices(exp.get("hrus", list(HRUS)), "experiment.hrus", HRUS)
+        hrus = _choices(exp.get("hrus", ["linear", "nonlinear"]), "experiment.hrus", HRUS)
         algorithms = _choices(exp.get("algorithms", list(ALGORITHMS)), "experiment.algorithms", ALGORITHMS)
         workers = exp.get("workers", 2)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -192,12 +196,14 @@ def _model_table(raw: Any, name: str) -> dict[str, Any]:
     t = _table(raw, name, model_keys() | set(HRUS))
     for h in HRUS:
         if h in t:
-            t[h] = _table(t[h], f"{name}.{h}", model_keys())
+            t[h] = _table(t[h], f"{name}.{h}", model_keys(h))
     return t
 
 
-def _base(model: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in model.items() if k not in HRUS}
+def _base(model: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The shared keys of a model table that model ``kind`` knows."""
+    known = model_keys(kind)
+    return {k: v for k, v in model.items() if k not in HRUS and k in known}
 
 
 def _list(raw: Any, name: str, kind: type) -> tuple[Any, ...]:
@@ -219,7 +225,8 @@ def _choices(raw: Any, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 
 def _task(raw: Any, i: int, model: dict[str, Any], fit: dict[str, Any], hrus: tuple[str, ...]) -> TaskSpec:
     from hamsim.datasets import options_of
-    from hamsim.hssm.model import HSSM, HSSMConfig
+    from hamsim.datasets.base import TaskInfo
+    from hamsim.experiments.models import build
     from hamsim.hssm.train import FitConfig
 
     where = f"tasks[{i}]"
@@ -234,11 +241,13 @@ def _task(raw: Any, i: int, model: dict[str, Any], fit: dict[str, Any], hrus: tu
     if not isinstance(label, str) or not _LABEL.match(label):
         raise ValidationError(f"{where}.label", f"must be letters, digits, '_', '-', '.', got {label!r}")
     own = _model_table(t.get("model", {}), f"{where}.model")
-    models = {h: {**_base(model), **model.get(h, {}), **_base(own), **own.get(h, {})} for h in hrus}
+    models = {h: {**_base(model, h), **model.get(h, {}), **_base(own, h), **own.get(h, {})} for h in hrus}
     f = {**fit, **_table(t.get("fit", {}), f"{where}.fit", fit_keys())}
     try:  # validate values now, with placeholder dimensions (the task's come at run time)
+        placeholder = TaskInfo(name=name, kind="regression", input_dim=1, output_dim=1, length=1, readout="mean",
+                               real=False, source="placeholder")
         for h in hrus:
-            HSSM(HSSMConfig(input_dim=1, output_dim=1, hru=h, **models[h]))
+            build(placeholder, h, **models[h])
         FitConfig(**f)
     except ValidationError as exc:
         raise ValidationError(where, str(exc)) from None

@@ -126,14 +126,14 @@ def probe(spec: RunSpec, steps: int = FINGERPRINT_STEPS) -> dict[str, list[str]]
     only ``max_steps`` shortened: evaluations come after them) and return their losses and gradient norms.
     Like every run it trains on one thread (:func:`~hamsim.experiments.runner.one_thread`)."""
     from hamsim.datasets import load_task
+    from hamsim.experiments.models import build
     from hamsim.experiments.runner import one_thread
-    from hamsim.hssm import HSSM
-    from hamsim.hssm.train import FitConfig, StepLog, fit, hssm_config_for, seed_everything
+    from hamsim.hssm.train import FitConfig, StepLog, fit, seed_everything
 
     with one_thread():
         splits = load_task(spec.task, seed=spec.seed, **spec.options)
         seed_everything(spec.seed)
-        model = HSSM(hssm_config_for(splits.info, hru=spec.hru, **spec.model))
+        model = build(splits.info, spec.hru, **spec.model)
         fit_opts = dict(spec.fit, max_steps=steps, log_every=1)
         cfg = FitConfig(algorithm=spec.algorithm, seed=spec.seed, **fit_opts)  # type: ignore[arg-type]
         logs: list[StepLog] = []

@@ -98,21 +98,15 @@ def run_one(spec: RunSpec, path: str | Path, *, hook: Callable[[Any], None] | No
 
 def _run_one(spec: RunSpec, path: str | Path, hook: Callable[[Any], None] | None) -> dict[str, Any]:
     from hamsim.datasets import load_task
-    from hamsim.hssm import HSSM
-    from hamsim.hssm.train import (
-        STOP_REASONS,
-        FitConfig,
-        fit,
-        hssm_config_for,
-        seed_everything,
-    )
+    from hamsim.experiments.models import build
+    from hamsim.hssm.train import STOP_REASONS, FitConfig, fit, seed_everything
 
     reset_peak_memory()
     start_rss = _proc_status_mb("VmRSS") or float("nan")
     t0 = time.perf_counter()
     splits = load_task(spec.task, seed=spec.seed, **spec.options)
     seed_everything(spec.seed)
-    model = HSSM(hssm_config_for(splits.info, hru=spec.hru, **spec.model))
+    model = build(splits.info, spec.hru, **spec.model)
     cfg = FitConfig(algorithm=spec.algorithm, seed=spec.seed, **spec.fit)  # type: ignore[arg-type]
     metric = "accuracy" if splits.info.kind == "classification" else "mse"
     n_params = sum(p.numel() for p in model.parameters())

@@ -291,12 +291,19 @@ def _better(metric: str, new: tuple[float, float], old: tuple[float, float] | No
 
 
 # ---------------------------------------------------------------------------------------------- fit
+def _trainable(model: object) -> bool:
+    """Does ``model`` offer what :func:`fit` uses of an HSSM (the Hamiltonian RNN and its baselines do)?"""
+    return isinstance(model, torch.nn.Module) and all(
+        hasattr(model, a) for a in ("config", "mode", "set_mode", "set_eps", "project_"))
+
+
 def fit(model: HSSM, splits: Splits, config: FitConfig, *, callback: Callback | None = None) -> FitResult:
     """Train ``model`` on ``splits.train`` (see the module docstring); returns the test result of the
     best-validation weights, which ``model`` holds afterwards.  ``model`` is moved to ``config.dtype`` and
     switched to ``config.algorithm``; ``callback`` receives every :class:`StepLog` and :class:`EvalLog`."""
-    if not isinstance(model, HSSM):
-        raise ValidationError("model", f"must be an HSSM, got {type(model).__name__}")
+    if not isinstance(model, HSSM) and not _trainable(model):
+        raise ValidationError("model", f"must be an HSSM or a model with config, set_mode, set_eps and project_ "
+                                       f"(hamsim.hrnn), got {type(model).__name__}")
     if not isinstance(config, FitConfig):
         raise ValidationError("config", f"must be a FitConfig, got {type(config).__name__}")
     check_compatible(model, splits)
