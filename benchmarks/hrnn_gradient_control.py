@@ -20,7 +20,7 @@ import numpy as np
 from hamsim.hamiltonians.hrnn import RHO_CAP, RHO_LENGTH, HamiltonianRNN, omega_max, rho_bound
 from hamsim.tangent import jacobian_spectrum
 
-RHOS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5)
+RHOS = (0.01, 0.03, 0.1, 0.3, 1.0, 1.5)
 
 
 def measure(n: int, d: int, seed: int, kmax: int, rhos: tuple[float, ...]) -> dict:
