@@ -65,7 +65,8 @@ def _loss_and_grads(model: HRNN, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
 
 
 def test_rhel_gradients_of_the_model_equal_bptt() -> None:
-    """Every parameter group (B, L, W, c, b, decoder): cosine >= 0.9999 at eps = 1e-3, error O(eps^2)."""
+    """Every parameter group (B, L, W, c, b, decoder): cosine >= 0.9999, relative error O(eps^2) (measured
+    2.7e-7 at eps = 1e-2, 2.7e-9 at 1e-3; round-off ~4e-10 at 1e-4)."""
     torch.manual_seed(0)
     model = HRNN(HRNNConfig(input_dim=2, output_dim=1, readout="last", hidden=6, length=200)).double()
     g = torch.Generator().manual_seed(1)
@@ -75,7 +76,7 @@ def test_rhel_gradients_of_the_model_equal_bptt() -> None:
     exact = _loss_and_grads(model, x, y)
     model.set_mode("rhel")
     errs = {}
-    for eps in (1e-3, 1e-4):
+    for eps in (1e-2, 1e-3):
         model.set_eps(eps)
         got = _loss_and_grads(model, x, y)
         for k, ref in exact.items():
@@ -83,7 +84,7 @@ def test_rhel_gradients_of_the_model_equal_bptt() -> None:
             assert cos >= 0.9999, (k, eps, cos)
             errs[k, eps] = np.linalg.norm(got[k] - ref) / np.linalg.norm(ref)
     for k in ("L", "W", "c", "b", "B"):
-        assert errs[k, 1e-4] <= max(errs[k, 1e-3] / 30, 1e-9), (k, errs[k, 1e-3], errs[k, 1e-4])
+        assert errs[k, 1e-3] <= errs[k, 1e-2] / 30, (k, errs[k, 1e-2], errs[k, 1e-3])
 
 
 def test_the_model_picks_the_heuristic_step_and_keeps_it() -> None:
