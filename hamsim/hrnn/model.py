@@ -167,6 +167,3 @@ def build_model(config: Any) -> nn.Module:
     if isinstance(config, GatedRNNConfig):
         return GatedRNN(config)
     raise ValidationError("config", f"not a model config: {type(config).__name__}")
-
-
-CORE_PARAM_NAMES = CORE_PARAMS
