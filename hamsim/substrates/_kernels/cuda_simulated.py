@@ -58,10 +58,11 @@ def _row_sum(sh, tid, v):
 
 @cuda.jit(device=True)
 def _unit_of_thread(n):
-    """(row b, unit i, thread in block, whether i < n) of this thread."""
+    """(row b, unit i, thread in block, whether i < n) of this thread: grid (B, blocks per row), so the batch
+    takes the large grid dimension."""
     tid = cuda.threadIdx.x
-    i = cuda.blockIdx.x * cuda.blockDim.x + tid
-    return cuda.blockIdx.y, i, tid, i < n
+    i = cuda.blockIdx.y * cuda.blockDim.x + tid
+    return cuda.blockIdx.x, i, tid, i < n
 
 
 @cuda.jit
@@ -242,7 +243,7 @@ def fused_echoes(kind, quartic, simple, one, cf, a0, a1, kick, dt_vec, phi_f, pi
                             v += nc / nw * s1 * bn
                         v = hdt * v
                     tot = _row_sum(sh, tid, v)
-                    if tid == 0 and cuda.blockIdx.x == 0:
+                    if tid == 0 and cuda.blockIdx.y == 0:
                         dhdu[jin, s * B + b, 0] += tot
         if active and decay.shape[0] > 0:
             for s in range(S):
@@ -302,7 +303,7 @@ def row_threads(n: int) -> int:
 
 def _grid(B: int, n: int) -> tuple[tuple[int, int], int]:
     T = row_threads(n)
-    return ((n + T - 1) // T, B), T
+    return (B, (n + T - 1) // T), T
 
 
 def forward(kind: int, quartic: bool, cf: np.ndarray, phi: np.ndarray, pi: np.ndarray, u: np.ndarray,
