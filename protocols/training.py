@@ -20,6 +20,7 @@ from hamsim import validation
 from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
+from hamsim.protocols.pat import pat_gradient
 from hamsim.protocols.rhel import EchoGradient, Estimator, Irreversible, check_reversible, rhel_gradient
 from hamsim.substrate import ExactGradientSubstrate, NudgeAt, State, Substrate
 
@@ -54,7 +55,9 @@ class TrainConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.0
     clip_norm: float | None = None
-    gradient: Literal["rhel", "exact", "heb"] = "rhel"  # "heb": recorded by protocols.heb.heb_train, not the Trainer
+    # "heb": recorded by protocols.heb.heb_train, not the Trainer; "pat": device forward, backward through the
+    # Trainer's model (protocols.pat)
+    gradient: Literal["rhel", "exact", "heb", "pat"] = "rhel"
     eps: float = 1e-3
     estimator: Estimator = "centered"
     nudge_at: NudgeAt = "echo"
@@ -71,7 +74,8 @@ class TrainConfig:
         validation.positive_scalar(self.lr, "lr")
         validation.positive_scalar(self.eps, "eps")
         validation.real(self.momentum, "momentum", low=0.0, high=1.0)
-        choices = {"gradient": ("rhel", "exact", "heb"), "optimizer": ("adam", "sgd"), "estimator": ("centered", "one_sided"),
+        choices = {"gradient": ("rhel", "exact", "heb", "pat"), "optimizer": ("adam", "sgd"),
+                   "estimator": ("centered", "one_sided"),
                    "nudge_at": ("echo", "midpoint", "forward"), "irreversible": ("raise", "warn", "allow")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -175,8 +179,13 @@ class Trainer:
     """Minibatch training with RHEL (or exact) gradients, validation and early stopping."""
 
     def __init__(self, substrate: Substrate, task: Task, config: TrainConfig,
-                 on_step: Sequence[StepCallback] = (), on_epoch: Sequence[EpochCallback] = ()) -> None:
+                 on_step: Sequence[StepCallback] = (), on_epoch: Sequence[EpochCallback] = (), *,
+                 model: ExactGradientSubstrate | None = None) -> None:
         config.validate(substrate)
+        if config.gradient == "pat" and not isinstance(model, ExactGradientSubstrate):
+            raise ValidationError("gradient", "physics-aware training (pat) needs a model with an exact gradient "
+                                              "to run the backward pass through (a calibrated twin)")
+        self.model = model
         if not task.train:
             raise ValidationError("task", f"{task.name}: the training split is empty")
         self.substrate, self.task, self.config = substrate, task, config
@@ -209,6 +218,11 @@ class Trainer:
         if cfg.gradient == "exact":
             ex = self.substrate.exact_gradient(batch.u, state0, loss)  # type: ignore[attr-defined]
             value, params, gC, gc0 = ex.loss, ex.params, ex.readout_C, ex.readout_c0
+        elif cfg.gradient == "pat":
+            assert self.model is not None
+            self.model.set_params(self.substrate.get_params())  # the model follows the device's settings
+            pg = pat_gradient(self.substrate, self.model, batch.u, loss, state0=state0)
+            value, params, gC, gc0 = pg.loss, pg.params, pg.readout_C, pg.readout_c0
         else:
             estimate = rhel_gradient(self.substrate, batch.u, loss, eps=cfg.eps, estimator=cfg.estimator,
                                      nudge_at=cfg.nudge_at, state0=state0, record_every=cfg.record_every,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from hamsim.cli.app import main
-from hamsim.storage.files import LIBVER, clear_status_flags, lookup3
+from hamsim.storage.files import LIBVER, FileBusyError, atomic_create, clear_status_flags, lookup3, open_swmr_writer
 from hamsim.storage.session import Session, load_session
 
 TRAIN = ["train", "--task", "six_mass_toy", "--quiet"]
@@ -293,6 +293,31 @@ def kill_after(out: Path, steps: int) -> int:
     proc.kill()
     proc.wait(timeout=60)
     return load_session(out).n_steps
+
+
+def test_a_reader_holding_the_file_lock_delays_the_writer_instead_of_failing_it(tmp_path: Path) -> None:
+    """A live plot polling a session that is just starting holds HDF5's shared lock on the closed file for a
+    moment; the writer's SWMR open waits for it (it failed the session, once in a few loaded test runs)."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "f.h5"
+    with atomic_create(path) as f:
+        f["x"] = np.arange(3.0)
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what HDF5's plain read-only open takes
+    threading.Timer(0.5, os.close, (fd,)).start()  # closing the descriptor drops the lock
+    t0 = time.monotonic()
+    w = open_swmr_writer(path)
+    assert time.monotonic() - t0 >= 0.4 and w.swmr_mode
+    w.close()
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        with pytest.raises(FileBusyError, match="another program keeps the file open"):
+            open_swmr_writer(path, wait=0.3)
+    finally:
+        os.close(fd)
 
 
 def test_repair_makes_a_killed_file_an_ordinary_closed_file(tmp_path: Path) -> None:

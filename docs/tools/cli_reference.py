@@ -22,7 +22,7 @@ PAGE = ROOT / "docs" / "manual" / "cli.md"
 #: every command path, grouped by use (the lab session, design, deep models)
 COMMANDS: list[tuple[str, ...]] = [
     (), ("train",), ("inspect",), ("repair",), ("replay",), ("emulate",), ("devices",), ("simulate",),
-    ("design",), ("design", "sweep"), ("design", "report"), ("experiment",),
+    ("design",), ("design", "sweep"), ("design", "report"), ("experiment",), ("calibrate",),
 ]
 
 _CHILD = r"""

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from hamsim.cli import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from hamsim.cli import calibrate as calibrate_cmd
 from hamsim.cli import emulate as emulate_cmd
 from hamsim.cli import experiment as experiment_cmd
 from hamsim.cli import session as session_cmd
@@ -112,6 +113,7 @@ COMMANDS = {
     "devices": session_cmd.devices_command,
     "emulate": emulate_cmd.emulate_command,
     "experiment": experiment_cmd.experiment_command,
+    "calibrate": calibrate_cmd.calibrate_command,
 }
 for _name, _fn in COMMANDS.items():
     app.command(_name)(_fn)

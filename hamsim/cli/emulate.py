@@ -36,6 +36,9 @@ def emulate_command(
     adc_noise: Annotated[float | None, typer.Option(help="bench: ADC input noise (V rms).")] = None,
     adc_bits: Annotated[int | None, typer.Option(help="bench: ADC resolution (0: ideal).")] = None,
     dac_bits: Annotated[int | None, typer.Option(help="bench: DAC resolution (0: ideal).")] = None,
+    drift: Annotated[float | None, typer.Option(help="bench: relative random walk of the elements per sqrt(s) played.")] = None,
+    readout_offset: Annotated[float | None, typer.Option(help="bench: bound of the digitizer channels' DC offsets (V).")] = None,
+    bias_scale: Annotated[float | None, typer.Option(help="bench: the circuit's true volts per parameter unit (the host assumes 0.5).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random non-ideality.")] = 0,
     fault: Annotated[list[str] | None, typer.Option(help="Fault switch NAME=VALUE (repeatable).")] = None,
     watchdog: Annotated[bool, typer.Option(help="bench: outputs to zero when the host disconnects (off: like an "
@@ -47,7 +50,8 @@ def emulate_command(
     if kind == "board":
         _board(h, transport, port, baud, dt, bits, noise, mismatch or 0.0, seed, faults)
     elif kind == "bench":
-        _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog)
+        _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog,
+               drift=drift, readout_offset=readout_offset, bias_scale=bias_scale)
     else:
         raise ValidationError("kind", f"must be 'board' or 'bench', got {kind!r}")
 
@@ -85,14 +89,15 @@ def _board(h, transport, port, baud, dt, bits, noise, mismatch, seed, faults) ->
         typer.echo("stopped", err=True)
 
 
-def _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog) -> None:  # type: ignore[no-untyped-def]
+def _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog,  # type: ignore[no-untyped-def]
+           **hidden) -> None:
     from dataclasses import replace
 
     from hamsim.emulators.bench import BenchConfig, BenchServer
 
     cfg = BenchConfig.ideal(seed=seed) if ideal else BenchConfig(seed=seed)
     overrides = {"mismatch": mismatch, "q_factor": q_factor, "adc_noise": adc_noise, "adc_bits": adc_bits,
-                 "dac_bits": dac_bits}
+                 "dac_bits": dac_bits, **hidden}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     server = BenchServer(h, faults=faults, port=port, config=cfg, watchdog=watchdog)
     _announce(server.address)

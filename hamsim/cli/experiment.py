@@ -28,7 +28,8 @@ def experiment_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-run lines.")] = False,
     verify: Annotated[Optional[Path], typer.Option(
         help="Train nothing: re-train the fingerprint steps of this results table (its .json) with today's code "
-             "and CONFIG; exit 0 when every row reproduces bit for bit, 3 when one does not.")] = None,
+             "and CONFIG; exit 0 when every row reproduces (bit for bit on the platform that made the table, "
+             "to round-off on another), 3 when one does not.")] = None,
 ) -> None:
     """Train every (task, HRU, algorithm, seed) of CONFIG not yet complete, then write the results table."""
     from hamsim.errors import ValidationError

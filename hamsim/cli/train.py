@@ -49,7 +49,7 @@ def print_plan(spec: str, system: Hamiltonian, dt: float, task: Task, cfg: Train
         typer.echo(f"  set {name:>8} {str(v.shape):>8} [{spec_.unit}] {spec_.constraint:<21} "
                    f"range [{v.min():.4g}, {v.max():.4g}]  ({mark})")
     steps = cfg.epochs * len(task.train)
-    passes = 1 if cfg.gradient == "exact" else 3
+    passes = 1 if cfg.gradient in ("exact", "pat") else 3
     typer.echo(f"  per step: play {K} input samples forward, then {passes - 1} echoes with nudges "
                f"+-{cfg.eps:g} at the {cfg.nudge_at} state ({cfg.estimator}); {steps} steps = "
                f"{steps * passes * K * B} sample-rows in all")
@@ -124,8 +124,47 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
         trainer.substrate.close()
 
 
-#: options a resume honours (more epochs; the same kind of device at a new address) — every other one is recorded
-RESUMABLE = ("epochs", "substrate")
+def device_options(kind: str, repeats: int, twin: Optional[Path]) -> tuple[dict[str, Any], Any]:
+    """Substrate options for ``--repeats`` and ``--twin`` (checked before anything is opened); the loaded twin."""
+    if repeats < 1:
+        raise ValidationError("repeats", f"must be >= 1, got {repeats}")
+    options: dict[str, Any] = {}
+    if repeats != 1:
+        if kind != "bench":
+            raise ValidationError("repeats", f"only a bench averages repeated shots; {kind!r} takes --repeats 1")
+        options["repeats"] = repeats
+    loaded = None
+    if twin is not None:
+        if kind != "bench":
+            raise ValidationError("twin", f"only a bench computes through a calibrated twin, not {kind!r}")
+        from hamsim.storage.twin import load_twin
+
+        loaded = load_twin(twin)
+        options["twin"] = loaded[0]
+    return options, loaded
+
+
+def run_preflight(sub: Substrate, task: Task, cfg: TrainConfig, *, repeats: int, min_cosine: float, force: bool,
+                  trainable: tuple[str, ...]) -> None:
+    """The pre-flight check on a device (:mod:`hamsim.protocols.preflight`): print it; refuse a session whose
+    expected gradient cosine is below ``min_cosine`` unless ``force``."""
+    from hamsim.protocols.preflight import preflight
+
+    b = task.train[0]
+    pf = preflight(sub, b.u, b.loss, eps=cfg.eps, repeats=repeats, estimator=cfg.estimator, nudge_at=cfg.nudge_at,
+                   state0=b.state0, threshold=min_cosine, keys=trainable or None)
+    if pf.ok:
+        typer.echo(pf.summary(), err=True)
+        return
+    if not force:
+        raise ValidationError("eps", f"refusing to train (it would follow noise, not the gradient): {pf.summary()}. "
+                                     f"{pf.advice()[0].upper()}{pf.advice()[1:]}")
+    typer.echo(f"warning: --force: training although {pf.summary()}", err=True)
+
+
+#: options a resume honours (more epochs; the same kind of device at a new address, its shots averaged) — every
+#: other one is recorded
+RESUMABLE = ("epochs", "substrate", "repeats")
 #: option name -> TrainConfig field, for the comparison with the recorded session
 _CONFIG_FIELDS = {"lr": "lr", "optimizer": "optimizer", "gradient": "gradient", "eps": "eps", "estimator": "estimator",
                   "nudge_at": "nudge_at", "clip": "clip_norm", "patience": "patience", "record_every": "record_every",
@@ -144,8 +183,11 @@ def resumed_config(session: Any, explicit: dict[str, Any]) -> tuple[TrainConfig,
     ValidationError names any other option that differs from the recording (it would be silently dropped)."""
     cfg, spec = session.config, session.substrate_spec
     for name, value in explicit.items():
-        if name in ("resume", "quiet", "dry_run"):
+        if name in ("resume", "quiet", "dry_run", "force", "min_cosine", "repeats"):
             continue
+        if name == "twin":
+            raise ValidationError("twin", "a resume computes through the calibration recorded in the session (if any); "
+                                          "drop --twin")
         if name == "epochs":
             done = len(session.epochs["epoch"])
             if value < done:
@@ -178,7 +220,8 @@ def train_command(
     epochs: Annotated[int, typer.Option(help="Passes over the training batches.")] = 300,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the task's).")] = None,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
-    gradient: Annotated[str, typer.Option(help="rhel (echo learning) or exact (BPTT, simulator only).")] = "rhel",
+    gradient: Annotated[str, typer.Option(help="rhel (echo learning), exact (BPTT, simulator only) or pat "
+                                               "(physics-aware: forward on the device, backward through --twin).")] = "rhel",
     eps: Annotated[float, typer.Option(help="Nudge strength of the echoes.")] = 1e-3,
     estimator: Annotated[str, typer.Option(help="centered (bias O(eps^2)) or one_sided (bias O(eps)); both: forward + two echoes.")] = "centered",
     nudge_at: Annotated[str, typer.Option(help="echo, midpoint or forward.")] = "echo",
@@ -191,12 +234,24 @@ def train_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Show what would be set and sent; open nothing.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file (default: refuse).")] = False,
+    repeats: Annotated[int, typer.Option(help="bench: shots averaged per phase (repeated echoes).")] = 1,
+    twin: Annotated[Optional[Path], typer.Option(help="bench: compute through this calibrated twin (hamsim calibrate "
+                                                      "--out); recorded in the session.")] = None,
+    min_cosine: Annotated[float, typer.Option(help="Device pre-flight: refuse below this expected gradient cosine.")] = 0.5,
+    force: Annotated[bool, typer.Option(help="Train even when the device pre-flight check fails.")] = False,
 ) -> None:
     """Train a substrate by Hamiltonian echo learning, recording the session to HDF5.
 
     ``--resume FILE`` continues the recorded session with its recorded options: ``--epochs`` (to run longer)
     and ``--substrate`` (the same kind of device at a new address) are honoured, any other option that
-    differs from the recording is refused."""
+    differs from the recording is refused.
+
+    On a device (board, bench) with the echo gradient, a pre-flight check first measures the noise, the echo
+    return and the gradient's noise on the first batch, and refuses to start when the expected gradient
+    cosine is below ``--min-cosine``, naming the eps and ``--repeats`` that would work (``--force`` trains
+    anyway)."""
+    if not 0.0 <= min_cosine <= 1.0:
+        raise ValidationError("min_cosine", f"must lie in [0, 1], got {min_cosine}")
     if resume is not None:
         session = load_session(resume)
         if session.system is None:
@@ -207,9 +262,22 @@ def train_command(
             print_plan(spec, session.system, session.dt, session.task, cfg)
             typer.echo(f"  resume: after step {point.steps[-1]} (epoch {len(point.epochs)}) of {resume}")
             return
-        sub: Substrate = open_substrate(spec, session.system, session.dt)
+        kind = check_spec(spec)
+        options, _ = device_options(kind, repeats, None)
+        if kind == "bench":  # the calibration the session computed through, when it recorded one
+            from hamsim.storage.files import open_reader
+            from hamsim.storage.twin import GROUP, load_twin
+
+            with open_reader(resume) as f:
+                recorded = GROUP in f
+            if recorded:
+                options["twin"] = load_twin(resume)[0]
+        if cfg.gradient == "pat" and "twin" not in options:
+            raise ValidationError("gradient", f"{resume}: a pat session needs the calibration it recorded")
+        sub: Substrate = open_substrate(spec, session.system, session.dt, **options)
         with closed_on_error(sub):
-            trainer = Trainer(sub, session.task, cfg)
+            model = options["twin"].simulator(session.system.params) if cfg.gradient == "pat" else None
+            trainer = Trainer(sub, session.task, cfg, model=model)
             writer = SessionWriter.resume(resume, cfg, substrate_spec=spec)
         typer.echo(f"resuming {resume} after step {point.steps[-1]} (epoch {len(point.epochs)})")
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet, resume=point)
@@ -221,18 +289,27 @@ def train_command(
                           trainable=setup.trainable, train_readout=setup.train_readout, clip_norm=clip,
                           patience=patience, seed=seed, record_every=record_every)
         cfg.check()  # every option, before anything is opened (also for a dry run)
-        check_spec(substrate)
+        kind = check_spec(substrate)
+        options, loaded = device_options(kind, repeats, twin)
+        if cfg.gradient == "pat" and loaded is None:
+            raise ValidationError("gradient", "pat runs its backward pass through a calibrated twin: give --twin "
+                                              "(hamsim calibrate --out)")
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
             return
         path = out or default_output("train")
         if path.exists() and not overwrite:  # before any device is opened
             raise ValidationError("out", f"{path} exists; choose another --out, --resume it, or pass --overwrite")
-        sub = open_substrate(substrate, setup.student, setup.dt)
+        sub = open_substrate(substrate, setup.student, setup.dt, **options)
         with closed_on_error(sub):
-            trainer = Trainer(sub, setup.task, cfg)
+            if kind in ("board", "bench") and cfg.gradient == "rhel":
+                run_preflight(sub, setup.task, cfg, repeats=repeats, min_cosine=min_cosine, force=force,
+                              trainable=cfg.trainable)
+            model = None if loaded is None or cfg.gradient != "pat" else loaded[0].simulator(setup.student.params)
+            trainer = Trainer(sub, setup.task, cfg, model=model)
             writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,
-                                   command=" ".join(sys.argv), substrate_spec=substrate, overwrite=overwrite)
+                                   command=" ".join(sys.argv), substrate_spec=substrate, overwrite=overwrite,
+                                   twin=loaded)
         result = run_training(trainer, writer, epochs=cfg.epochs, quiet=quiet)
     first, last, what = result.loss_trend()
     state = " (interrupted: resume with --resume)" if result.interrupted else ""

@@ -8,7 +8,9 @@ digitizer samples every position twice per AWG period (at the kick and at the pe
 
 The circuit integrates the leapfrog at the AWG period divided by ``substeps``, with dissipation
 dpi/dt = -pi / Q (finite quality factor), thermal noise, DAC and ADC quantisation and additive ADC
-noise.  :meth:`BenchConfig.ideal` switches every non-ideality off.
+noise; optionally a slow relative random walk of every element (``drift``, per sqrt(second) of played
+time, drawn at every play) and a DC offset on every digitizer channel (``readout_offset``: each channel's
+offset uniform in +-readout_offset volts) — hidden from the host, which a calibration has to find.  :meth:`BenchConfig.ideal` switches every non-ideality off.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class BenchConfig:
     bias_scale: float = 0.5  # volts per parameter unit (the circuit's true calibration)
     substeps: int = 1  # integrator steps per AWG period (1: the sampled system is exactly a leapfrog)
     seed: int = 0
+    drift: float = 0.0  # relative random walk of the elements per sqrt(second) of played time
+    readout_offset: float = 0.0  # V: bound of the per-channel DC offsets of the digitizer's front end
 
     def __post_init__(self) -> None:
         validation.real(self.q_factor, "q_factor", low=0.0, low_open=True, allow_inf=True)
@@ -54,6 +58,8 @@ class BenchConfig:
         validation.real(self.bias_scale, "bias_scale", low=0.0, low_open=True)
         validation.integer(self.substeps, "substeps", low=1, high=10_000)
         validation.integer(self.seed, "seed", low=0)
+        validation.real(self.drift, "drift", low=0.0)
+        validation.real(self.readout_offset, "readout_offset", low=0.0, high=5.0)
 
     @classmethod
     def ideal(cls, **kw: Any) -> BenchConfig:
@@ -75,6 +81,11 @@ class Circuit:
         self.rng = np.random.default_rng(config.seed)
         self.channels = bias_channels(system.specs)
         self.mismatch = 1.0 + config.mismatch * self.rng.uniform(-1, 1, len(self.channels))
+        # own streams, so that a bench without drift or offsets draws exactly what it always drew
+        self._drift_rng = np.random.default_rng([config.seed, 1])
+        self.walk = np.zeros(len(self.channels))
+        self.readout_offsets = config.readout_offset * np.random.default_rng([config.seed, 2]).uniform(
+            -1, 1, system.n)
         self.bias = np.zeros(len(self.channels))
         self.dc_output = False
         self.d, self.n = system.input_dim, system.n
@@ -95,7 +106,7 @@ class Circuit:
     def realised(self) -> Hamiltonian:
         if not self.dc_output:
             raise ScpiError(-200, "Execution error; bias output is off")
-        values = self.bias / self.cfg.bias_scale * self.mismatch
+        values = self.bias / self.cfg.bias_scale * self.mismatch * (1.0 + self.walk)
         try:
             return self.system.with_params(**from_channels(values, self.system.specs))
         except HamsimError as exc:
@@ -107,6 +118,11 @@ class Circuit:
             return v
         lsb = self.awg_ranges[channel - 1] / 2 ** (b - 1)
         return np.rint(v / lsb) * lsb
+
+    @property
+    def damping_rate(self) -> float:
+        """The circuit's momentum decay rate 1/Q (1/s): dpi/dt = -pi / Q."""
+        return 0.0 if not np.isfinite(self.cfg.q_factor) else 1.0 / self.cfg.q_factor
 
     def play(self) -> None:
         h = self.realised()
@@ -143,12 +159,16 @@ class Circuit:
                     rec[2 * k + 1] = phi
             rec[2 * k + 2] = phi
             pi += kicks[:, k]
+        if self.cfg.drift:  # the elements wander while it plays: the next play sees them moved
+            self.walk += self.cfg.drift * np.sqrt(K * S * dt) * self._drift_rng.standard_normal(len(self.walk))
         if self.armed:
             if abs(self.dig_rate - 2 * self.awg_rate) > 1e-9 * self.dig_rate:
                 raise ScpiError(-221, "Settings conflict; the digitizer must sample at twice the AWG rate")
             if self.points != (2 * K + 1) * S:
                 raise ScpiError(-221, f"Settings conflict; {self.points} points armed, the play yields {(2 * K + 1) * S}")
             volts = rec.transpose(2, 1, 0).reshape(n, -1)  # channel, segment-major samples
+            if self.cfg.readout_offset:
+                volts = volts + self.readout_offsets[:, None]
             if self.cfg.adc_noise:
                 volts = volts + self.rng.normal(0.0, self.cfg.adc_noise, volts.shape)
             if self.cfg.adc_bits:

@@ -11,6 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from hamsim._jit import kernel
+from hamsim.hamiltonians.mlp_kernels import (
+    mlp_accumulate,
+    mlp_accumulate_mixed,
+    mlp_add_grad,
+    mlp_add_hessian_vector,
+    mlp_values,
+)
 
 
 @kernel
@@ -257,10 +264,32 @@ def kin_velocity_param_derivatives(kind, p, im, c, m0, one):
             im * im * p * p * p / s3, -im * p * mc * c * c / s3)
 
 
+#: kinetic kind of the joint relativistic term (see hamsim.hamiltonians.network.KIN_RELATIVISTIC_JOINT)
+KIN_JOINT = 2
+
+
+@kernel
+def joint_root(t, p):
+    """s = sqrt(sum_i inv_mass_i p_i^2 + (m0 c)^2) of one row (the joint relativistic term, T = c s)."""
+    mc = t.kin_m0[0] * t.kin_c[0]
+    acc = mc * mc
+    for i in range(p.shape[0]):
+        acc += t.inv_mass[i] * p[i] * p[i]
+    return np.sqrt(acc)
+
+
 @kernel
 def velocity(t, pi, out):
-    """out = dT/dpi for every row (see :func:`kin_velocity`)."""
+    """out = dT/dpi for every row (see :func:`kin_velocity`; joint: c inv_mass_i pi_i / s, whose
+    M-weighted norm sqrt(sum_i m_i v_i^2) = c |pi|_M / s < c)."""
     B, n = pi.shape
+    if t.kin_kind == KIN_JOINT:
+        c = t.kin_c[0]
+        for b in range(B):
+            s = joint_root(t, pi[b])
+            for i in range(n):
+                out[b, i] = c * t.inv_mass[i] * pi[b, i] / s
+        return
     for b in range(B):
         for i in range(n):
             out[b, i] = kin_velocity(t.kin_kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i])
@@ -268,8 +297,19 @@ def velocity(t, pi, out):
 
 @kernel
 def kinetic_hessian_vector(t, pi, v, out):
-    """out = (d^2 T / dpi^2) v for every row (T is separable: a diagonal Hessian)."""
+    """out = (d^2 T / dpi^2) v for every row (a diagonal Hessian, except for the joint term:
+    c im_i v_i / s - c im_i pi_i (sum_j im_j pi_j v_j) / s^3)."""
     B, n = pi.shape
+    if t.kin_kind == KIN_JOINT:
+        c = t.kin_c[0]
+        for b in range(B):
+            s = joint_root(t, pi[b])
+            a = pi.dtype.type(0.0)
+            for j in range(n):
+                a += t.inv_mass[j] * pi[b, j] * v[b, j]
+            for i in range(n):
+                out[b, i] = c * t.inv_mass[i] * (v[b, i] - pi[b, i] * a / (s * s)) / s
+        return
     for b in range(B):
         for i in range(n):
             out[b, i] = kin_curvature(t.kin_kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i]) * v[b, i]
@@ -281,6 +321,23 @@ def accumulate_kinetic_mixed(t, pi, v, weight, g):
     second derivatives of the kinetic term that the exact adjoint needs at every drift."""
     B, n = pi.shape
     one = pi.dtype.type(1.0)
+    if t.kin_kind == KIN_JOINT:
+        # v . dT/dpi = c A / s, A = sum_i v_i im_i pi_i: d/dim_k = c v_k pi_k / s - c A pi_k^2 / (2 s^3),
+        # d/dc = A P / s^3 (P = s^2 - (m0 c)^2), d/dm0 = -A m0 c^3 / s^3
+        c, m0 = t.kin_c[0], t.kin_m0[0]
+        w0 = weight[0]
+        for b in range(B):
+            s = joint_root(t, pi[b])
+            s3 = s * s * s
+            a = pi.dtype.type(0.0)
+            for i in range(n):
+                a += v[b, i] * t.inv_mass[i] * pi[b, i]
+            for i in range(n):
+                p = pi[b, i]
+                g.inv_mass[i] += weight[i] * (c * v[b, i] * p / s - c * a * p * p / ((one + one) * s3))
+            g.kin_c[0] += w0 * a * (s * s - m0 * c * m0 * c) / s3
+            g.kin_m0[0] += w0 * (-a * m0 * c * c * c / s3)
+        return
     for b in range(B):
         for i in range(n):
             d_im, d_c, d_m0 = kin_velocity_param_derivatives(
@@ -326,6 +383,8 @@ def grad_potential(t, phi, dlin, dnl, scratch, out):
             f = ek[e] * (phi[b, i] - phi[b, j])
             out[b, i] += f
             out[b, j] -= f
+    if t.mlp_w3.shape[0] > 0:
+        mlp_add_grad(t, phi, out)
 
 
 @kernel
@@ -358,6 +417,8 @@ def hessian_vector(t, phi, dnl, v, scratch, out):
             f = t.edge_k[e] * (v[b, i] - v[b, j])
             out[b, i] += f
             out[b, j] -= f
+    if t.mlp_w3.shape[0] > 0:
+        mlp_add_hessian_vector(t, phi, v, out)
 
 
 @kernel
@@ -389,11 +450,16 @@ def energy(t, phi, pi, dlin, dnl, unit_buf, scratch, out):
     unit_potential(t, phi, dlin, dnl, unit_buf)
     if t.coupling.shape[0] > 0:
         np.dot(phi, t.coupling, scratch)
+    joint = t.kin_kind == KIN_JOINT
     for b in range(B):
         e = 0.0 * phi[b, 0]
+        if joint:
+            e += t.kin_c[0] * joint_root(t, pi[b])
         for i in range(n):
             p = pi[b, i]
-            if quadratic:
+            if joint:
+                e += unit_buf[b, i]
+            elif quadratic:
                 e += half * t.inv_mass[i] * p * p + unit_buf[b, i]
             else:
                 e += kin_value(t.kin_kind, p, t.inv_mass[i], t.kin_c[i], t.kin_m0[i], one) + unit_buf[b, i]
@@ -406,6 +472,8 @@ def energy(t, phi, pi, dlin, dnl, unit_buf, scratch, out):
             dx = phi[b, t.edges[k, 0]] - phi[b, t.edges[k, 1]]
             e += half * t.edge_k[k] * dx * dx
         out[b] = e
+    if t.mlp_w3.shape[0] > 0:
+        mlp_values(t, phi, out)
 
 
 @kernel
@@ -474,6 +542,11 @@ def accumulate_potential(t, phi, u_k, dlin, dnl, dt_vec, coef, row_scale, g, uni
                 wphi[b, i] = s * phi[b, i]
                 g.coupling_sq[i] += s * phi[b, i] * phi[b, i]
         g.coupling_outer[:, :] += np.dot(wphi.T, phi)
+    if t.mlp_w3.shape[0] > 0:
+        scale = np.empty(B, phi.dtype)
+        for b in range(B):
+            scale[b] = coef * row_scale[b] * dt_vec[0]
+        mlp_accumulate(t, phi, scale, g)
 
 
 @kernel
@@ -483,6 +556,20 @@ def accumulate_kinetic(t, pi, dt_vec, coef, row_scale, g):
     B, n = pi.shape
     one = pi.dtype.type(1.0)
     half = pi.dtype.type(0.5)
+    if t.kin_kind == KIN_JOINT:
+        # T = c s: dT/dim_i = c pi_i^2 / (2 s), dT/dc = s + (m0 c)^2 / s, dT/dm0 = m0 c^3 / s (entry 0)
+        c, m0 = t.kin_c[0], t.kin_m0[0]
+        mc = m0 * c
+        for b in range(B):
+            s_b = coef * row_scale[b]
+            w = s_b * dt_vec[0]
+            r = joint_root(t, pi[b])
+            for i in range(n):
+                p = pi[b, i]
+                g.inv_mass[i] += w * half * c * p * p / r
+            g.kin_c[0] += w * (r + mc * mc / r)
+            g.kin_m0[0] += w * mc * c * c / r
+        return
     if t.kin_kind != 0:
         kind = t.kin_kind
         for b in range(B):
@@ -554,3 +641,5 @@ def accumulate_mixed(t, phi, v, u_k, dnl, weight, g, dudot):
                 g.coupling_sq[i] += weight[0] * (one + one) * phi[b, i] * v[b, i]
                 for j in range(n):
                     g.coupling_outer[i, j] += weight[0] * (phi[b, i] * v[b, j] + phi[b, j] * v[b, i])
+    if t.mlp_w3.shape[0] > 0:
+        mlp_accumulate_mixed(t, phi, v, weight[0], g)

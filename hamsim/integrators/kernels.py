@@ -13,7 +13,9 @@ import numpy as np
 
 from hamsim._jit import kernel
 from hamsim.hamiltonians.kernels import (
+    KIN_JOINT,
     POLY_KNEE,
+    joint_root,
     accumulate_kinetic,
     accumulate_potential,
     drive,
@@ -43,6 +45,13 @@ def drift(t, phi, pi, dt_vec, a):
                 phi[b, i] += a * dt_vec[i] * t.inv_mass[i] * pi[b, i]
         return
     kind = t.kin_kind
+    if kind == KIN_JOINT:  # one Lorentz factor per row: c inv_mass_i pi_i / s
+        c = t.kin_c[0]
+        for b in range(B):
+            r = joint_root(t, pi[b])
+            for i in range(n):
+                phi[b, i] += a * dt_vec[i] * (c * t.inv_mass[i] * pi[b, i] / r)
+        return
     for b in range(B):
         for i in range(n):
             phi[b, i] += a * dt_vec[i] * kin_velocity(kind, pi[b, i], t.inv_mass[i], t.kin_c[i], t.kin_m0[i])

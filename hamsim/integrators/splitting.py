@@ -86,7 +86,16 @@ SYMPLECTIC_EULER = Splitting(
     "run does not retrace the forward one.  Kept to show that reversibility checks can fail.",
 )
 
-INTEGRATORS: dict[str, Splitting] = {s.name: s for s in (LEAPFROG, YOSHIDA4, SYMPLECTIC_EULER)}
+KDK = Splitting(
+    name="kdk",
+    drift=(0.0, 1.0, 0.0),
+    kick=(0.5, 0.5),
+    order=2,
+    description="Velocity Verlet kick(dt/2)-drift(dt)-kick(dt/2), the CHLU's integrator; symmetric, exactly "
+    "time-reversible (two force evaluations per step in the general kernels).",
+)
+
+INTEGRATORS: dict[str, Splitting] = {s.name: s for s in (LEAPFROG, YOSHIDA4, SYMPLECTIC_EULER, KDK)}
 
 
 def get_integrator(name: str | Splitting) -> Splitting:

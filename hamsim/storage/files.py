@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class DiskFullError(HamsimError):
 
 
 class FileBusyError(HamsimError):
-    """Another live process is writing the file."""
+    """Another live process is writing the file, or keeps it locked."""
 
 
 class OutputExistsError(HamsimError):
@@ -183,15 +184,34 @@ ALIGN_THRESHOLD = 2048
 ALIGNED = {"alignment_threshold": ALIGN_THRESHOLD, "alignment_interval": PAGE}
 
 
-def open_swmr_writer(path: Path) -> h5py.File:
+#: how long a writer waits for readers of a closed file to let go of HDF5's file lock (seconds)
+LOCK_WAIT = 15.0
+
+
+def open_swmr_writer(path: Path, *, wait: float = LOCK_WAIT) -> h5py.File:
     """Open an existing, closed file read-write with SWMR writing on from the start; allocations of
-    ALIGN_THRESHOLD bytes or more are page-aligned."""
+    ALIGN_THRESHOLD bytes or more are page-aligned.
+
+    A plain reader of the closed file (a live plot polling a session that is just starting, ``hamsim inspect``)
+    holds HDF5's shared file lock while it reads; the writer retries for up to ``wait`` seconds rather than
+    fail the session over it, then names the cause."""
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_libver_bounds(*_BOUNDS)
     fapl.set_alignment(ALIGN_THRESHOLD, PAGE)
     fapl.set_fclose_degree(h5f.CLOSE_STRONG)
-    fid = h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl)
-    return h5py.File(fid)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fid = h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl)
+            return h5py.File(fid)
+        except OSError as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise FileBusyError(f"{path}: another program keeps the file open (HDF5's file lock is held "
+                                     f"for {wait:.0f} s); close it (a viewer, a notebook's h5py.File) and resume "
+                                     f"with hamsim train --resume") from None
+            time.sleep(0.02)
 
 
 def open_reader(path: Path) -> h5py.File:

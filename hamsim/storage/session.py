@@ -15,6 +15,7 @@ A reader (live, or after ``kill -9``) trusts the first ``len(/steps/committed)``
                         initial_nudge (step, row, unit), nudges/weights (step, echo), committed (step)
     /steps/params_before|params_after|gradient|optimizer_m|optimizer_v/<name>  (step, *shape)
     /epochs             epoch, train_loss, val_loss, committed
+    /calibration        optional: the calibrated twin the substrate computed through (hamsim.storage.twin)
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ class SessionWriter:
 
     def __init__(self, path: str | Path, *, substrate: Substrate, task: Task, config: TrainConfig,
                  system: Hamiltonian | None = None, command: str = "", substrate_spec: str = "sim",
-                 overwrite: bool = False, _resume: bool = False) -> None:
+                 overwrite: bool = False, twin: Any = None, _resume: bool = False) -> None:
         self.path = Path(path)
+        self._twin = twin  # (TwinFit, ProbeRecords | None): the calibration the substrate computes through
         self.config = config
         self._rows = _Rows()
         self._f: h5py.File | None = None
@@ -228,6 +230,10 @@ class SessionWriter:
         _write_batches(tk.create_group("train"), task.train, info.units)
         _write_batches(tk.create_group("val"), task.val, info.units)
         self._declare(f, substrate, config, K, B, d, info.n)
+        if self._twin is not None:
+            from hamsim.storage.twin import GROUP, write_twin
+
+            write_twin(f.create_group(GROUP), *self._twin, substrate=info.name)
         stamp_digest(f)
 
     # -- layout

@@ -199,6 +199,10 @@ class NonIdealSubstrate:
             # assume T = pi^2 / 2m.  Refuse rather than damp and heat another system than the one asked for.
             raise ValidationError("quality_factor", f"damping and a heat bath are defined for a quadratic kinetic "
                                                     f"energy; {model.family} has another one (use Q = inf)")
+        if self.levels.fixed_point_bits > 0 and (model.terms().kin_kind == 2 or model.terms().has_mlp):
+            # the integer leapfrog knows per-unit kinetic terms and the network's per-unit potentials only
+            raise ValidationError("fixed_point_bits", f"integer-register arithmetic is not defined for "
+                                                      f"{model.family} (joint kinetic term or MLP potential)")
         if not math.isinf(self.levels.quality_factor):
             self._r = natural_frequencies(model) / self.levels.quality_factor  # fixed by the initial model
         else:

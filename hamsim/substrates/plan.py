@@ -62,7 +62,7 @@ ROWS: dict[str, Row] = _rows(
         "dense coupling (no edge list), quadratic kinetic energy, one kick per step",
         "simulate.lockstep bit for bit", "fast (one pass per step around the coupling product)"),
     Row("simulate.lockstep", "simulate", _I + "run",
-        "everything else: edge lists, several kicks with coupling, non-quadratic kinetic energy",
+        "everything else: edge lists, several kicks with coupling, non-quadratic kinetic energy, an MLP potential",
         "the reference", "general (sub-step by sub-step over the batch)"),
     # -- forward phase with online readout loss
     Row("forward.one_pass", "forward", _K + "fused_echo.one_pass_forward",
@@ -73,7 +73,7 @@ ROWS: dict[str, Row] = _rows(
         "uncoupled, quadratic kinetic energy, one kick per step, at most one input column per drive",
         "forward.lockstep: states bit for bit, loss and readout gradients to round-off", "fast (row in cache)"),
     Row("forward.lockstep", "forward", _K + "phases.forward_with_loss",
-        "everything else (coupling, several kicks, several input columns, non-quadratic kinetic energy, "
+        "everything else (coupling, several kicks, several input columns, non-quadratic kinetic energy, an MLP potential, "
         "thermal kicks of a non-ideal device)", "the reference", "general"),
     Row("forward.fixed_point", "forward", "hamsim.substrates.nonideal (Python loop over run_fixed_point)",
         "non-ideal device with integer-register arithmetic (fixed_point_bits > 0)",
@@ -92,7 +92,7 @@ ROWS: dict[str, Row] = _rows(
         "uncoupled, quadratic kinetic energy, one kick per step (nonlinear, several inputs, input gradients)",
         "echo.lockstep to round-off (moments, ADR 0007)", "fast", replay="trace.fused"),
     Row("echo.lockstep", "echo", _K + "phases.paired_echoes",
-        "everything else: coupling, several kicks (yoshida4), non-quadratic kinetic energy; and every echo "
+        "everything else: coupling, several kicks (yoshida4, kdk), non-quadratic kinetic energy, an MLP potential; and every echo "
         "of a non-ideal device (thermal kicks, quantised nudges, every step recorded)",
         "the reference (term-by-term dH/dtheta)", "general", replay="trace.lockstep"),
     Row("echo.fixed_point", "echo", "hamsim.substrates.nonideal (Python loop over run_fixed_point)",
@@ -155,6 +155,7 @@ class System(NamedTuple):
     quadratic_kinetic: bool
     linear: bool  # no nonlinearity, no quartic term
     scalar_drives: bool  # at most one input column for each drive
+    mlp: bool = False  # an MLP potential term (general kernels only)
 
     @classmethod
     def of(cls, terms: Any, scheme: Splitting) -> "System":
@@ -162,20 +163,21 @@ class System(NamedTuple):
         edges = terms.edges.shape[0] > 0
         return cls(dense or edges, dense and not edges, len(scheme.kick), terms.kin_kind == 0,
                    terms.nl_kind == 0 and not terms.has_quartic,
-                   terms.input_t.shape[0] <= 1 and terms.nl_input_t.shape[0] <= 1)
+                   terms.input_t.shape[0] <= 1 and terms.nl_input_t.shape[0] <= 1,
+                   terms.mlp_w3.shape[0] > 0)
 
     @property
     def rows_fusable(self) -> bool:
-        """Uncoupled units with a quadratic kinetic energy under a single-kick scheme."""
-        return not self.coupled and self.quadratic_kinetic and self.kicks == 1
+        """Uncoupled units with a quadratic kinetic energy and no MLP potential under a single-kick scheme."""
+        return not self.coupled and self.quadratic_kinetic and self.kicks == 1 and not self.mlp
 
 
 def simulate_plan(s: System, *, parallel: bool = False) -> Row:
     """The integration kernel of :func:`hamsim.simulate`."""
-    if not s.coupled and s.quadratic_kinetic:
+    if not s.coupled and s.quadratic_kinetic and not s.mlp:
         name = "simulate.rows_block" if s.kicks == 1 and s.scalar_drives else "simulate.rows"
         return ROWS[name + ("_parallel" if parallel else "")]
-    if s.dense_only and s.kicks == 1 and s.quadratic_kinetic:
+    if s.dense_only and s.kicks == 1 and s.quadratic_kinetic and not s.mlp:
         return ROWS["simulate.coupled_fold"]
     return ROWS["simulate.lockstep"]
 

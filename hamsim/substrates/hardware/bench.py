@@ -11,6 +11,11 @@ period; with the model masses m the momenta of the two half drifts are
 (exact for a leapfrog circuit, and the sampled estimate otherwise), and dH/dtheta follows from
 (x_{k+1/2}, pi_pre, pi_post) through the Hamiltonian model.  ``repeats`` > 1 averages that many shots
 of every phase (the positions are averaged before the quadratic observables are formed).
+
+``twin`` (a :class:`hamsim.twin.TwinFit` fitted on this bench, at its calibration) makes the bench compute
+through the calibrated model: the bias calibration is divided by the fitted realised/commanded ratio of
+every element (so a commanded value is realised), recorded positions are corrected for the fitted
+readout, x = (v - o) / g, and nudge impulses are divided by the fitted actuator gains.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class BenchSubstrate:
 
     def __init__(self, awg: Awg, digitizer: Digitizer, dc: DcSource, hamiltonian: Hamiltonian, dt: float, *,
                  calibration: Calibration | None = None, repeats: int = 1, position_range: float = 5.0,
-                 name: str = "bench") -> None:
+                 name: str = "bench", twin: Any = None) -> None:
         self.awg, self.dig, self.dc = awg, digitizer, dc
         self._h = hamiltonian
         self._dt = float(dt)
@@ -53,6 +58,21 @@ class BenchSubstrate:
         if self.repeats < 1:
             raise ValidationError("repeats", "must be >= 1")
         self.calibration = calibration or Calibration({k: DEFAULT_VOLTS_PER_UNIT for k in hamiltonian.specs})
+        self.twin = twin
+        n = hamiltonian.n
+        self._gain, self._offset, self._actuator = np.ones(n), np.zeros(n), np.ones(n)
+        if twin is not None:
+            ratio = twin.realised_ratio()
+            if set(ratio) != set(hamiltonian.specs) or twin.system.config() != hamiltonian.config():
+                raise ValidationError("twin", f"fitted for {twin.system.config()}, the model is {hamiltonian.config()}")
+            cal = self.calibration
+            self.calibration = Calibration({k: np.asarray(cal.scale.get(k, 1.0), float) / ratio[k] for k in ratio},
+                                           dict(cal.offset))
+            self._gain = np.asarray(twin.values["readout_gain"], float)
+            self._offset = np.asarray(twin.values["readout_offset"], float)
+            self._actuator = np.asarray(twin.values["actuator_gain"], float)
+            if np.any(self._gain == 0) or np.any(self._actuator == 0):
+                raise ValidationError("twin", "a fitted readout or actuator gain is zero")
         self._name = name
         n, d = hamiltonian.n, hamiltonian.input_dim
         if awg.channels() != d + n:
@@ -94,8 +114,13 @@ class BenchSubstrate:
         self._h = new
 
     def snapshot(self) -> dict[str, Any]:
-        return {"name": self._name, "system": self._h.config(), "dt": self._dt, "instruments": self.idn,
-                "repeats": self.repeats, "calibration": self.calibration.describe()}
+        out = {"name": self._name, "system": self._h.config(), "dt": self._dt, "instruments": self.idn,
+               "repeats": self.repeats, "calibration": self.calibration.describe()}
+        if self.twin is not None:
+            out["twin"] = {"chi2_red": self.twin.chi2_red, "pins": dict(self.twin.pins),
+                           "readout_gain": self._gain.tolist(), "readout_offset": self._offset.tolist(),
+                           "actuator_gain": self._actuator.tolist()}
+        return out
 
     def close(self) -> None:
         """Outputs off, bias ramped to zero, each driver's own resource released."""
@@ -128,7 +153,7 @@ class BenchSubstrate:
         for c in range(d):
             a.load(c + 1, u[:, :, c].T.ravel())
         for i in range(n):
-            w = kicks[:, :, i].T.ravel()
+            w = kicks[:, :, i].T.ravel() / self._actuator[i]
             a.load(d + 1 + i, w, full_scale=max(float(np.max(np.abs(w), initial=0.0)) * 1.0001, 1e-6))
         a.set_initial(phi0.ravel(), pi0.ravel())
         pts = (2 * K + 1) * B
@@ -146,7 +171,7 @@ class BenchSubstrate:
                 total[i] += c * scale[i] + offset[i]
                 if counts is not None:
                     counts[i] += c
-        x = total / self.repeats
+        x = (total / self.repeats - self._offset[:, None]) / self._gain[:, None]  # the fitted readout (identity without a twin)
         raw = None
         if counts is not None:
             raw = RawTrace(counts.reshape(n, B, 2 * K + 1).transpose(2, 1, 0), scale / self.repeats, offset)
