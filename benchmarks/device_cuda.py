@@ -14,6 +14,9 @@ speed, in one prepared script (under 5 minutes on an H200).
    precision; model and batch on CUDA; median of 5 after a warm-up step) at the PPG and EigenWorms shapes,
    nonlinear and linear, against the official JAX code on an H200 (7.3 s / 0.69 s nonlinear, 42 / 6.8 ms linear).
    Acceptance: PPG nonlinear >= 50x faster, EigenWorms nonlinear >= 20x.
+6. The uncoupled simulator (``SimulatedSubstrate(device="cuda")``): ``tests/cuda_sim_check.py --wide`` on the GPU
+   (CPU vs CUDA over the echo cases, a row wider than a block) and a nonlinear HRU with a readout loss — forward +
+   readout-nudged echo pair, float64 — timed on the CPU and the GPU: the simulator's osc-steps/s on CUDA.
 
 Prints a compact table; writes JSON to ``--out`` or, when unset, to ``$OUT/device_cuda.json`` if ``OUT`` is set.
 Steps 2, 4 and 5 need a CUDA build of torch and are reported as skipped without one.  ``--quick``: tiny shapes
@@ -82,6 +85,46 @@ def core_case(h: Any, dt: float, dtype: Any, K: int, B: int, eps: float = 0.1) -
                                      / max(np.max(np.abs(b.dH_dtheta[k])), 1e-300))
                             for k in b.dH_dtheta if np.max(np.abs(b.dH_dtheta[k])) > 0}
     out["dH_du_rel"] = float(np.max(np.abs(a.dH_du.astype(np.float64) - b.dH_du)) / np.max(np.abs(b.dH_du)))
+    return out
+
+
+def sim_case(n: int, B: int, K: int, dt: float = 1e-2, eps: float = 0.05) -> dict[str, Any]:
+    """SimulatedSubstrate on the CPU and on CUDA: a nonlinear HRU (one input column) with a one-row readout loss,
+    forward phase + two echoes nudged at their own readouts (block reductions every step), float64."""
+    from hamsim.losses import ReadoutLoss
+    from hamsim.substrates import SimulatedSubstrate
+
+    h = hamsim.NonlinearHRU.random(n, 1, seed=3)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(K, B, 1))
+    s0 = State(np.zeros((B, n)), np.zeros((B, n)))
+    loss = ReadoutLoss.step_mse(rng.normal(size=(1, n)) / np.sqrt(n), rng.normal(size=(K, B, 1)))
+    out: dict[str, Any] = {"K": K, "B": B, "n": n}
+    res = {}
+    for device in ("cpu", "cuda"):
+        sub = SimulatedSubstrate(h, dt, device=device)
+
+        def step() -> Any:
+            fr = sub.forward(u, s0, loss=loss)
+            er = sub.echo(EchoRequest(fr.final, u, (eps, -eps), (0.5 / eps, -0.5 / eps), np.zeros((B, n)), "echo",
+                                      loss))
+            return fr, er
+
+        out[f"{device}_s"] = timed(step, reps=2)
+        fr, er = step()
+        out[f"{device}_rows"] = [fr.kernel, er.kernel]
+        res[device] = er
+    # the scale of one echo's dH/dtheta: a contrast w (dH_0 - dH_1) can be 1e-5 of it (a nearly zero gradient),
+    # and the CPU/GPU round-off of each echo's terms (transcendentals evaluated differently) is relative to it
+    one = sub.echo(EchoRequest(fr.final, u, (eps, -eps), (0.5 / eps, 0.0), np.zeros((B, n)), "echo", loss))
+    out["speedup"] = out["cpu_s"] / out["cuda_s"]
+    out["osc_steps_per_s_cuda"] = 3 * K * B * n / out["cuda_s"]  # forward + two echoes
+    out["osc_steps_per_s_cpu"] = 3 * K * B * n / out["cpu_s"]
+    a, b = res["cuda"].dH_dtheta, res["cpu"].dH_dtheta
+    out["dH_dtheta_rel"] = max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(b[k]))) for k in b
+                               if np.max(np.abs(b[k])) > 0)
+    out["dH_dtheta_rel_echo_scale"] = max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(one.dH_dtheta[k])))
+                                          for k in b if np.max(np.abs(one.dH_dtheta[k])) > 0)
     return out
 
 
@@ -257,6 +300,30 @@ def main() -> None:
     else:
         report["hssm_grads"] = report["hssm_steps"] = "skipped: torch has no CUDA here"
         rows.append("HSSM grads / step table        skipped: torch has no CUDA here")
+        print(rows[-1], flush=True)
+    save()
+
+    # 6. the uncoupled simulator on CUDA: CPU vs CUDA over the echo cases, then osc-steps/s
+    r = subprocess.run([sys.executable, str(REPO / "tests" / "cuda_sim_check.py"), "--K", "12" if args.quick else "200",
+                        "--wide"], capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    report["sim_check"] = (json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0
+                           else {"error": r.stderr[-4000:]})
+    if r.returncode == 0:
+        ran = [v for v in report["sim_check"].values() if "refused" not in v]
+        worst = max(max(v["forward"], v["echo_states"], max(v["dH_dtheta"].values()) if isinstance(v["dH_dtheta"], dict)
+                        else v["dH_dtheta"], v.get("dH_du") or 0.0) for v in ran)
+        retrace = max(v.get("retrace", 0.0) for v in ran)
+        rows.append(f"simulator CPU vs CUDA (f64)    {len(ran)} cases, max rel diff {worst:.2g}; echo retrace {retrace:.2g}")
+    else:
+        rows.append("simulator CPU vs CUDA          FAILED: " + r.stderr[-300:])
+    print(rows[-1], flush=True)
+    save()
+    n_s, B_s, K_s = (8, 2, 20) if args.quick else (1024, 64, 2000)
+    c = sim_case(n_s, B_s, K_s)
+    report["simulator"] = c
+    rows.append(f"simulator nonlinear HRU B={B_s} n={n_s} K={K_s} f64 readout loss  CPU {c['cpu_s']:.2f} s  "
+                f"GPU {c['cuda_s']:.3f} s ({c['speedup']:.1f}x); GPU {c['osc_steps_per_s_cuda']:.3g} osc-steps/s; "
+                f"dH/dtheta max rel diff {c['dH_dtheta_rel']:.2g} ({c['dH_dtheta_rel_echo_scale']:.2g} of one echo's)")
     report["table"] = rows
     save()
     print("\n".join(["", f"== device_cuda: {report['gpu']} ==", *rows]))

@@ -29,7 +29,8 @@ def _rows_of(case: EchoCase) -> tuple[str, str]:
     return fwd.name, sub.echo_plan(req).name
 
 
-SIM_ROWS = [r for r in plan.ROWS.values() if r.phase in ("forward", "echo") and "fixed_point" not in r.name]
+SIM_ROWS = [r for r in plan.ROWS.values() if r.phase in ("forward", "echo") and "fixed_point" not in r.name
+            and not r.name.endswith(".cuda")]  # the CUDA rows: tests/test_cuda_simulated.py
 
 
 @pytest.mark.parametrize("row", [r.name for r in SIM_ROWS if r.name != "forward.one_pass"])
@@ -87,13 +88,15 @@ def test_every_row_is_reachable_and_documented() -> None:
         for par in (False, True):
             seen.add(plan.simulate_plan(s, parallel=par).name)
         for r, damped, rec, seq, fp in itertools.product([1, 2], [False, True], [0, 1], [False, True], [False, True]):
-            seen.add(plan.forward_plan(s, readout_rows=r, damped=damped, record_every=rec, nudge_sequence=seq,
-                                       fixed_point=fp).name)
-        for at, S, contrast, r, damped, rec, grads, dev, fp in itertools.product(
+            for gpu in (False, True):
+                seen.add(plan.forward_plan(s, readout_rows=r, damped=damped, record_every=rec, nudge_sequence=seq,
+                                           fixed_point=fp, cuda=gpu).name)
+        for at, S, contrast, r, damped, rec, grads, dev, fp, gpu in itertools.product(
                 ["echo", "midpoint", "forward", "none"], [2, 3], [True, False], [1, 2], [False, True], [0, 1],
-                [False, True], [False, True], [False, True]):
+                [False, True], [False, True], [False, True], [False, True]):
             seen.add(plan.echo_plan(s, at=at, echoes=S, contrast=contrast, readout_rows=r, damped=damped,  # type: ignore[arg-type]
-                                    record_every=rec, input_gradients=grads, device=dev, fixed_point=fp).name)
+                                    record_every=rec, input_gradients=grads, device=dev, fixed_point=fp,
+                                    cuda=gpu).name)
     for row in plan.ROWS.values():
         if row.replay:
             seen.add(plan.trace_plan(row.name).name)
@@ -117,7 +120,8 @@ def test_codes_are_stable() -> None:
         "echo.contrast_pair", "echo.fused_linear", "echo.fused", "echo.lockstep", "echo.fixed_point",
         "trace.fused_linear", "trace.fused", "trace.lockstep",
         "bank.forward", "bank.contrast_pair", "bank.echoes", "bank.contrast_pair_nl",
-        "bank.forward.cuda", "bank.contrast_pair.cuda", "bank.echoes.cuda")
+        "bank.forward.cuda", "bank.contrast_pair.cuda", "bank.echoes.cuda",
+        "forward.rows.cuda", "echo.fused_linear.cuda", "echo.fused.cuda")
 
 
 def test_yoshida4_damping_and_input_gradients_are_visible() -> None:

@@ -127,6 +127,21 @@ ROWS: dict[str, Row] = _rows(
         "bank.contrast_pair / bank.contrast_pair_nl to round-off", "GPU, one thread per unit"),
     Row("bank.echoes.cuda", "bank", _K + "cuda_bank.bank_echoes", "HRUBankSubstrate(device='cuda') echoes otherwise",
         "bank.echoes to round-off", "GPU, one thread per unit"),
+    # -- the uncoupled simulator on a CUDA GPU (SimulatedSubstrate(device="cuda")): one thread per (row, unit),
+    #    the time loop in one launch, all echoes in the same thread; rows that need a sum over units: one block
+    Row("forward.rows.cuda", "forward", _K + "cuda_simulated.fused_forward",
+        "SimulatedSubstrate(device='cuda'), forward.rows conditions with scalar drives (uncoupled, quadratic kinetic "
+        "energy, one kick per step, at most one input column); a readout loss needs n <= 1024",
+        "forward.rows to round-off (the same scalar functions, compiled for CUDA; readout sums by block reduction)",
+        "GPU, one thread per unit"),
+    Row("echo.fused_linear.cuda", "echo", _K + "cuda_simulated.fused_echoes(simple=True)",
+        "SimulatedSubstrate(device='cuda'), echo.fused_linear or echo.contrast_pair conditions; readout nudges "
+        "need n <= 1024", "echo.fused_linear to round-off (per-thread moments summed over the batch on the host)",
+        "GPU, one thread per unit", replay="trace.fused_linear"),
+    Row("echo.fused.cuda", "echo", _K + "cuda_simulated.fused_echoes(simple=False)",
+        "SimulatedSubstrate(device='cuda'), echo.fused conditions with scalar drives; readout nudges and input "
+        "gradients need n <= 1024", "echo.fused to round-off (per-thread moments summed over the batch on the host)",
+        "GPU, one thread per unit", replay="trace.fused"),
 )
 
 
@@ -168,13 +183,17 @@ def simulate_plan(s: System, *, parallel: bool = False) -> Row:
 
 
 def forward_plan(s: System, *, readout_rows: int, damped: bool = False, record_every: int = 0,
-                 nudge_sequence: bool = False, device: bool = False, fixed_point: bool = False) -> Row:
+                 nudge_sequence: bool = False, device: bool = False, fixed_point: bool = False,
+                 cuda: bool = False) -> Row:
     """The forward-phase kernel (state, online per-step loss, readout gradients).  ``device``: a non-ideal
-    device's forward phase (thermal kicks, every step recorded)."""
+    device's forward phase (thermal kicks, every step recorded).  ``cuda``: the simulator on a GPU, whose row
+    is ``forward.rows.cuda`` where it applies (otherwise the CPU row, which a CUDA substrate refuses)."""
     if fixed_point:
         return ROWS["forward.fixed_point"]
     if device or not (s.rows_fusable and s.scalar_drives):
         return ROWS["forward.lockstep"]
+    if cuda:
+        return ROWS["forward.rows.cuda"]
     if s.linear and readout_rows == 1 and not damped and record_every == 0 and not nudge_sequence:
         return ROWS["forward.one_pass"]
     return ROWS["forward.rows"]
@@ -182,14 +201,18 @@ def forward_plan(s: System, *, readout_rows: int, damped: bool = False, record_e
 
 def echo_plan(s: System, *, at: NudgeAt, echoes: int, contrast: bool, readout_rows: int,
               damped: bool = False, record_every: int = 0, input_gradients: bool = False,
-              device: bool = False, fixed_point: bool = False) -> Row:
+              device: bool = False, fixed_point: bool = False, cuda: bool = False) -> Row:
     """The echo kernel.  ``contrast``: two echoes with weights (w, -w); ``device``: a non-ideal device's
-    echoes (thermal kicks, quantised nudges, every step recorded, dH/dtheta from the observed traces)."""
+    echoes (thermal kicks, quantised nudges, every step recorded, dH/dtheta from the observed traces).
+    ``cuda``: the simulator on a GPU, whose rows are ``echo.fused_linear.cuda`` / ``echo.fused.cuda`` where
+    they apply (scalar drives; otherwise the CPU row, which a CUDA substrate refuses)."""
     if fixed_point:
         return ROWS["echo.fixed_point"]
     if device or not s.rows_fusable:
         return ROWS["echo.lockstep"]
     linear = s.linear and s.scalar_drives and not input_gradients
+    if cuda and s.scalar_drives:
+        return ROWS["echo.fused_linear.cuda" if linear else "echo.fused.cuda"]
     if (linear and echoes == 2 and contrast and at in ("echo", "midpoint") and readout_rows == 1 and not damped
             and record_every == 0):
         return ROWS["echo.contrast_pair"]

@@ -19,6 +19,7 @@ from hamsim.hamiltonians.network import zero_gradients
 from hamsim.substrates._kernels import fused_echo as F
 from hamsim.substrates._kernels import phases as P
 from hamsim.substrates import plan
+from hamsim.integrators.kernels import pack_row_coefficients
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
@@ -34,6 +35,18 @@ from hamsim.substrate import (
 
 #: an ideal simulator has no heat bath: no thermal kicks between steps
 _NO_KICKS = np.zeros((0, 0, 0))
+
+def _cuda_kernels() -> Any:
+    """The simulator's GPU kernels (:mod:`hamsim.substrates._kernels.cuda_simulated`), or a clear error."""
+    try:
+        from hamsim.substrates._kernels import cuda_simulated
+    except ImportError as exc:
+        raise ValidationError("device", f"'cuda' needs numba-cuda (pip install 'hamsim[cuda]'): {exc}") from None
+    if not cuda_simulated.available():
+        raise ValidationError("device", "'cuda' found no CUDA GPU (numba.cuda.is_available() is False; "
+                                        "NUMBA_ENABLE_CUDASIM=1 runs the CUDA simulator)")
+    return cuda_simulated
+
 
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
 
@@ -69,10 +82,15 @@ class SimulatedSubstrate:
 
     ``damping`` r (scalar or per unit, 1/time) adds dpi/dt = -r pi after every step: a real device's
     dissipation, which breaks time reversal (echo gradients are then biased; science.md 9).
+
+    ``device="cuda"`` runs the forward phase and the echoes on a GPU (plan rows ``forward.rows.cuda``,
+    ``echo.fused_linear.cuda``, ``echo.fused.cuda``; numba-cuda, the extra ``hamsim[cuda]``): uncoupled units,
+    quadratic kinetic energy, a single-kick scheme and at most one input column per drive; other systems are
+    refused with a ValidationError naming the CPU row that runs them (``device="cpu"``).
     """
 
     def __init__(self, hamiltonian: Hamiltonian, dt: float, *, integrator: str | Splitting = "leapfrog",
-                 damping: float | np.ndarray | None = None, name: str = "simulator") -> None:
+                 damping: float | np.ndarray | None = None, name: str = "simulator", device: str = "cpu") -> None:
         if not isinstance(hamiltonian, Hamiltonian):
             raise ValidationError("hamiltonian", f"must be a Hamiltonian, got {type(hamiltonian).__name__}")
         self._h = hamiltonian
@@ -84,11 +102,20 @@ class SimulatedSubstrate:
                 raise ValidationError("damping", "must be >= 0")
         self._damping = damping
         self._name = name
+        if device not in ("cpu", "cuda"):
+            raise ValidationError("device", f"must be 'cpu' or 'cuda', got {device!r}")
+        self._cuda: Any = _cuda_kernels() if device == "cuda" else None
+        self._device = device
 
     # ------------------------------------------------------------------ parameters
     @property
     def hamiltonian(self) -> Hamiltonian:
         return self._h
+
+    @property
+    def device(self) -> str:
+        """Where the phases run: "cpu" (Numba) or "cuda" (one GPU thread per oscillator)."""
+        return self._device
 
     @property
     def info(self) -> SubstrateInfo:
@@ -108,7 +135,7 @@ class SimulatedSubstrate:
         return {"name": self._name, "system": self._h.config(), "dt": self._dt,
                 "integrator": self._scheme.name,
                 "damping": None if self._damping is None else np.asarray(self._damping).tolist(),
-                "kernel_plan": plan.IDENT}
+                "kernel_plan": plan.IDENT, **({"device": "cuda"} if self._cuda is not None else {})}
 
     def close(self) -> None:
         """Nothing to release (a simulator has no outputs to make safe)."""
@@ -122,7 +149,8 @@ class SimulatedSubstrate:
         """The plan row a forward phase with these settings runs (``damped``: known to the caller, or derived)."""
         return plan.forward_plan(self._system(), readout_rows=readout_rows,
                                  damped=self._damped() if damped is None else damped,
-                                 record_every=record_every, nudge_sequence=nudge_sequence)
+                                 record_every=record_every, nudge_sequence=nudge_sequence,
+                                 cuda=self._cuda is not None)
 
     def echo_plan(self, request: EchoRequest, *, readout_rows: int | None = None,
                   damped: bool | None = None) -> plan.Row:
@@ -134,7 +162,21 @@ class SimulatedSubstrate:
         return plan.echo_plan(self._system(), at=request.at, echoes=len(request.nudges),
                               contrast=len(w) == 2 and w[1] == -w[0], readout_rows=readout_rows,
                               damped=self._damped() if damped is None else damped,
-                              record_every=request.record_every, input_gradients=request.input_gradients)
+                              record_every=request.record_every, input_gradients=request.input_gradients,
+                              cuda=self._cuda is not None)
+
+    def _cuda_row(self, row: plan.Row, phase: str, rows_summed: bool) -> None:
+        """Refuse, with the CPU alternative named, what the CUDA rows do not cover."""
+        if self._cuda is None:
+            return
+        if not row.name.endswith(".cuda"):
+            raise ValidationError("device", f"the {phase} of this system runs on the CPU row {row.name!r} (CUDA "
+                                            "covers uncoupled units, quadratic kinetic energy, one kick per step, at "
+                                            "most one input column per drive): use device='cpu'")
+        if rows_summed and self._h.n > self._cuda.ROW_THREADS:
+            raise ValidationError("device", f"on CUDA a {phase} that sums over a row's units (readout loss or nudge, "
+                                            f"input gradients) needs n <= {self._cuda.ROW_THREADS}, got "
+                                            f"{self._h.n}: use device='cpu' (row {row.name.replace('.cuda', '')!r})")
 
     def _damped(self) -> bool:
         return decay_factors(self._h, self._dt, self._damping).size > 0
@@ -177,7 +219,12 @@ class SimulatedSubstrate:
         gC, gc0 = np.zeros_like(C), np.zeros_like(c0)
         row = self.forward_plan(readout_rows=C.shape[0], record_every=record_every, nudge_sequence=nudge_sequence,
                                 damped=decay.size > 0)
-        if row.name == "forward.one_pass":
+        self._cuda_row(row, "forward phase", C.shape[0] > 0)
+        if row.name == "forward.rows.cuda":
+            cf = F._coefficients(t, dtv, a, c)
+            value = self._cuda.forward(t.nl_kind, bool(t.has_quartic), self._packed(t, cf), phi, pi, u, decay, C, c0,
+                                       y, w, G, record_every, rec_phi, rec_pi, gC, gc0)
+        elif row.name == "forward.one_pass":
             value = F.one_pass_forward(t, phi, pi, u, dtv, a, c, C, c0, y, w, gC, gc0)
         elif row.name == "forward.rows":
             value = F.fused_forward(t, phi, pi, u, dtv, a, c, decay, C, c0, y, w, G, record_every, rec_phi, rec_pi,
@@ -206,7 +253,15 @@ class SimulatedSubstrate:
         pi_f = np.ascontiguousarray(request.start.pi, float)
         nudges, weights = np.asarray(request.nudges, float), np.asarray(request.weights, float)
         row = self.echo_plan(request, readout_rows=C.shape[0], damped=decay.size > 0)
-        if row.name == "echo.lockstep":
+        self._cuda_row(row, "echo", mode in (P.NUDGE_ECHO, P.NUDGE_MIDPOINT) or request.input_gradients)
+        if row.name.endswith(".cuda"):
+            mom = np.zeros((F.N_FIXED + 2 * d, n))
+            cf = F._coefficients(t, dtv, a, c)
+            phi, pi = self._cuda.echoes(t.nl_kind, bool(t.has_quartic), row.name == "echo.fused_linear.cuda",
+                                        self._packed(t, cf), a[0], a[1], c[0], dtv, phi_f, pi_f, u, decay, nudges,
+                                        weights, G0, mode, G, C, c0, y, w, mom, dhdu, rec, rec_phi, rec_pi)
+            F.moments_to_gradients(t, mom, dtv, c, g, False)
+        elif row.name == "echo.lockstep":
             phi, pi = P.paired_echoes(t, phi_f, pi_f, u, False, dtv, a, c, decay, _NO_KICKS, nudges, weights, G0,
                                       mode, G, C, c0, y, w, 0.0, 0.0, 0.0, True, g, dhdu, rec, rec_phi, rec_pi)
         else:
@@ -228,6 +283,14 @@ class SimulatedSubstrate:
         return EchoResult(dH_dtheta=self._h.param_gradients(g, self._dt), dH_du=du, finals=finals,
                           trajectories=trajs, kernel=row.name)
 
+    @staticmethod
+    def _packed(t: Any, cf: np.ndarray) -> np.ndarray:
+        """The per-unit coefficient table of the CUDA rows (``pack_row_coefficients``' rows, scalar drives)."""
+        n = cf.shape[1]
+        bl = t.input_t[0].copy() if t.input_t.shape[0] == 1 else np.zeros(n)
+        bn = t.nl_input_t[0].copy() if t.nl_input_t.shape[0] == 1 else np.zeros(n)
+        return np.ascontiguousarray(pack_row_coefficients(t, cf[0], cf[1], cf[2], bl, bn))
+
     # ------------------------------------------------------------------ exact model
     def exact_gradient(self, u: Any, state0: State, loss: ReadoutLoss) -> ExactGradient:
         """The true gradient of this (possibly damped) discrete system, by BPTT."""
@@ -236,6 +299,7 @@ class SimulatedSubstrate:
         return bptt(self._h, u, self._dt, loss, state0, self._scheme, self._damping)
 
     def with_damping(self, damping: float | np.ndarray | None) -> "SimulatedSubstrate":
-        return SimulatedSubstrate(self._h, self._dt, integrator=self._scheme, damping=damping, name=self._name)
+        return SimulatedSubstrate(self._h, self._dt, integrator=self._scheme, damping=damping, name=self._name,
+                                  device=self._device)
 
 

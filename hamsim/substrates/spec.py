@@ -2,7 +2,7 @@
 
 =====================================  ==========================================================================
 ``sim``                                :class:`~hamsim.substrates.simulated.SimulatedSubstrate` (options:
-                                       ``integrator``, ``damping``, ``name``)
+                                       ``integrator``, ``damping``, ``name``, ``device``)
 ``nonideal``                           :class:`~hamsim.substrates.nonideal.NonIdealSubstrate` (``levels``, ``seed``,
                                        ``integrator``, ``name``)
 ``bank``                               :class:`~hamsim.substrates.hru_bank.HRUBankSubstrate` (``dtype``, ``name``)
