@@ -86,6 +86,10 @@ ECHO_CASES: list[EchoCase] = [
     EchoCase("contrast_pair_one_sided", "uncoupled", nudges=(0.05, 0.0), weights=(20.0, -20.0)),
     EchoCase("contrast_pair_step_weights", "uncoupled", step_weights=True, shared_targets=True, B=3),
     EchoCase("contrast_pair_batch1_record7", "uncoupled", B=1, record_every=7),
+    # no input at all (d = 0): the scalar-input fast steps must not touch an input moment row that is not there
+    EchoCase("contrast_pair_no_input", "uncoupled", d=0),
+    EchoCase("three_echoes_no_input", "uncoupled", nudges=(0.05, 0.0, -0.05), weights=(1.0, 0.5, -1.5), d=0),
+    EchoCase("nonlinear_no_input", "nonlinear_sqrt", d=0, record_every=4),
     # uncoupled families on the fused path
     EchoCase("uncoupled_quartic_echo", "uncoupled_quartic", input_gradients=True),
     EchoCase("linear_hru_echo", "linear_hru", input_gradients=True),

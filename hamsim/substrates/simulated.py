@@ -255,7 +255,7 @@ class SimulatedSubstrate:
         row = self.echo_plan(request, readout_rows=C.shape[0], damped=decay.size > 0)
         self._cuda_row(row, "echo", mode in (P.NUDGE_ECHO, P.NUDGE_MIDPOINT) or request.input_gradients)
         if row.name.endswith(".cuda"):
-            mom = np.zeros((F.N_FIXED + 2 * d, n))
+            mom = np.zeros((F.moment_rows(d), n))
             cf = F._coefficients(t, dtv, a, c)
             phi, pi = self._cuda.echoes(t.nl_kind, bool(t.has_quartic), row.name == "echo.fused_linear.cuda",
                                         self._packed(t, cf), a[0], a[1], c[0], dtv, phi_f, pi_f, u, decay, nudges,
@@ -265,7 +265,7 @@ class SimulatedSubstrate:
             phi, pi = P.paired_echoes(t, phi_f, pi_f, u, False, dtv, a, c, decay, _NO_KICKS, nudges, weights, G0,
                                       mode, G, C, c0, y, w, 0.0, 0.0, 0.0, True, g, dhdu, rec, rec_phi, rec_pi)
         else:
-            mom = np.zeros((F.N_FIXED + 2 * d, n))
+            mom = np.zeros((F.moment_rows(d), n))
             if row.name == "echo.contrast_pair":
                 phi, pi = F.contrast_pair_echoes(t, phi_f, pi_f, u, dtv, a, c, nudges, weights, G0, mode, C, c0, y,
                                                  w, mom)

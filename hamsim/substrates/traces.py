@@ -33,7 +33,7 @@ def trace_gradients(h: Hamiltonian, dt: float, trace: plan.Row, phi: np.ndarray,
         P.trace_contrast(t, phi, pi, u, dtv, a, c, np.repeat(weights, B), window[0], window[1], g,
                          np.zeros((0, phi.shape[1], u.shape[2])))
     else:
-        mom = np.zeros((F.N_FIXED + 2 * u.shape[2], h.n))
+        mom = np.zeros((F.moment_rows(u.shape[2]), h.n))
         F.fused_trace_contrast(t, phi, pi, u, dtv, a, c, weights, window[0], window[1], mom,
                                trace.name == "trace.fused_linear")
         F.moments_to_gradients(t, mom, dtv, c, g, False)

@@ -34,6 +34,13 @@ from hamsim.substrates._kernels.phases import apply_decay, dot, dot2, nudge_samp
 SP2, SX2, SX4, SG, SG1, SGX, N_FIXED = 0, 1, 2, 3, 4, 5, 6
 
 
+def moment_rows(d: int) -> int:
+    """Rows of a moments table for ``d`` input columns: the N_FIXED fixed moments, then sum x u_j and
+    sum g'(z) u_j per column; never fewer than N_FIXED + 1, since the scalar-input fast steps write row N_FIXED
+    also without an input (with u = 0) and Numba does not check bounds."""
+    return N_FIXED + max(2 * d, 1)
+
+
 @kernel
 def _coefficients(t, dt_vec, drift_c, kick_c):
     """Per-unit table: drift coefficients (a dt_i) inv_mass_i, kick coefficient c dt_i (as the batched
