@@ -26,6 +26,7 @@ from hamsim.errors import ValidationError
 from hamsim.hamiltonians.hru import LinearHRU, NonlinearHRU
 from hamsim.hamiltonians.network import zero_gradients
 from hamsim.substrates import plan
+from hamsim.substrates._kernels import cuda_kernels
 from hamsim.substrates._kernels import fused_echo as F
 from hamsim.substrates._kernels import hru_bank as KB
 from hamsim.integrators.splitting import get_integrator
@@ -48,16 +49,6 @@ def _sample_major(a: Any, name: str, shape: tuple[int, int, int], dtype: np.dtyp
     return out
 
 
-def _cuda_kernels() -> Any:
-    """The GPU kernels (:mod:`hamsim.substrates._kernels.cuda_bank`), or a clear error when they cannot run."""
-    try:
-        from hamsim.substrates._kernels import cuda_bank
-    except ImportError as exc:
-        raise ValidationError("device", f"'cuda' needs numba-cuda (pip install 'hamsim[cuda]'): {exc}") from None
-    if not cuda_bank.available():
-        raise ValidationError("device", "'cuda' found no CUDA GPU (numba.cuda.is_available() is False; "
-                                        "NUMBA_ENABLE_CUDASIM=1 runs the kernels in the CUDA simulator, slowly)")
-    return cuda_bank
 
 
 class HRUBankSubstrate:
@@ -81,7 +72,7 @@ class HRUBankSubstrate:
             raise ValidationError("device", f"must be 'cpu' or 'cuda', got {device!r}")
         self._cuda: Any = None
         if device == "cuda":
-            self._cuda = _cuda_kernels()
+            self._cuda = cuda_kernels("cuda_bank")
         self._device = device
         a, c = get_integrator("leapfrog").coefficients(np.float64)
         self._drift, self._kick = (float(a[0]), float(a[1])), float(c[0])

@@ -16,9 +16,10 @@ from hamsim.adjoint import bptt, decay_factors
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.hamiltonians.network import zero_gradients
+from hamsim.substrates import plan
+from hamsim.substrates._kernels import cuda_kernels
 from hamsim.substrates._kernels import fused_echo as F
 from hamsim.substrates._kernels import phases as P
-from hamsim.substrates import plan
 from hamsim.integrators.kernels import pack_row_coefficients
 from hamsim.integrators.splitting import Splitting, get_integrator
 from hamsim.losses import ReadoutLoss
@@ -36,16 +37,6 @@ from hamsim.substrate import (
 #: an ideal simulator has no heat bath: no thermal kicks between steps
 _NO_KICKS = np.zeros((0, 0, 0))
 
-def _cuda_kernels() -> Any:
-    """The simulator's GPU kernels (:mod:`hamsim.substrates._kernels.cuda_simulated`), or a clear error."""
-    try:
-        from hamsim.substrates._kernels import cuda_simulated
-    except ImportError as exc:
-        raise ValidationError("device", f"'cuda' needs numba-cuda (pip install 'hamsim[cuda]'): {exc}") from None
-    if not cuda_simulated.available():
-        raise ValidationError("device", "'cuda' found no CUDA GPU (numba.cuda.is_available() is False; "
-                                        "NUMBA_ENABLE_CUDASIM=1 runs the CUDA simulator)")
-    return cuda_simulated
 
 
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
@@ -104,7 +95,7 @@ class SimulatedSubstrate:
         self._name = name
         if device not in ("cpu", "cuda"):
             raise ValidationError("device", f"must be 'cpu' or 'cuda', got {device!r}")
-        self._cuda: Any = _cuda_kernels() if device == "cuda" else None
+        self._cuda: Any = cuda_kernels("cuda_simulated") if device == "cuda" else None
         self._device = device
 
     # ------------------------------------------------------------------ parameters
