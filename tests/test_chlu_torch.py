@@ -8,6 +8,7 @@ BPTT must equal hamsim.adjoint's exact gradient (two independent exact gradients
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -335,3 +336,21 @@ def test_experiment_c_smoke_config_runs_on_mnist(tmp_path) -> None:
     s = run(cfg, tmp_path)
     assert all(r["finite"] for r in s["regimes"].values())
     assert (tmp_path / "dreams_annealed_thermal.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("module", ["lemniscate", "noise", "dreams"])
+def test_experiment_scripts_refuse_bad_input_in_one_line(module: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    main = importlib.import_module(f"hamsim.chlu.{module}").main
+    assert main(["only-one-argument"]) == 2
+    assert main([str(tmp_path / "missing.toml"), str(tmp_path / "out")]) == 2
+    (tmp_path / "bad.toml").write_text("[x\n")
+    assert main([str(tmp_path / "bad.toml"), str(tmp_path / "out")]) == 2
+    (tmp_path / "unknown.toml").write_text(f"[{module}]\nno_such_key = 1\n")
+    assert main([str(tmp_path / "unknown.toml"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("usage: python -m hamsim.chlu.")
+    assert "no such file" in err[1] and "no_such_key" in err[3] and len(err) == 4
+    assert not (tmp_path / "out").exists()  # nothing started

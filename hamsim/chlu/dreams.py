@@ -223,17 +223,10 @@ def strip(snapshots: dict[str, list[np.ndarray]], steps: list[int], path: Path) 
 
 def main(argv: list[str] | None = None) -> int:
     """python -m hamsim.chlu.dreams CONFIG.toml OUT_DIR"""
-    import sys
-    import tomllib
+    from hamsim.chlu.script import experiment_main
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print(main.__doc__, file=sys.stderr)
-        return 2
-    cfg = DreamConfig.from_mapping(tomllib.loads(Path(args[0]).read_text()).get("dreams", {}))
-    summary = run(cfg, args[1], log=print)
-    print(json.dumps(summary["regimes"], indent=1))
-    return 0
+    return experiment_main(argv, usage="python -m hamsim.chlu.dreams CONFIG.toml OUT_DIR", section="dreams",
+                           parse=DreamConfig.from_mapping, run=run, show=lambda s: json.dumps(s["regimes"], indent=1))
 
 
 if __name__ == "__main__":

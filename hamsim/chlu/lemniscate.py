@@ -273,17 +273,10 @@ def plot_landscape(h: Any, states: np.ndarray, cfg: LemniscateConfig, path: Path
 
 def main(argv: list[str] | None = None) -> int:
     """python -m hamsim.chlu.lemniscate CONFIG.toml OUT_DIR"""
-    import sys
-    import tomllib
+    from hamsim.chlu.script import experiment_main
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print(main.__doc__, file=sys.stderr)
-        return 2
-    cfg = LemniscateConfig.from_mapping(tomllib.loads(Path(args[0]).read_text()).get("lemniscate", {}))
-    summary = run(cfg, args[1], log=print)
-    print(summary["table"])
-    return 0
+    return experiment_main(argv, usage="python -m hamsim.chlu.lemniscate CONFIG.toml OUT_DIR", section="lemniscate",
+                           parse=LemniscateConfig.from_mapping, run=run, show=lambda s: s["table"])
 
 
 if __name__ == "__main__":
