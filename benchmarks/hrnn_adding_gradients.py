@@ -5,7 +5,7 @@ prediction: the norm of dL/dx_k (the gradient with respect to the input at step 
 for k = 1..T, for the Hamiltonian RNN at the heuristic's step (rho = rho_bound(T) = 0.05), the same cell at
 rho = 1 (beyond the bound), and LSTM / GRU of the same parameter count.  Writes a JSON and a PNG:
 
-    python benchmarks/hrnn_adding_gradients.py --out docs/results/hrnn_adding_gradients   # ~2 min
+    python benchmarks/hrnn_adding_gradients.py --out docs/results/measurements/hrnn_adding_gradients   # ~2 min
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Spectrum of the hidden-state Jacobian dPhi_K/dPhi_0 by exact tangent propagation
 K = 10 .. 10^5, as a function of rho = dt * omega_max, without input and with i.i.d. N(0, 1) inputs every
 step; the heuristic's rho_bound(T) for T = 10^3, 10^4, 10^5 is marked.  Writes a JSON and a PNG:
 
-    python benchmarks/hrnn_gradient_control.py --out docs/results/hrnn_gradient_control    # ~10 min, 2 cores
+    python benchmarks/hrnn_gradient_control.py --out docs/results/measurements/hrnn_gradient_control    # ~10 min, 2 cores
     python benchmarks/hrnn_gradient_control.py --quick --out /tmp/gc                       # K <= 10^4, seconds
 """
 

@@ -153,7 +153,10 @@ def test_verify_refuses_what_is_not_a_table(tiny_table: tuple[Path, Path], tmp_p
 def test_committed_tables_reproduce_with_todays_code(table: str) -> None:
     """Every table in docs/results either reproduces (config digest and every row's fingerprint) or says that
     it is superseded and why.  When this fails after a change, regenerate the table (docs/results/README.md)."""
-    meta = json.loads((RESULTS / table).read_text())["meta"]
+    data = json.loads((RESULTS / table).read_text())
+    assert "meta" in data, (f"docs/results/{table} is not a results table; measurements of other kinds go to "
+                            f"docs/results/measurements/")
+    meta = data["meta"]
     if meta.get("superseded"):
         assert len(meta["superseded"]) > 20  # a reason, not a flag
         assert "superseded" in (RESULTS / table).with_suffix(".md").read_text().lower()
