@@ -18,6 +18,7 @@ from hamsim.hamiltonians.mlp_kernels import (
     mlp_add_hessian_vector,
     mlp_values,
 )
+from hamsim.hamiltonians.network import KIN_RELATIVISTIC_JOINT as KIN_JOINT
 
 
 @kernel
@@ -264,8 +265,6 @@ def kin_velocity_param_derivatives(kind, p, im, c, m0, one):
             im * im * p * p * p / s3, -im * p * mc * c * c / s3)
 
 
-#: kinetic kind of the joint relativistic term (see hamsim.hamiltonians.network.KIN_RELATIVISTIC_JOINT)
-KIN_JOINT = 2
 
 
 @kernel
@@ -543,10 +542,7 @@ def accumulate_potential(t, phi, u_k, dlin, dnl, dt_vec, coef, row_scale, g, uni
                 g.coupling_sq[i] += s * phi[b, i] * phi[b, i]
         g.coupling_outer[:, :] += np.dot(wphi.T, phi)
     if t.mlp_w3.shape[0] > 0:
-        scale = np.empty(B, phi.dtype)
-        for b in range(B):
-            scale[b] = coef * row_scale[b] * dt_vec[0]
-        mlp_accumulate(t, phi, scale, g)
+        mlp_accumulate(t, phi, coef * dt_vec[0], row_scale, g)
 
 
 @kernel

@@ -129,14 +129,14 @@ def mlp_add_hessian_vector(t, phi, v, out):
 
 
 @kernel
-def mlp_accumulate(t, phi, scale, g):
-    """g.mlp_* += scale[b] * dV_mlp/dtheta at phi_b, summed over rows."""
+def mlp_accumulate(t, phi, coef, row_scale, g):
+    """g.mlp_* += coef * row_scale[b] * dV_mlp/dtheta at phi_b, summed over rows."""
     B, n = phi.shape
     H = t.mlp_w3.shape[0]
     w = np.empty((4, H), phi.dtype)
     h1, h2, r1, r2 = w[0], w[1], w[2], w[3]
     for b in range(B):
-        s = scale[b]
+        s = coef * row_scale[b]
         _layers(t, phi[b], h1, h2)
         _backward(t, h1, h2, r1, r2)
         g.mlp_b3[0] += s
