@@ -203,23 +203,27 @@ class ScpiDriver:
         """Set one table parameter (checked first; ramped when the row says so and the channel has a ramp)."""
         row = self._row(name)
         value = self.validate(name, value, channel)
-        ch = channel if row.per_channel else None
+        self._apply(row, channel if row.per_channel else None, value)
+        self.done(row.set_message(value, channel if row.per_channel else None))
+
+    def _apply(self, row: Parameter, ch: int | None, value: Any) -> None:
+        """Write an already validated value, as a ramp at the channel's rate where the row ramps (the
+        start is the remembered value, else read back with the row's query)."""
         if row.set is None:
-            raise LimitError(self.name, name, "is read-only")
+            raise LimitError(self.name, row.name, "is read-only")
         rate = self._limits[ch].ramp if (row.ramp and ch is not None) else None
         if rate is None:
             steps = [(0.0, value)]
         else:
-            current = self._values.get((name, ch))
+            current = self._values.get((row.name, ch))
             if current is None:
-                current = self.get(name, ch)
+                current = self.get(row.name, ch)
             steps = ramp_plan(float(current), float(value), rate, self.ramp_tick_s)
         for pause, v in steps:
             if pause:
                 self.sleep(pause)
             self.write(row.set_message(v, ch))
-            self._values[(name, ch)] = v
-        self.done(row.set_message(value, ch))
+            self._values[(row.name, ch)] = v
 
     def get(self, name: str, channel: int | None = None) -> Any:
         """Read one parameter with its query (or the remembered value of a write-only setting)."""
