@@ -75,12 +75,12 @@ class ModelInfo:
 #: the five models of docs/station.md (hardware ranges from their manuals); a driver class registered
 #: under the same name (hamsim.drivers.registry) takes precedence for channels and ranges
 MODELS: dict[str, ModelInfo] = {
-    "keysight_33500b": ModelInfo("awg", 2, ((-10.0, 10.0),), (None,), r"(Keysight|Agilent) Technologies,335\d\d[AB]"),
-    "keysight_infiniivision": ModelInfo("scope", 4, ((-40.0, 40.0),), (None,), r"KEYSIGHT TECHNOLOGIES,(DSO|MSO)X[234]0"),
-    "keithley_2450": ModelInfo("dc", 1, ((-210.0, 210.0),), (1.05,), r"KEITHLEY INSTRUMENTS,MODEL 2450"),
+    "keysight_33500b": ModelInfo("awg", 2, ((-10.0, 10.0),), (None,), r"^(agilent|keysight) technologies,\s*33[56]\d\d[ab]"),
+    "keysight_infiniivision": ModelInfo("scope", 4, ((-40.0, 40.0),), (None,), r"^(agilent|keysight) technologies,\s*[dm]so-?x\s?[234]\d{3}"),
+    "keithley_2450": ModelInfo("dc", 1, ((-210.0, 210.0),), (1.05,), r"^keithley instruments[^,]*,\s*model 2450"),
     "keysight_e36300": ModelInfo("dc", 3, ((0.0, 6.18), (0.0, 25.75), (0.0, 25.75)), (5.15, 1.03, 1.03),
-                                 r"Keysight Technologies,E3631[23]A"),
-    "qdevil_qdac2": ModelInfo("dc", 24, ((-10.0, 10.0),), (0.01,), r"QDevil, QDAC-II"),
+                                 r"^(agilent|keysight) technologies,\s*e3631[23]a"),
+    "qdevil_qdac2": ModelInfo("dc", 24, ((-10.0, 10.0),), (0.01,), r"^qdevil,\s*qdac-ii"),
 }
 
 
