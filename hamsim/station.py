@@ -451,3 +451,19 @@ def dump_toml(data: dict[str, Any]) -> str:
 
     table([], data)
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def detect_model_name(idn: str) -> str | None:
+    """The model whose *IDN? pattern matches ``idn`` (the registry's detection when it has one)."""
+    try:
+        from hamsim.drivers import registry  # type: ignore[attr-defined]
+
+        found = registry.detect(idn)
+        if found is not None:
+            return str(getattr(found, "model", found))
+    except Exception:  # noqa: BLE001 - no registry: the table below
+        pass
+    for name, info in MODELS.items():
+        if info.idn and re.search(info.idn, idn.strip(), re.IGNORECASE):
+            return name
+    return None

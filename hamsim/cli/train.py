@@ -239,6 +239,9 @@ def train_command(
                                                       "--out); recorded in the session.")] = None,
     min_cosine: Annotated[float, typer.Option(help="Device pre-flight: refuse below this expected gradient cosine.")] = 0.5,
     force: Annotated[bool, typer.Option(help="Train even when the device pre-flight check fails.")] = False,
+    station: Annotated[Optional[Path], typer.Option(help="Train on the lab station of this TOML file (real-model "
+                                                         "drivers at its VISA addresses; docs/station.md); same as "
+                                                         "--substrate station:FILE.")] = None,
 ) -> None:
     """Train a substrate by Hamiltonian echo learning, recording the session to HDF5.
 
@@ -252,11 +255,19 @@ def train_command(
     anyway)."""
     if not 0.0 <= min_cosine <= 1.0:
         raise ValidationError("min_cosine", f"must lie in [0, 1], got {min_cosine}")
+    if station is not None:
+        if "substrate" in given(ctx):
+            raise ValidationError("station", "give --station or --substrate, not both")
+        substrate = f"station:{station}"
+        ctx.params["substrate"] = substrate
     if resume is not None:
         session = load_session(resume)
         if session.system is None:
             raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
-        cfg, spec = resumed_config(session, {k: ctx.params[k] for k in given(ctx)})
+        explicit = {k: ctx.params[k] for k in given(ctx) if k != "station"}
+        if station is not None:
+            explicit["substrate"] = substrate
+        cfg, spec = resumed_config(session, explicit)
         point = session.resume_point()
         if dry_run:
             print_plan(spec, session.system, session.dt, session.task, cfg)
@@ -274,6 +285,8 @@ def train_command(
                 options["twin"] = load_twin(resume)[0]
         if cfg.gradient == "pat" and "twin" not in options:
             raise ValidationError("gradient", f"{resume}: a pat session needs the calibration it recorded")
+        if kind == "station":
+            options["trainable"] = cfg.trainable
         sub: Substrate = open_substrate(spec, session.system, session.dt, **options)
         with closed_on_error(sub):
             model = options["twin"].simulator(session.system.params) if cfg.gradient == "pat" else None
@@ -296,13 +309,19 @@ def train_command(
                                               "(hamsim calibrate --out)")
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
+            if kind == "station":
+                from hamsim.cli.station import dry_run_station
+
+                dry_run_station(substrate.partition(":")[2], setup.student, setup.dt, setup.task, cfg)
             return
+        if kind == "station":
+            options["trainable"] = cfg.trainable
         path = out or default_output("train")
         if path.exists() and not overwrite:  # before any device is opened
             raise ValidationError("out", f"{path} exists; choose another --out, --resume it, or pass --overwrite")
         sub = open_substrate(substrate, setup.student, setup.dt, **options)
         with closed_on_error(sub):
-            if kind in ("board", "bench") and cfg.gradient == "rhel":
+            if kind in ("board", "bench", "station") and cfg.gradient == "rhel":
                 run_preflight(sub, setup.task, cfg, repeats=repeats, min_cosine=min_cosine, force=force,
                               trainable=cfg.trainable)
             model = None if loaded is None or cfg.gradient != "pat" else loaded[0].simulator(setup.student.params)

@@ -65,18 +65,9 @@ def driver_for(model: str) -> Any:
 
 def detect_model(idn: str) -> str | None:
     """The registry name whose *IDN? pattern matches ``idn`` (None if none does)."""
-    try:
-        from hamsim.drivers import registry  # type: ignore[attr-defined]
+    from hamsim.station import detect_model_name
 
-        found = registry.detect(idn)
-        if found is not None:
-            return str(getattr(found, "model", found))
-    except (ImportError, AttributeError, Exception):  # noqa: BLE001 - no registry yet: the station's table
-        pass
-    for name, info in MODELS.items():
-        if info.idn and re.search(info.idn, idn, re.IGNORECASE):
-            return name
-    return None
+    return detect_model_name(idn)
 
 
 def channel_limits(station: Station, name: str) -> dict[int, Limits]:
