@@ -40,6 +40,9 @@ from hamsim.substrates.hardware.wiring import bias_channels
 
 log = logging.getLogger("hamsim.station")
 
+#: the shortest scope record (InfiniiVision :WAV:POIN accepts 100 and more)
+MIN_RECORD = 100
+
 #: the driver classes of the station's models (until a registry names them): model -> (module, class)
 _DRIVERS = {"keysight_33500b": ("keysight_33500b", "Keysight33500B"),
             "keysight_infiniivision": ("keysight_infiniivision", "KeysightInfiniiVision"),
@@ -301,10 +304,11 @@ class StationSubstrate(BenchSubstrate):
                 self.drivers[ref[0]].output(ref[1], True)
             self._armed = True
         pts = 2 * K + 1
-        if self._points != pts:
+        record = max(pts, MIN_RECORD)  # scopes record at least 100 points: the first 2K + 1 are the shot's
+        if self._points != record:
             for s in self.scopes:
-                self.drivers[s].set_record(pts, self._dt / 2)
-            self._points = pts
+                self.drivers[s].set_record(record, self._dt / 2)
+            self._points = record
         for s in self.scopes:
             self.drivers[s].arm()
         for a in self.awgs:
