@@ -55,8 +55,10 @@ class KeysightE36300(ScpiDriver):
         super().__init__(*args, **kwargs)
 
     @classmethod
-    def variant_of(cls, identity: Identity) -> str:
-        return identity.model.strip().upper() if identity.model.strip().upper() in RATINGS else "E36312A"
+    def options_for(cls, identity: Identity) -> dict[str, Any]:
+        """The model field names the variant (ratings): E36312A or E36313A."""
+        model = identity.model.strip().upper()
+        return {"variant": model if model in RATINGS else "E36312A"}
 
     def hardware_limits(self, channel: int) -> Limits:  # type: ignore[override]  # per model variant
         volts, amps = RATINGS[getattr(self, "variant", "E36312A")][channel - 1]
