@@ -180,6 +180,7 @@ class Keysight33500B(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`OUTP<c> OFF` on every channel."""
         for ch in range(1, self.channels + 1):
             self.write(f"OUTP{ch} OFF")
             self._values[("output", ch)] = False

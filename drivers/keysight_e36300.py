@@ -100,6 +100,7 @@ class KeysightE36300(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`VOLT <v>,(@<ch>)` ramped to 0 on every channel, then `OUTP OFF,(@1:3)`."""
         for ch in range(1, self.channels + 1):
             self._apply(self.parameters["level"], ch, 0.0)  # ramped; 0 V need not lie inside the Limits
         self.write(f"OUTP OFF,(@1:{self.channels})")

@@ -179,6 +179,7 @@ class KeysightInfiniiVision(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`:STOP` (the scope sources nothing)."""
         self.write(":STOP")
         self.done(":STOP")
 

@@ -19,7 +19,7 @@ from hamsim.drivers.keysight_infiniivision import KeysightInfiniiVision
 from hamsim.drivers.parameters import Numbers, Parameter, table
 from hamsim.drivers.qdevil_qdac2 import QDevilQDAC2
 from hamsim.drivers.scpi_driver import ScpiDriver
-from hamsim.testing import NO_ERROR, FakeVisaResource
+from hamsim.testing import NO_ERROR, FakeResourceManager, FakeVisaResource
 
 MODELS = {
     "keysight_33500b": Keysight33500B,
@@ -71,11 +71,12 @@ def test_identity_implies_channels_and_variant() -> None:
     assert KeysightE36300.options_for(Identity.parse("Keysight Technologies,E36313A,X,1")) == {"variant": "E36313A"}
 
 
-class FakeRM:
-    """A resource manager handing out scripted resources; records the addresses asked for."""
+class FakeRM(FakeResourceManager):
+    """One scripted resource answering at any address."""
 
     def __init__(self, resource: FakeVisaResource) -> None:
-        self.resource, self.opened = resource, []
+        super().__init__({})
+        self.resource = resource
 
     def open_resource(self, address: str) -> FakeVisaResource:
         self.opened.append(address)
@@ -116,6 +117,8 @@ def test_open_instrument_checks_the_model_and_releases_on_failure() -> None:
         registry.open_instrument("auto", "GPIB0::10::INSTR", resource_manager=FakeRM(res), channels=1,
                                  limits={2: Limits(-1, 1)})
     assert res.closed
+    with pytest.raises(LinkError, match="nothing at"):
+        registry.open_instrument("auto", "GPIB0::2::INSTR", resource_manager=FakeResourceManager({}))
     with pytest.raises(DriverError, match="unknown instrument model"):
         registry.open_instrument("acme_9000", "GPIB0::1::INSTR", resource_manager=FakeRM(res))
     silent = FakeVisaResource([("*IDN?", None)])
