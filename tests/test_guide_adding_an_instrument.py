@@ -24,17 +24,27 @@ def blocks(language: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def guide(tmp_path_factory: pytest.TempPathFactory) -> types.ModuleType:
-    where = tmp_path_factory.mktemp("acme_lab")
+    """The guide's layout: the first Python block is the module ``acme_lab.acme_ps1``, the others one
+    test module in a test folder holding the YAML block as ``acme_ps1.yaml``."""
+    where = tmp_path_factory.mktemp("acme_lab_tests")
     (yaml_text,) = blocks("yaml")
     (where / "acme_ps1.yaml").write_text(yaml_text, encoding="utf-8")
-    module = types.ModuleType("acme_guide")
-    module.__file__ = str(where / "acme_guide.py")
-    sys.modules["acme_guide"] = module  # dataclasses / typing resolve names through sys.modules
+    driver_code, *test_code = blocks("python")
+    package = types.ModuleType("acme_lab")
+    package.__path__ = []  # a namespace for the driver module
+    driver = types.ModuleType("acme_lab.acme_ps1")
+    driver.__file__ = str(where / "acme_ps1.py")
+    tests = types.ModuleType("test_acme_ps1")
+    tests.__file__ = str(where / "test_acme_ps1.py")
+    sys.modules.update({"acme_lab": package, "acme_lab.acme_ps1": driver, "test_acme_ps1": tests})
     try:
-        exec(compile("\n".join(blocks("python")), module.__file__, "exec"), module.__dict__)  # noqa: S102
-        yield module
+        exec(compile(driver_code, driver.__file__, "exec"), driver.__dict__)  # noqa: S102
+        package.acme_ps1 = driver  # type: ignore[attr-defined]
+        exec(compile("\n".join(test_code), tests.__file__, "exec"), tests.__dict__)  # noqa: S102
+        yield tests
     finally:
-        sys.modules.pop("acme_guide", None)
+        for name in ("acme_lab", "acme_lab.acme_ps1", "test_acme_ps1"):
+            sys.modules.pop(name, None)
 
 
 GUIDE_TESTS = ["test_acme_ps1_conversation", "test_acme_ps1_refuses_before_sending", "test_acme_ps1_opens_by_address",
@@ -70,6 +80,7 @@ def test_a_broken_guide_fails(guide: types.ModuleType) -> None:
     """The runner is not vacuous: the guide's conversation test fails against a driver that sends
     one byte differently."""
     broken = type("Broken", (guide.AcmePS1,), {"_safe_state": lambda self: (self.write("OUTP 0"), self.done("x"))})
+    assert guide.AcmePS1.__module__ == "acme_lab.acme_ps1"  # imported by the tests, as in a lab package
     original = guide.AcmePS1
     guide.AcmePS1 = broken
     try:
