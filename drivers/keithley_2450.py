@@ -101,6 +101,7 @@ class Keithley2450(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`:SOUR:VOLT` ramped to 0 at the channel's ramp rate, then `:OUTP OFF`."""
         self._apply(self.parameters["level"], 1, 0.0)  # ramped; 0 V need not lie inside the Limits
         self.write(":OUTP OFF")
         self._values[("output", 1)] = False

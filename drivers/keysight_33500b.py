@@ -46,7 +46,7 @@ class Keysight33500B(ScpiDriver):
     """33500B / 33600A AWG: arbitrary waveforms as int16 DAC blocks played once per bus trigger."""
 
     model: ClassVar[str] = "keysight_33500b"
-    idn_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^(agilent|keysight) technologies,\s*33[56]\d\d[ab]\b",
+    idn_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^(agilent|keysight) technologies,\s*33(5\d\db|6\d\da)\b",
                                                         re.IGNORECASE)
     manual: ClassVar[str] = MANUAL
     channels: int = 2
@@ -96,10 +96,10 @@ class Keysight33500B(ScpiDriver):
         return Limits(-HIGH_Z_VOLTS, HIGH_Z_VOLTS)
 
     @classmethod
-    def channels_of(cls, identity: Identity) -> int:
+    def options_for(cls, identity: Identity) -> dict[str, Any]:
         """335x1B / 336x1A are one-channel models, 335x2B / 336x2A two-channel."""
         m = re.search(r"33[56]\d(\d)", identity.model)
-        return 1 if m and m.group(1) == "1" else 2
+        return {"channels": 1 if m and m.group(1) == "1" else 2}
 
     @staticmethod
     def waveform_name(channel: int) -> str:
@@ -180,6 +180,7 @@ class Keysight33500B(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`OUTP<c> OFF` on every channel."""
         for ch in range(1, self.channels + 1):
             self.write(f"OUTP{ch} OFF")
             self._values[("output", ch)] = False

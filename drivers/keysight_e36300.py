@@ -55,8 +55,10 @@ class KeysightE36300(ScpiDriver):
         super().__init__(*args, **kwargs)
 
     @classmethod
-    def variant_of(cls, identity: Identity) -> str:
-        return identity.model.strip().upper() if identity.model.strip().upper() in RATINGS else "E36312A"
+    def options_for(cls, identity: Identity) -> dict[str, Any]:
+        """The model field names the variant (ratings): E36312A or E36313A."""
+        model = identity.model.strip().upper()
+        return {"variant": model if model in RATINGS else "E36312A"}
 
     def hardware_limits(self, channel: int) -> Limits:  # type: ignore[override]  # per model variant
         volts, amps = RATINGS[getattr(self, "variant", "E36312A")][channel - 1]
@@ -98,6 +100,7 @@ class KeysightE36300(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`VOLT <v>,(@<ch>)` ramped to 0 on every channel, then `OUTP OFF,(@1:3)`."""
         for ch in range(1, self.channels + 1):
             self._apply(self.parameters["level"], ch, 0.0)  # ramped; 0 V need not lie inside the Limits
         self.write(f"OUTP OFF,(@1:{self.channels})")

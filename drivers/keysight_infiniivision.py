@@ -97,10 +97,10 @@ class KeysightInfiniiVision(ScpiDriver):
         return Limits(-40.0, 40.0)  # the input's offset range at the coarsest scale (1 MOhm)
 
     @classmethod
-    def channels_of(cls, identity: Identity) -> int:
+    def options_for(cls, identity: Identity) -> dict[str, Any]:
         """The last digit of the model number is the analog channel count (DSOX3024T: 4, DSOX2002A: 2)."""
         m = re.search(r"[234]\d\d(\d)", identity.model)
-        return int(m.group(1)) if m and m.group(1) in "24" else cls.channels
+        return {"channels": int(m.group(1)) if m and m.group(1) in "24" else cls.channels}
 
     # ------------------------------------------------------------------ Digitizer
     def configure(self, channel: int, full_scale_v: float, offset_v: float) -> None:
@@ -179,6 +179,7 @@ class KeysightInfiniiVision(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`:STOP` (the scope sources nothing)."""
         self.write(":STOP")
         self.done(":STOP")
 

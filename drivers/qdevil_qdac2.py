@@ -116,6 +116,7 @@ class QDevilQDAC2(ScpiDriver):
 
     # ------------------------------------------------------------------ safety
     def _safe_state(self) -> None:
+        """`sour<ch>:volt:mode fix`, the slew, `sour<ch>:volt 0` on every channel; one wait for the slowest."""
         wait = 0.0
         for ch in range(1, self.channels + 1):  # the channels slew together: wait once, for the slowest
             self._prepare(ch)

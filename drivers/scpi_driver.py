@@ -81,6 +81,11 @@ class ScpiDriver:
         """The model's level range of one channel (the hardware's own, before any station narrowing)."""
         raise NotImplementedError
 
+    @classmethod
+    def options_for(cls, identity: Identity) -> dict[str, Any]:
+        """Constructor options implied by the identity (channel count, model variant); none here."""
+        return {}
+
     def limits(self, channel: int) -> Limits:
         self._check_channel(channel)
         return self._limits[channel]

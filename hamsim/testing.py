@@ -6,7 +6,8 @@
   from ``(sent, reply)`` pairs written *without* the ``\\n`` terminator, and check on exit that every
   pair was used and every reply byte read.
 - :class:`FakeVisaResource` -- an object with the pyvisa resource methods a
-  :class:`~hamsim.drivers.transport.VisaLink` uses (``write_raw``, ``read_raw``, ``read_bytes``), so
+  :class:`~hamsim.drivers.transport.VisaLink` uses (``write_raw``, ``read_raw``, ``read_bytes``), and
+  :class:`FakeResourceManager` handing them out by address, so
   :func:`hamsim.drivers.registry.open_instrument` can be exercised without a VISA library.
 
 Example::
@@ -51,10 +52,15 @@ def script(pairs: Sequence[Pair], terminator: bytes = b"\n") -> list[tuple[bytes
 def expected_conversation(driver_cls: type[T], pairs: Sequence[Pair], *, name: str = "dut",
                           **options: Any) -> Iterator[T]:
     """A ``driver_cls`` on a scripted link that expects exactly ``pairs``; fails on exit if a pair
-    was left unused.  ``options`` go to the driver (``limits=``, ``sleep=``, ``channels=`` ...)."""
+    was left unused or the driver recorded a fault it swallowed (``safe_state`` never raises, so a
+    wrong byte there shows up as a fault).  ``options`` go to the driver (``limits=``, ``sleep=``,
+    ``channels=`` ...)."""
     link = ScriptedLink(script(pairs), name=name)
     driver = driver_cls(link, name=name, **options)  # type: ignore[call-arg]
     yield driver
+    faults = getattr(driver, "faults", None)
+    if faults:
+        raise ScriptError(f"the driver recorded fault(s): {'; '.join(map(str, faults))}")
     link.assert_done()
 
 
@@ -86,4 +92,19 @@ class FakeVisaResource:
         self._link.assert_done()
 
 
-__all__ = ["NO_ERROR", "FakeVisaResource", "ScriptError", "ScriptedLink", "expected_conversation", "script"]
+class FakeResourceManager:
+    """Stands in for a ``pyvisa.ResourceManager``: hands out the :class:`FakeVisaResource` registered
+    for each address (``open_instrument(..., resource_manager=FakeResourceManager({...}))``)."""
+
+    def __init__(self, resources: dict[str, FakeVisaResource]) -> None:
+        self.resources = dict(resources)
+        self.opened: list[str] = []
+
+    def open_resource(self, address: str) -> FakeVisaResource:
+        self.opened.append(address)
+        if address not in self.resources:
+            raise ValueError(f"nothing at {address!r}")
+        return self.resources[address]
+
+
+__all__ = ["NO_ERROR", "FakeResourceManager", "FakeVisaResource", "ScriptError", "ScriptedLink", "expected_conversation", "script"]
