@@ -101,20 +101,11 @@ def model_info(model: str) -> ModelInfo | None:
 
 
 def driver_class(model: str) -> Any:
-    """The driver class registered under ``model`` (entry-point group ``hamsim.instruments``), or None."""
-    try:
-        from hamsim.drivers import registry  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    for fn in ("driver_class", "get", "lookup"):
-        f = getattr(registry, fn, None)
-        if callable(f):
-            try:
-                return f(model)
-            except Exception:  # noqa: BLE001 - unknown name
-                return None
-    table = getattr(registry, "DRIVERS", None) or getattr(registry, "REGISTRY", None)
-    return table.get(model) if isinstance(table, dict) else None
+    """The driver class registered under ``model`` (``hamsim.drivers.registry``: built-ins and the entry-point
+    group ``hamsim.instruments``), or None."""
+    from hamsim.drivers import registry
+
+    return registry.drivers().get(model)
 
 
 @dataclass(frozen=True)
@@ -361,14 +352,9 @@ def _visa_like(address: str) -> bool:
 
 
 def known_models() -> set[str]:
-    names = set(MODELS)
-    try:
-        from importlib.metadata import entry_points
+    from hamsim.drivers import registry
 
-        names |= {ep.name for ep in entry_points(group="hamsim.instruments")}
-    except Exception:  # noqa: BLE001
-        pass
-    return names
+    return set(MODELS) | set(registry.drivers())
 
 
 # ---------------------------------------------------------------------------------------------- vs a model
@@ -455,15 +441,10 @@ def dump_toml(data: dict[str, Any]) -> str:
 
 def detect_model_name(idn: str) -> str | None:
     """The model whose *IDN? pattern matches ``idn`` (the registry's detection when it has one)."""
-    try:
-        from hamsim.drivers import registry  # type: ignore[attr-defined]
+    from hamsim.drivers import registry
+    from hamsim.drivers.errors import DriverError
 
-        found = registry.detect(idn)
-        if found is not None:
-            return str(getattr(found, "model", found))
-    except Exception:  # noqa: BLE001 - no registry: the table below
-        pass
-    for name, info in MODELS.items():
-        if info.idn and re.search(info.idn, idn.strip(), re.IGNORECASE):
-            return name
-    return None
+    try:
+        return str(registry.detect(idn).model)  # type: ignore[attr-defined]
+    except DriverError:
+        return None

@@ -228,9 +228,7 @@ def test_limits_are_refused_before_anything_is_sent(lab) -> None:
         sub.close()
 
 
-@pytest.mark.parametrize("fault", ["kill", pytest.param("fail", marks=pytest.mark.xfail(
-    reason="a transient fault that swallows the safe state's own commands leaves that instrument on: the drivers' "
-           "safe_state does not retry (reported to 16A)", strict=False))])
+@pytest.mark.parametrize("fault", ["kill", "fail"])
 @pytest.mark.parametrize("victim", ["awg2", "scope1", "psu", "smu", "qdac1"])
 def test_safe_state_after_an_instrument_fault_or_kill(lab, fault: str, victim: str) -> None:
     """Mid-session, one instrument is killed (power loss) or starts failing (hardware errors): the phase
@@ -241,6 +239,7 @@ def test_safe_state_after_an_instrument_fault_or_kill(lab, fault: str, victim: s
     sub = open_station(st, setup.student, setup.dt, trainable=setup.trainable)
     try:
         sub.forward(b.u, _state(1), loss=b.loss)
+        assert _active(_query_outputs(lab.resources, lab.station))  # the outputs are on: the test can fail
         lab.kill(victim) if fault == "kill" else lab.fail(victim, 3)  # a transient hardware fault
         with pytest.raises(DriverError):  # the DC sources hold the parameters: the update step meets them
             sub.forward(b.u, _state(1), loss=b.loss)

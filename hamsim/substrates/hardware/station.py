@@ -33,7 +33,7 @@ from hamsim.drivers.errors import DriverError, LimitError
 from hamsim.drivers.instrument import Limits
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
-from hamsim.station import MODELS, Station, model_info, require_fit
+from hamsim.station import Station, model_info, require_fit
 from hamsim.substrate import RawTrace, SubstrateInfo
 from hamsim.substrates.hardware.bench import BENCH_CAPABILITIES, BenchSubstrate
 from hamsim.substrates.hardware.wiring import bias_channels
@@ -43,27 +43,16 @@ log = logging.getLogger("hamsim.station")
 #: the shortest scope record (InfiniiVision :WAV:POIN accepts 100 and more)
 MIN_RECORD = 100
 
-#: the driver classes of the station's models (until a registry names them): model -> (module, class)
-_DRIVERS = {"keysight_33500b": ("keysight_33500b", "Keysight33500B"),
-            "keysight_infiniivision": ("keysight_infiniivision", "KeysightInfiniiVision"),
-            "keithley_2450": ("keithley_2450", "Keithley2450"),
-            "keysight_e36300": ("keysight_e36300", "KeysightE36300"),
-            "qdevil_qdac2": ("qdevil_qdac2", "QDevilQDAC2")}
-
-
 def driver_for(model: str) -> Any:
-    """The driver class of a model: the registry's (entry points ``hamsim.instruments``) when it names one."""
+    """The driver class of a model (``hamsim.drivers.registry``)."""
     from hamsim.station import driver_class
 
     cls = driver_class(model)
-    if cls is not None:
-        return cls
-    if model not in _DRIVERS:
-        raise ValidationError("model", f"no driver for {model!r}; known: {sorted(_DRIVERS)}")
-    module, name = _DRIVERS[model]
-    import importlib
+    if cls is None:
+        from hamsim.station import known_models
 
-    return getattr(importlib.import_module(f"hamsim.drivers.{module}"), name)
+        raise ValidationError("model", f"no driver for {model!r}; known: {sorted(known_models())}")
+    return cls
 
 
 def detect_model(idn: str) -> str | None:
@@ -81,7 +70,8 @@ def channel_limits(station: Station, name: str) -> dict[int, Limits]:
     for (iname, ch), spec in station.channels.items():
         if iname != name:
             continue
-        hw = model_info(entry.model if entry.model != "auto" else "").range(ch) if model_info(entry.model) else (-10.0, 10.0)
+        info = model_info(entry.model)
+        hw = info.range(ch) if info is not None else (-10.0, 10.0)
         lo = spec.minimum if spec.minimum is not None else hw[0]
         hi = spec.maximum if spec.maximum is not None else hw[1]
         out[ch] = Limits(float(lo), float(hi), spec.ramp, spec.compliance)
@@ -89,66 +79,62 @@ def channel_limits(station: Station, name: str) -> dict[int, Limits]:
 
 
 def open_instruments(station: Station, *, resource_manager: Any = None) -> dict[str, Any]:
-    """Open every instrument of the station (pyvisa, any VISA address), check its identity against its
-    model (``auto``: detect it), build its driver with the station's limits.  On failure, what was opened
-    is closed (safe state) and a ValidationError / DriverError names the instrument."""
+    """Open every instrument of the station through the registry (pyvisa, any VISA address), each checked
+    against its model by ``*IDN?`` (``auto``: detected), with the station's limits.  On failure, what was
+    opened is put in its safe state and released; a ValidationError names the instrument and address."""
     import pyvisa
 
-    from hamsim.drivers.transport import VisaLink
+    from hamsim.drivers.registry import open_instrument
 
     rm = resource_manager or pyvisa.ResourceManager("@py")
     opened: dict[str, Any] = {}
     try:
         for name, entry in station.instruments.items():
-            try:
-                res = rm.open_resource(entry.address, read_termination=entry.termination,
-                                       write_termination=entry.termination, timeout=int(entry.timeout * 1000))
-            except (pyvisa.Error, OSError, ValueError) as exc:
-                raise ValidationError("station", f"{station.source}: cannot open {name} at {entry.address}: "
-                                                 f"{exc}") from None
             model = entry.model
-            idn = ""
-            if model == "auto":
-                try:
-                    idn = str(res.query("*IDN?")).strip()
-                except (pyvisa.Error, OSError) as exc:
-                    res.close()
-                    raise ValidationError("station", f"{name} at {entry.address}: no *IDN? reply ({exc})") from None
-                model = detect_model(idn) or ""
-                if not model:
-                    res.close()
-                    raise ValidationError("station", f"{name} at {entry.address}: no driver recognises {idn!r}")
-            cls = driver_for(model)
             try:
-                drv = cls(VisaLink(res), name=name, limits=channel_limits(replace(station, instruments={
-                    **station.instruments, name: replace(entry, model=model)}), name))
-            except LimitError:
-                res.close()
-                raise
+                if model == "auto":  # limits need the model: detect first, then open with them
+                    probe = open_instrument("auto", entry.address, name=name, resource_manager=rm,
+                                            timeout_ms=int(entry.timeout * 1000), check_errors=False)
+                    model = probe.model
+                    probe.link.close()
+                limits = channel_limits(replace(station, instruments={**station.instruments,
+                                                                      name: replace(entry, model=model)}), name)
+                drv = open_instrument(model, entry.address, name=name, resource_manager=rm,
+                                      timeout_ms=int(entry.timeout * 1000), limits=limits)
+            except DriverError as exc:
+                if isinstance(exc, LimitError):
+                    raise
+                raise ValidationError("station", f"{station.source}: {name} at {entry.address}: {exc.cause}") from None
+            if entry.termination != "\n":
+                drv.terminator = entry.termination.encode()
+                drv.link._res.read_termination = entry.termination  # noqa: SLF001 - the link's own resource
             opened[name] = drv
-            got = drv.idn()
-            if not re.search(MODELS[model].idn if model in MODELS else "", str(got), re.IGNORECASE) and model in MODELS:
-                raise ValidationError("station", f"{name} at {entry.address} answers *IDN? {str(got)!r}, "
-                                                 f"not a {model}")
         return opened
     except BaseException:
         close_all(opened)
         raise
 
 
-def close_all(drivers: dict[str, Any]) -> list[str]:
+def close_all(drivers: dict[str, Any], attempts: int = 3) -> list[str]:
     """Safe state and release for every driver, AWGs first (no drive into a circuit whose bias is going),
-    then DC sources, then scopes; never raises; returns the recorded failures."""
+    then DC sources, then scopes; never raises; returns the recorded failures.  A safe state that records a
+    failure is tried again (up to ``attempts`` times: a transient fault may have swallowed its commands)."""
     order = sorted(drivers, key=lambda k: (0 if hasattr(drivers[k], "load") else 2 if hasattr(drivers[k], "read")
                                            else 1, k))
     failures: list[str] = []
     for k in order:
         drv = drivers[k]
+        faults = getattr(drv, "faults", [])
         try:
+            for _ in range(attempts):
+                before = len(faults)
+                drv.safe_state()
+                if len(faults) == before:
+                    break
             drv.close()
         except Exception as exc:  # noqa: BLE001 - the others must still be made safe
             failures.append(f"{k}: {exc}")
-        failures += [f"{k}: {f}" for f in getattr(drv, "faults", [])]
+        failures += [f"{k}: {f}" for f in faults]
     for f in failures:
         log.warning("safe state: %s", f)
     return failures
