@@ -315,7 +315,44 @@ def test_ctrl_c_ends_safe_and_resumable(station_file: Path, lab, tmp_path: Path)
     from hamsim.storage.session import load_session
 
     s = load_session(out)
-    assert s.substrate_spec == f"station:{station_file}" and len(s.resume_point().steps) >= 1
+    done = len(s.resume_point().steps)
+    assert s.substrate_spec == f"station:{station_file}" and done >= 1
+    assert main(["train", "--resume", str(out), "--epochs", str(len(s.epochs["epoch"]) + 1), "--quiet"]) in (0, 3)
+    assert len(load_session(out).resume_point().steps) > done  # it continued on the station
+    _assert_safe(_query_outputs(lab.resources, lab.station), {k: v["model"] for k, v in lab.station["instruments"].items()})
+
+
+@pytest.mark.slow
+def test_an_instrument_killed_mid_session_leaves_a_resumable_file_and_a_safe_lab(tmp_path: Path, capsys) -> None:
+    """``hamsim train --station``: an AWG is killed mid-session -> exit 2 naming it, every surviving source
+    off/zero, the session file readable; it resumes on a new lab (same kind of substrate, new addresses)."""
+    import threading
+
+    out = tmp_path / "run.h5"
+    with start_lab() as lab:
+        p = tmp_path / "lab.toml"
+        p.write_text(dump_toml(lab.station))
+        killer = threading.Timer(12.0, lab.kill, ("awg3",))
+        killer.start()
+        try:
+            rc = main(["train", "--station", str(p), "--epochs", "50", "--eps", "0.3", "--nudge-at", "forward",
+                       "--lr", "0.02", "--record-every", "0", "--quiet", "--out", str(out)])
+        finally:
+            killer.cancel()
+        err = capsys.readouterr().err
+        assert rc == 2 and "awg3" in err, err
+        _assert_safe(_query_outputs(lab.resources, lab.station), {k: v["model"] for k, v in lab.station["instruments"].items()})
+    from hamsim.storage.session import load_session
+
+    s = load_session(out)
+    done = len(s.resume_point().steps)
+    assert done >= 1
+    with start_lab() as lab2:
+        p2 = tmp_path / "lab2.toml"
+        p2.write_text(dump_toml(lab2.station))
+        assert main(["train", "--resume", str(out), "--station", str(p2), "--epochs", str(len(s.epochs["epoch"]) + 1),
+                     "--quiet"]) in (0, 3)
+    assert len(load_session(out).resume_point().steps) > done
 
 
 @pytest.mark.slow
@@ -339,3 +376,60 @@ def test_six_mass_toy_trains_through_the_station(tmp_path: Path) -> None:
     first, last, _ = result.loss_trend()
     print(f"\nstation six-mass toy: {first:.3e} -> {last:.3e} ({first / last:.1f}x lower)")
     assert first / last >= 10.0
+
+
+# ---------------------------------------------------------------------------------------------- pyvisa-sim
+SIM_ADDRESS = {  # model -> its resource in 16A's pyvisa-sim YAML (hamsim/drivers/sims)
+    "keysight_33500b": "TCPIP0::192.168.10.2::inst0::INSTR",
+    "keysight_infiniivision": "TCPIP0::192.168.10.3::5025::SOCKET",
+    "keithley_2450": "GPIB0::18::INSTR",
+    "keysight_e36300": "USB0::0x2A8D::0x1102::MY12345678::0::INSTR",
+    "qdevil_qdac2": "ASRL3::INSTR",
+}
+
+
+def test_the_station_settings_on_pyvisa_sim(station_dict: dict, tmp_path: Path) -> None:
+    """The same station, every instrument a pyvisa-sim device of its model (a fresh YAML copy each): the
+    substrate's settings (compliance, the parameters' levels, IC levels, outputs, scope channels, AWG windows
+    and bursts) go out through the drivers and read back from the simulated instruments as the station says."""
+    import shutil
+    from importlib import resources
+
+    from hamsim.drivers.registry import open_instrument
+    from hamsim.substrates.hardware.station import StationSubstrate, channel_limits, close_all
+
+    st = parse_station(station_dict, "lab.toml")
+    setup = six_mass_toy()
+    drivers = {}
+    for name, entry in st.instruments.items():
+        copy = tmp_path / f"{name}.yaml"
+        with resources.as_file(resources.files("hamsim.drivers.sims") / f"{entry.model}.yaml") as src:
+            shutil.copy(src, copy)
+        drivers[name] = open_instrument(entry.model, SIM_ADDRESS[entry.model], name=name,
+                                        visa_library=f"{copy}@sim", limits=channel_limits(st, name))
+    try:
+        sub = StationSubstrate(st, drivers, setup.student, setup.dt, trainable=setup.trainable)
+        for ref in sub.drive + sub.nudge:
+            drivers[ref[0]].configure(ref[1], 1 / setup.dt, 2.0, 0.0)
+            drivers[ref[0]].arm(ref[1])
+            drivers[ref[0]].output(ref[1], True)
+        for drv in drivers.values():
+            drv._values.clear()  # forget what was sent: read everything back  # noqa: SLF001
+        for element, name, idx in sub.elements:
+            ref = sub.wired.get(element)
+            if ref is None:
+                continue
+            want = float(st.channel(ref).to_volts(np.asarray(setup.student.params[name])[idx]))
+            assert drivers[ref[0]].level(ref[1]) == pytest.approx(want, rel=1e-6, abs=1e-9), element
+        for ref in sub.ic_pos + sub.ic_mom:
+            assert drivers[ref[0]].level(ref[1]) == 0.0
+        for ref in sub.drive + sub.nudge:
+            d = drivers[ref[0]]
+            assert d.get("output", ref[1]) is True and d.get("trigger_source", ref[1]) == "BUS"
+            assert d.get("limit_high", ref[1]) == st.channel(ref).maximum
+        assert drivers["smu"].get("compliance", 1) == pytest.approx(0.01)
+        snap = sub.snapshot()
+        assert set(snap["instruments"]) == set(st.instruments) and snap["station"]["name"] == st.name
+    finally:
+        failures = close_all(drivers)
+    assert failures == []
