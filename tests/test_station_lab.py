@@ -433,3 +433,34 @@ def test_the_station_settings_on_pyvisa_sim(station_dict: dict, tmp_path: Path) 
     finally:
         failures = close_all(drivers)
     assert failures == []
+
+
+def test_emulate_lab_writes_a_station_that_devices_accepts_with_auto_models(tmp_path: Path, capsys) -> None:
+    """``hamsim emulate lab --station-out`` as a user runs it (a separate process); a model given as "auto" is
+    detected from *IDN?; a wrong model is named; a refused --station-out path is exit 2."""
+    station = tmp_path / "lab.toml"
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", "emulate", "lab", "--station-out", str(station)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not station.exists() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert station.exists(), p.stderr.read().decode() if p.poll() is not None else "no station file"
+        auto = tmp_path / "auto.toml"
+        auto.write_text(station.read_text().replace('model = "keithley_2450"', 'model = "auto"'))
+        assert main(["devices", str(auto)]) == 0
+        assert "10 of 10 instruments answer" in capsys.readouterr().out
+        from hamsim.station import load_station
+        from hamsim.substrates.hardware.station import close_all, open_instruments
+
+        drivers = open_instruments(load_station(auto))
+        try:
+            assert drivers["smu"].model == "keithley_2450" and len(drivers) == 10
+        finally:
+            assert close_all(drivers) == []
+        assert main(["emulate", "lab", "--station-out", str(station)]) == 2
+        assert "exists" in capsys.readouterr().err
+    finally:
+        p.terminate()
+        p.wait(30)

@@ -165,6 +165,8 @@ def emulate_lab(system_name: str, station_out: Path | None, ideal: bool, seed: i
     from hamsim.emulators.systems import load_system
     from hamsim.station import dump_toml
 
+    if station_out is not None and station_out.exists():
+        raise ValidationError("station_out", f"{station_out} exists; choose another path")
     h = load_system(system_name)
     layout = default_layout(h)
     cfg = BenchConfig.ideal(seed=seed) if ideal else BenchConfig(seed=seed)
@@ -172,8 +174,6 @@ def emulate_lab(system_name: str, station_out: Path | None, ideal: bool, seed: i
     for name, res in server.resources.items():
         typer.echo(f"{name:<8} {layout.instruments[name]:<24} {res}")
     if station_out is not None:
-        if station_out.exists():
-            raise ValidationError("station_out", f"{station_out} exists; choose another path")
         station_out.write_text(dump_toml(lab_station(layout, server.resources)))
         typer.echo(f"ready: hamsim train --station {station_out}   (Ctrl-C stops)", err=True)
     else:
