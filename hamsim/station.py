@@ -386,7 +386,7 @@ def check_station(station: Station, system: Hamiltonian, trainable: tuple[str, .
         missing = [e for e, (n, _) in elements.items() if n == name and e not in station.roles]
         if missing:
             out.append(f"{src}: trainable parameter {name} is not wired: {', '.join(missing[:6])}"
-                       f"{' ...' if len(missing) > 6 else ''} have no channel (unwired elements are fixed as built)")
+                       f"{' ...' if len(missing) > 6 else ''} without a channel (an element without one is fixed as built and cannot be trained)")
     for element, ref in station.parameter_roles().items():
         if element not in elements:
             continue

@@ -122,7 +122,7 @@ def test_station_against_the_model(station_dict: dict) -> None:
     d["roles"]["parameters"]["k_ij[1,1]"] = "qdac2:24"
     problems = check_station(parse_station(d, "lab.toml"), setup.student, setup.trainable)
     assert len(problems) == 4, problems
-    assert any("trainable parameter k_ij is not wired: k_ij[0,1]" in p for p in problems)
+    assert any("trainable parameter k_ij is not wired: k_ij[0,1] without a channel" in p for p in problems)
     assert any("missing initial_momenta[5]" in p for p in problems)
     assert any("mass[0]" in p and "outside its limits" in p for p in problems)
     assert any("k_ij[1,1] is not an element" in p for p in problems)

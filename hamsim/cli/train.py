@@ -303,6 +303,10 @@ def train_command(
                           patience=patience, seed=seed, record_every=record_every)
         cfg.check()  # every option, before anything is opened (also for a dry run)
         kind = check_spec(substrate)
+        if kind == "station":  # the whole file against the model, before anything is printed or opened
+            from hamsim.station import load_station, require_fit
+
+            require_fit(load_station(substrate.partition(":")[2]), setup.student, cfg.trainable)
         options, loaded = device_options(kind, repeats, twin)
         if cfg.gradient == "pat" and loaded is None:
             raise ValidationError("gradient", "pat runs its backward pass through a calibrated twin: give --twin "
