@@ -145,10 +145,17 @@ def devices_station(path: Path) -> int:
             elif entry.model not in ("auto", found):
                 status = f"is a {found}, the station says {entry.model}"
             else:
+                from hamsim.drivers.instrument import Identity
+                from hamsim.station import driver_class
+
                 info = model_info(found)
+                count = info.channels if info is not None else 0
+                cls = driver_class(found)
+                if cls is not None and hasattr(cls, "options_for"):  # the identity's own count (33521B: 1)
+                    count = int(cls.options_for(Identity.parse(idn)).get("channels", count))
                 top = max(used.get(name, {0}))
-                if info is not None and top > info.channels:
-                    status = f"channel {top} used, the {found} has {info.channels}"
+                if count and top > count:
+                    status = f"channel {top} used, this {Identity.parse(idn).model} has {count}"
         bad += status != "ok"
         rows.append((name, entry.model, entry.address, idn or "-", status))
     w = [max(len(r[i]) for r in rows + [("instrument", "model", "address", "*IDN?", "status")]) for i in range(5)]

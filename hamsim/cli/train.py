@@ -130,8 +130,9 @@ def device_options(kind: str, repeats: int, twin: Optional[Path]) -> tuple[dict[
         raise ValidationError("repeats", f"must be >= 1, got {repeats}")
     options: dict[str, Any] = {}
     if repeats != 1:
-        if kind != "bench":
-            raise ValidationError("repeats", f"only a bench averages repeated shots; {kind!r} takes --repeats 1")
+        if kind not in ("bench", "station"):
+            raise ValidationError("repeats", f"only a bench or a station averages repeated shots; {kind!r} takes "
+                                             f"--repeats 1")
         options["repeats"] = repeats
     loaded = None
     if twin is not None:

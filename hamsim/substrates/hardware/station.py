@@ -175,6 +175,8 @@ class StationSubstrate(BenchSubstrate):
                 raise ValidationError("station", f"instrument {ref[0]} is not open")
         self.idn = {k: str(drv.idn()) for k, drv in drivers.items()}
         self._points = 0
+        self._armed = False
+        self._configured: dict[tuple[str, int], tuple[float, float]] = {}
         for name_, ch in self.positions:
             spec = station.channel((name_, ch))
             lo = -4.0 if spec.minimum is None else spec.minimum
@@ -191,8 +193,6 @@ class StationSubstrate(BenchSubstrate):
         self._set_ic(np.zeros(n), np.zeros(n))
         for name_, ch in self._dc_refs():
             drivers[name_].output(ch, True)
-        self._configured: dict[tuple[str, int], tuple[float, float]] = {}
-
     def _dc_refs(self) -> list[tuple[str, int]]:
         return list(self.wired.values()) + self.ic_pos + self.ic_mom
 
@@ -306,8 +306,6 @@ class StationSubstrate(BenchSubstrate):
             trace = self.drivers[ref[0]].read(ref[1])
             x[i] = st.channel(ref).to_value(np.asarray(trace.volts[:pts], float))
         return x
-
-    _armed = False
 
     def _shot(self, u: np.ndarray, kicks: np.ndarray, phi0: np.ndarray, pi0: np.ndarray
               ) -> tuple[np.ndarray, RawTrace | None]:
