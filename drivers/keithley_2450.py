@@ -3,13 +3,13 @@
 Manual: Keithley "Model 2450 Interactive SourceMeter Instrument Reference Manual" (2450-901-01),
 section 6 "SCPI command reference".  Commands (SCPI command set, not TSP):
 
-- :SOURce[1]:FUNCtion VOLTage
-- :SOURce[1]:VOLTage[:LEVel][:IMMediate][:AMPLitude] <V> (and the query)
-- :SOURce[1]:VOLTage:RANGe <V>
-- :SOURce[1]:VOLTage:ILIMit[:LEVel] <A> -- current limit (compliance) of the voltage source
-- :SOURce[1]:VOLTage:ILIMit[:LEVel]:TRIPped? -- 1 while the source is in compliance
-- :SENSe[1]:FUNCtion[:ON] "CURRent", :READ? -- one measurement of the sense function
-- :OUTPut[1][:STATe] ON|OFF (and the query, 0|1)
+- ``:SOURce[1]:FUNCtion VOLTage``
+- ``:SOURce[1]:VOLTage[:LEVel][:IMMediate][:AMPLitude] <V>`` (and the query)
+- ``:SOURce[1]:VOLTage:RANGe <V>``
+- ``:SOURce[1]:VOLTage:ILIMit[:LEVel] <A>`` -- current limit (compliance) of the voltage source
+- ``:SOURce[1]:VOLTage:ILIMit[:LEVel]:TRIPped?`` -- 1 while the source is in compliance
+- ``:SENSe[1]:FUNCtion[:ON] "CURRent"``, ``:READ?`` -- one measurement of the sense function
+- ``:OUTPut[1][:STATe] ON|OFF`` (and the query, 0|1)
 
 Levels are ramped at the channel's :class:`~hamsim.drivers.instrument.Limits` rate; a compliance above
 the Limits' compliance, or a level outside the Limits, is refused before anything is sent.  Before
