@@ -223,6 +223,9 @@ class ScpiDriver:
             current = self._values.get((row.name, ch))
             if current is None:
                 current = self.get(row.name, ch)
+            if current is None:  # no query and never set: a ramp has no start
+                raise LimitError(self.name, row.set_message(value, ch), "cannot ramp from an unknown level "
+                                                                        "(the instrument has no query for it)")
             steps = ramp_plan(float(current), float(value), rate, self.ramp_tick_s)
         for pause, v in steps:
             if pause:

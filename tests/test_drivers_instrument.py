@@ -141,6 +141,18 @@ def test_refusals_send_nothing() -> None:
         toy([], limits={3: Limits(-1.0, 1.0)})
 
 
+def test_a_ramp_without_a_known_start_is_refused() -> None:
+    class Blind(Toy):
+        parameters: ClassVar[dict[str, Parameter]] = table(
+            Parameter("level", "V", Numbers(-5.0, 5.0), set="LEV{ch} {value}", limited=True, ramp=True))
+
+    link = ScriptedLink([])
+    drv = Blind(link, limits={1: Limits(-1.0, 1.0, ramp=1.0)})
+    with pytest.raises(LimitError, match="unknown level"):
+        drv.set("level", 0.5, 1)
+    assert link.written == []
+
+
 def test_device_errors_and_link_errors_name_the_command() -> None:
     drv, _ = toy([(b"MODE1 FIX\n", None), (b"SYST:ERR?\n", b'-222,"Data out of range"\n'), OK])
     with pytest.raises(DeviceError, match=r"MODE1 FIX: -222 Data out of range"):
