@@ -165,6 +165,14 @@ def test_device_errors_and_link_errors_name_the_command() -> None:
         drv.get("level", 1)
 
 
+def test_a_failed_read_drains_late_replies() -> None:
+    drv, link = toy([(b"LEV1?\n", b"0.25"), (b"LEV2?\n", b"0.5\n")])  # first reply truncated (no terminator)
+    with pytest.raises(LinkError):
+        drv.get("level", 1)
+    assert drv.get("level", 2) == 0.5  # the stray "0.25" was discarded, not read as channel 2's level
+    link.assert_done()
+
+
 def test_query_block_reads_a_definite_length_block() -> None:
     drv, link = toy([(b"DATA?\n", b"#14\x01\x00\xff\xff\n"), (b"DATA?\n", b"#0\n")])
     assert drv.query_block("DATA?") == b"\x01\x00\xff\xff"
