@@ -3,17 +3,18 @@
 Manual: Keithley "Model 2450 Interactive SourceMeter Instrument Reference Manual" (2450-901-01),
 section 6 "SCPI command reference".  Commands (SCPI command set, not TSP):
 
-- :SOURce[1]:FUNCtion VOLTage
-- :SOURce[1]:VOLTage[:LEVel][:IMMediate][:AMPLitude] <V> (and the query)
-- :SOURce[1]:VOLTage:RANGe <V>
-- :SOURce[1]:VOLTage:ILIMit[:LEVel] <A> -- current limit (compliance) of the voltage source
-- :SOURce[1]:VOLTage:ILIMit[:LEVel]:TRIPped? -- 1 while the source is in compliance
-- :SENSe[1]:FUNCtion[:ON] "CURRent", :READ? -- one measurement of the sense function
-- :OUTPut[1][:STATe] ON|OFF (and the query, 0|1)
+- ``:SOURce[1]:FUNCtion VOLTage``
+- ``:SOURce[1]:VOLTage[:LEVel][:IMMediate][:AMPLitude] <V>`` (and the query)
+- ``:SOURce[1]:VOLTage:RANGe <V>``
+- ``:SOURce[1]:VOLTage:ILIMit[:LEVel] <A>`` -- current limit (compliance) of the voltage source
+- ``:SOURce[1]:VOLTage:ILIMit[:LEVel]:TRIPped?`` -- 1 while the source is in compliance
+- ``:SENSe[1]:FUNCtion[:ON] "CURRent"``, ``:READ?`` -- one measurement of the sense function
+- ``:OUTPut[1][:STATe] ON|OFF`` (and the query, 0|1)
 
 Levels are ramped at the channel's :class:`~hamsim.drivers.instrument.Limits` rate; a compliance above
 the Limits' compliance, or a level outside the Limits, is refused before anything is sent.  Before
-the output is switched on, the Limits' compliance (when given) is sent if this driver has not set one.
+the output is switched on, the voltage-source function and the Limits' compliance (when given) are
+sent if this driver has not set them.
 Safe state: ramp ``:SOUR:VOLT`` to 0 at the ramp rate, then ``:OUTP OFF``.
 """
 
@@ -84,6 +85,8 @@ class Keithley2450(ScpiDriver):
     def output(self, channel: int, on: bool) -> None:
         ch = self._check_channel(channel)
         lim = self._limits[ch]
+        if on and self._values.get(("function", ch)) != "VOLT":  # ILIM is the voltage source's limit
+            self._apply(self.parameters["function"], ch, "VOLT")
         if on and lim.compliance is not None and self._values.get(("compliance", ch)) is None:
             self._apply(self.parameters["compliance"], ch, self.validate("compliance", lim.compliance, ch))
         self._apply(self.parameters["output"], ch, bool(on))

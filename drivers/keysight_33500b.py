@@ -3,15 +3,15 @@
 Manual: Keysight "33500 Series Trueform Waveform Generator Operating and Service Guide" (also the
 33600A guide), chapter "SCPI Programming Reference".  Sections per command (the subsystem pages):
 
-- FORMat:BORDer NORMal|SWAPped -- byte order of binary blocks (SWAP: little-endian)
-- [SOURce[1|2]:]DATA:VOLatile:CLEar -- clear the volatile arbitrary-waveform memory of a channel
-- [SOURce[1|2]:]DATA:ARBitrary:DAC <name>, <block> -- int16 DAC codes, -32767..+32767 = -1..+1 of the
+- ``FORMat:BORDer NORMal|SWAPped`` -- byte order of binary blocks (SWAP: little-endian)
+- ``[SOURce[1|2]:]DATA:VOLatile:CLEar`` -- clear the volatile arbitrary-waveform memory of a channel
+- ``[SOURce[1|2]:]DATA:ARBitrary:DAC <name>, <block>`` -- int16 DAC codes, -32767..+32767 = -1..+1 of the
   amplitude around the offset (8 points minimum)
-- [SOURce[1|2]:]FUNCtion ARB, FUNCtion:ARBitrary <name>, FUNCtion:ARBitrary:SRATe <Sa/s>
-- [SOURce[1|2]:]VOLTage <Vpp> (amplitude), VOLTage:OFFSet <V>, VOLTage:LIMit:HIGH|LOW <V>,
-  VOLTage:LIMit:STATe ON (the instrument then refuses amplitude/offset outside the limits)
-- OUTPut[1|2]:LOAD INFinity, OUTPut[1|2] ON|OFF (and the query, 0|1)
-- [SOURce[1|2]:]BURSt:MODE TRIGgered, BURSt:NCYCles 1, BURSt:STATe ON, TRIGger[1|2]:SOURce BUS, *TRG
+- ``[SOURce[1|2]:]FUNCtion ARB``, ``FUNCtion:ARBitrary <name>``, ``FUNCtion:ARBitrary:SRATe <Sa/s>``
+- ``[SOURce[1|2]:]VOLTage <Vpp>`` (amplitude), ``VOLTage:OFFSet <V>``, ``VOLTage:LIMit:HIGH|LOW <V>``,
+  ``VOLTage:LIMit:STATe ON`` (the instrument then refuses amplitude/offset outside the limits)
+- ``OUTPut[1|2]:LOAD INFinity``, ``OUTPut[1|2] ON|OFF`` (and the query, 0|1)
+- ``[SOURce[1|2]:]BURSt:MODE TRIGgered``, ``BURSt:NCYCles 1``, ``BURSt:STATe ON``, ``TRIGger[1|2]:SOURce BUS``, ``*TRG``
 
 Every method validates all its values (the model's hardware range and the channel's instance
 :class:`~hamsim.drivers.instrument.Limits` on the output voltage) before the first byte is sent.

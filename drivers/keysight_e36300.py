@@ -3,10 +3,10 @@
 Manual: Keysight "E36300 Series Programmable DC Power Supplies Programming Guide" (Commands by
 subsystem: SOURce, OUTPut, MEASure).  Every command addresses channels with a channel list ``(@1:3)``:
 
-- [SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude] <V>, (@<ch>) and VOLTage? (@<ch>)
-- [SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude] <A>, (@<ch>) -- the current limit (compliance)
-- OUTPut[:STATe] ON|OFF, (@<list>) and OUTPut? (@<ch>) -> 0|1
-- MEASure[:SCALar]:VOLTage[:DC]? (@<ch>)
+- ``[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude] <V>, (@<ch>)`` and ``VOLTage? (@<ch>)``
+- ``[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude] <A>, (@<ch>)`` -- the current limit (compliance)
+- ``OUTPut[:STATe] ON|OFF, (@<list>)`` and ``OUTPut? (@<ch>)`` -> 0|1
+- ``MEASure[:SCALar]:VOLTage[:DC]? (@<ch>)``
 
 Ratings (hardware limits): E36312A output 1 0-6 V / 5 A, outputs 2 and 3 0-25 V / 1 A; E36313A
 output 1 0-6 V / 10 A, outputs 2 and 3 0-25 V / 2 A.  Levels are ramped at the channel's Limits

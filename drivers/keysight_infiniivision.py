@@ -3,17 +3,17 @@
 Manual: Keysight "InfiniiVision 3000 X-Series Oscilloscopes Programmer's Guide" (the 2000 X and 4000 X
 guides use the same commands).  Sections:
 
-- :CHANnel<n>:SCALe <V/div> (8 vertical divisions fill the screen), :CHANnel<n>:OFFSet <V>,
-  :CHANnel<n>:DISPlay ON
-- :TIMebase:RANGe <s> (full screen, 10 divisions), :TIMebase:REFerence LEFT
-- :TRIGger:MODE EDGE, :TRIGger[:EDGE]:SOURce EXTernal
-- :ACQuire:TYPE NORMal
-- :WAVeform:POINts:MODE RAW, :WAVeform:POINts <n>, :WAVeform:SOURce CHANnel<n>, :WAVeform:FORMat WORD,
-  :WAVeform:BYTeorder LSBFirst, :WAVeform:UNSigned 0
-- :WAVeform:PREamble? -> format, type, points, count, xincrement, xorigin, xreference, yincrement,
+- ``:CHANnel<n>:SCALe <V/div>`` (8 vertical divisions fill the screen), ``:CHANnel<n>:OFFSet <V>``,
+  ``:CHANnel<n>:DISPlay ON``
+- ``:TIMebase:RANGe <s>`` (full screen, 10 divisions), ``:TIMebase:REFerence LEFT``
+- ``:TRIGger:MODE EDGE``, ``:TRIGger[:EDGE]:SOURce EXTernal``
+- ``:ACQuire:TYPE NORMal``
+- ``:WAVeform:POINts:MODE RAW``, ``:WAVeform:POINts <n>``, ``:WAVeform:SOURce CHANnel<n>``, ``:WAVeform:FORMat WORD``,
+  ``:WAVeform:BYTeorder LSBFirst``, ``:WAVeform:UNSigned 0``
+- ``:WAVeform:PREamble?`` -> format, type, points, count, xincrement, xorigin, xreference, yincrement,
   yorigin, yreference; volts = (code - yreference) * yincrement + yorigin
-- :WAVeform:DATA? -> IEEE-488.2 block (``#8`` + 8 length digits) of int16, least significant byte first
-- :SINGle (one acquisition), :TER? (trigger event register: +1 once triggered; reading clears it), :STOP
+- ``:WAVeform:DATA?`` -> IEEE-488.2 block (``#8`` + 8 length digits) of int16, least significant byte first
+- ``:SINGle`` (one acquisition), ``:TER?`` (trigger event register: +1 once triggered; reading clears it), ``:STOP``
 
 A record of ``points`` samples at ``interval_s`` spans the screen: ``:TIM:RANG`` = points * interval_s
 (so xincrement = interval_s).  Safe state: ``:STOP`` (the scope sources nothing).

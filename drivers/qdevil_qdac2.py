@@ -3,10 +3,10 @@
 Manual: QDevil "QDAC-II User Manual", SCPI command reference (SOURce subsystem); spellings checked
 against the QCoDeS contrib driver ``qcodes_contrib_drivers/drivers/QDevil/QDAC2.py`` (read only):
 
-- sour<ch>:volt:mode fix|list|swe -- DC generator mode (fixed level)
-- sour<ch>:volt <V> and sour<ch>:volt? -- the fixed level, +/-10 V
-- sour<ch>:volt:slew <V/s> and sour<ch>:volt:slew? -- the hardware slew-rate limit
-- sour<ch>:rang low|high and sour<ch>:rang? -- output range (low: +/-2 V, finer; high: +/-10 V)
+- ``sour<ch>:volt:mode fix|list|swe`` -- DC generator mode (fixed level)
+- ``sour<ch>:volt <V>`` and ``sour<ch>:volt?`` -- the fixed level, +/-10 V
+- ``sour<ch>:volt:slew <V/s>`` and ``sour<ch>:volt:slew?`` -- the hardware slew-rate limit
+- ``sour<ch>:rang low|high`` and ``sour<ch>:rang?`` -- output range (low: +/-2 V, finer; high: +/-10 V)
 
 The QDAC-II ramps in hardware: a channel with a Limits ramp gets ``sour<ch>:volt:slew <ramp>`` once,
 and :meth:`set_level` then sends the target and waits the ramp's duration.  The instrument has no

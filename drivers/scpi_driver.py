@@ -118,7 +118,11 @@ class ScpiDriver:
 
     def query(self, command: str) -> str:
         self.write(command)
-        raw = self._io(command, self.link.read_line)
+        try:
+            raw = self._io(command, self.link.read_line)
+        except LinkError:
+            self._drain()
+            raise
         reply = bytes(raw).decode("ascii", errors="replace").strip()
         self.log.debug("<- %s", reply)
         return reply
@@ -130,9 +134,24 @@ class ScpiDriver:
         except ValueError:
             raise LinkError(self.name, command, f"expected a number, got {reply!r}") from None
 
+    def _drain(self) -> None:
+        """After a failed read, discard whatever arrives late (bounded), so that a late reply cannot
+        answer the next query; a failure here changes nothing (the link is already in trouble)."""
+        try:
+            self.link.clear()
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("drain after a failed read: %s", exc)
+
     def query_block(self, command: str) -> bytes:
         """Send a query whose reply is an IEEE-488.2 definite-length block; returns the payload."""
         self.write(command)
+        try:
+            return self._read_block(command)
+        except LinkError:
+            self._drain()
+            raise
+
+    def _read_block(self, command: str) -> bytes:
         head = self._io(command, self.link.read_exact, 2)
         if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
             raise LinkError(self.name, command, f"expected a definite-length block, got {head!r}")
@@ -223,6 +242,9 @@ class ScpiDriver:
             current = self._values.get((row.name, ch))
             if current is None:
                 current = self.get(row.name, ch)
+            if current is None:  # no query and never set: a ramp has no start
+                raise LimitError(self.name, row.set_message(value, ch), "cannot ramp from an unknown level "
+                                                                        "(the instrument has no query for it)")
             steps = ramp_plan(float(current), float(value), rate, self.ramp_tick_s)
         for pause, v in steps:
             if pause:

@@ -141,6 +141,18 @@ def test_refusals_send_nothing() -> None:
         toy([], limits={3: Limits(-1.0, 1.0)})
 
 
+def test_a_ramp_without_a_known_start_is_refused() -> None:
+    class Blind(Toy):
+        parameters: ClassVar[dict[str, Parameter]] = table(
+            Parameter("level", "V", Numbers(-5.0, 5.0), set="LEV{ch} {value}", limited=True, ramp=True))
+
+    link = ScriptedLink([])
+    drv = Blind(link, limits={1: Limits(-1.0, 1.0, ramp=1.0)})
+    with pytest.raises(LimitError, match="unknown level"):
+        drv.set("level", 0.5, 1)
+    assert link.written == []
+
+
 def test_device_errors_and_link_errors_name_the_command() -> None:
     drv, _ = toy([(b"MODE1 FIX\n", None), (b"SYST:ERR?\n", b'-222,"Data out of range"\n'), OK])
     with pytest.raises(DeviceError, match=r"MODE1 FIX: -222 Data out of range"):
@@ -151,6 +163,14 @@ def test_device_errors_and_link_errors_name_the_command() -> None:
     drv, _ = toy([(b"LEV1?\n", None)])
     with pytest.raises(LinkError, match="LEV1?"):
         drv.get("level", 1)
+
+
+def test_a_failed_read_drains_late_replies() -> None:
+    drv, link = toy([(b"LEV1?\n", b"0.25"), (b"LEV2?\n", b"0.5\n")])  # first reply truncated (no terminator)
+    with pytest.raises(LinkError):
+        drv.get("level", 1)
+    assert drv.get("level", 2) == 0.5  # the stray "0.25" was discarded, not read as channel 2's level
+    link.assert_done()
 
 
 def test_query_block_reads_a_definite_length_block() -> None:

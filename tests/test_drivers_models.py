@@ -184,8 +184,8 @@ def test_smu_conversation() -> None:
     assert slept == pytest.approx([0.02] * 4)
 
 
-def test_smu_sends_the_station_compliance_before_output_on() -> None:
-    pairs = [(":SOUR:VOLT:ILIM 1.000000e-03", None), (":OUTP ON", None), OK]
+def test_smu_sends_the_function_and_the_station_compliance_before_output_on() -> None:
+    pairs = [(":SOUR:FUNC VOLT", None), (":SOUR:VOLT:ILIM 1.000000e-03", None), (":OUTP ON", None), OK]
     with expected_conversation(Keithley2450, pairs, limits=SMU_LIMITS) as smu:
         smu.output(1, True)
 
@@ -307,3 +307,11 @@ def test_safe_state_survives_a_dead_link(cls: type) -> None:
     drv = cls(link, name="dead")
     drv.close()
     assert drv.faults and link.closed
+
+
+@pytest.mark.parametrize("cls", [Keysight33500B, KeysightInfiniiVision, Keithley2450, KeysightE36300, QDevilQDAC2])
+def test_every_command_names_its_manual_section(cls: type) -> None:
+    assert cls.manual and cls.model and cls.__module__.endswith(cls.model)
+    for row in cls.parameters.values():
+        assert row.source, f"{cls.model}.{row.name} has no manual section"
+        assert row.set or row.get

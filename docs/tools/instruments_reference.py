@@ -60,7 +60,7 @@ def render() -> str:
             lim = ("limits" if row.limited else "") + (" + ramp" if row.ramp else "")
             out.append(f"| `{row.name}` | {f'`{_cell(row.set)}`' if row.set else '—'} | "
                        f"{f'`{_cell(row.get)}`' if row.get else '—'} | {row.unit or '—'} | "
-                       f"{_cell(_range(row.validator.describe()))} | {lim.strip() or '—'} | {_cell(row.source)} |\n")
+                       f"{_cell(_range(row.validator.describe()))} | {lim.strip() or '—'} | `{_cell(row.source)}` |\n")
         out.append(f"\nSafe state: {_cell(cls._safe_state.__doc__.strip())}\n")
     return "".join(out)
 
