@@ -104,10 +104,12 @@ def test_station_errors_one_line_each(station_dict: dict) -> None:
     d["roles"]["parameters"]["k_ij[0,2]"] = d["roles"]["parameters"]["k_ij[0,1]"]
     d["roles"]["nudge"][0] = "awg1:3"
     d["channels"]["psu:1"]["max"] = 30.0
+    d["channels"]["smu:1"]["compliance"] = 2.0
     lines = _errors(d)
-    assert len(lines) == 7, lines
+    assert len(lines) == 8, lines
     for pat in ("unknown key 'bogus'", "unknown model 'qdac9'", "unknown key 'colour'", "unknown instrument 'scope9'",
-                "already carries k_ij\\[0,1\\]", "channels 1..2, not 3", "exceed the keysight_e36300 range"):
+                "already carries k_ij\\[0,1\\]", "channels 1..2, not 3", "exceed the keysight_e36300 range",
+                "compliance 2 A exceeds the model's 1.05 A"):
         assert any(re.search(pat, line) for line in lines), (pat, lines)
 
 
@@ -197,12 +199,15 @@ def test_gradient_through_the_drivers_equals_the_exact_one(lab) -> None:
     st = parse_station(lab.station, "lab")
     b = setup.task.train[0]
     sub = open_station(st, setup.student, setup.dt, trainable=setup.trainable)
-    try:
+    sim = SimulatedSubstrate(setup.student, setup.dt)
+    try:  # the wiring and calibration (scale 0.5, offsets 0.1 V on the E36312A and 2450) realise the model
+        lab_loss = sub.forward(b.u, _state(2), loss=b.loss).loss
+        assert lab_loss == pytest.approx(sim.forward(b.u, _state(2), loss=b.loss).loss, rel=1e-3)
         g = rhel_gradient(sub, b.u, b.loss, eps=0.3, state0=_state(2), nudge_at="forward")
         assert _active(_query_outputs(lab.resources, lab.station))
     finally:
         sub.close()
-    exact = SimulatedSubstrate(setup.student, setup.dt).exact_gradient(b.u, _state(2), b.loss)
+    exact = sim.exact_gradient(b.u, _state(2), b.loss)
     for k in setup.trainable:
         a, e = g.params[k].ravel(), exact.params[k].ravel()
         assert a @ e / np.linalg.norm(a) / np.linalg.norm(e) > 0.99, k
@@ -222,6 +227,17 @@ def test_limits_are_refused_before_anything_is_sent(lab) -> None:
         assert lab.status() == before  # nothing changed on any instrument
         with pytest.raises(LimitError, match="compliance"):
             sub.drivers["smu"].set_compliance(1, 0.5)  # the station allows 0.01 A
+        import pyvisa
+
+        smu = pyvisa.ResourceManager("@py").open_resource(lab.resources["smu"], read_termination="\n",
+                                                          write_termination="\n", timeout=3000)
+        try:  # nothing reached the instrument; and the instrument refuses beyond its own range on its own
+            assert float(smu.query(":SOUR:VOLT:ILIM?")) == pytest.approx(0.01)
+            smu.write(":SOUR:VOLT:ILIM 2")
+            assert smu.query("SYST:ERR?") == '-222,"Data out of range"'
+            assert float(smu.query(":SOUR:VOLT:ILIM?")) == pytest.approx(0.01)
+        finally:
+            smu.close()
         with pytest.raises(ValidationError, match="fixed as built"):
             sub.set_params({"k": np.ones(6) * 2.0})
     finally:
