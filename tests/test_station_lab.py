@@ -51,6 +51,19 @@ def test_parser_forms_case_root_rule_blocks_and_error_queue() -> None:
     assert np.allclose(a.memory[0]["W1"][:4] * 1.0, [0, 10 / 32767, -1, 1])
 
 
+def test_messages_split_across_reads_parse_the_same() -> None:
+    """TCP delivers any chunking: a block holding newlines and semicolons, cut at every byte, parses the same."""
+    codes = np.array([10, 59, 35, 0x0A3B, -1, 2, 3, 4], "<i2").tobytes()  # '\n', ';', '#' inside the block
+    data = b"SOUR2:DATA:ARB:DAC AB,#216" + codes + b"\n*IDN?;SYST:ERR?\n"
+    whole = split_messages(bytearray(data))
+    buf, parts = bytearray(), []
+    for byte in data:
+        buf.append(byte)
+        parts += split_messages(buf)
+    assert parts == whole and len(whole) == 2 and whole[0][0].block == codes and not buf
+    assert [m.header for m in whole[1]] == ["*IDN?", "SYST:ERR?"]
+
+
 @pytest.mark.parametrize("dev, cmd", [
     (Keysight33500B(), b"SOUR1:FUNC:ARB:SRAT 1e9"), (Keysight33500B(), b"SOUR2:VOLT:OFFS 12"),
     (KeysightInfiniiVision(), b":CHAN1:SCAL 10"), (KeysightInfiniiVision(), b":TIM:RANG 1000"),
@@ -480,3 +493,41 @@ def test_emulate_lab_writes_a_station_that_devices_accepts_with_auto_models(tmp_
     finally:
         p.terminate()
         p.wait(30)
+
+
+def test_a_real_labs_station_is_emulated_as_it_says(station_dict: dict, tmp_path: Path) -> None:
+    """A station with a real lab's addresses (10.0.0.x INSTR) and its own calibration: the emulated lab built from
+    it (free localhost ports) realises that calibration -- the forward pass equals the simulator's."""
+    import copy
+    import threading
+
+    from hamsim.emulators.bench import BenchConfig
+    from hamsim.emulators.lab import LabServer, layout_from_station
+    from hamsim.substrates import SimulatedSubstrate
+
+    d = copy.deepcopy(station_dict)
+    for key in ("qdac1:1", "qdac1:2"):  # a calibration of its own on two mass channels
+        d["channels"][key] |= {"scale": 0.8, "offset": -0.3}
+    st = parse_station(d, "real.toml")
+    layout, ports = layout_from_station(st)
+    assert set(ports.values()) == {0} and layout.cal(("qdac1", 1)) == (0.8, -0.3)
+    setup = six_mass_toy(steps=60, batch=2)
+    server = LabServer(setup.student, layout, config=BenchConfig.ideal(), ports=ports)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, kwargs={"stop": stop.is_set}, daemon=True)
+    thread.start()
+    try:
+        for name, res in server.resources.items():
+            d["instruments"][name]["address"] = res
+        b = setup.task.train[0]
+        sub = open_station(parse_station(d, "emulated.toml"), setup.student, setup.dt, trainable=setup.trainable)
+        try:
+            got = sub.forward(b.u, _state(2), loss=b.loss).loss
+        finally:
+            sub.close()
+        assert got == pytest.approx(SimulatedSubstrate(setup.student, setup.dt).forward(b.u, _state(2), loss=b.loss).loss,
+                                    rel=1e-3)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert main(["emulate", "board", "--station", str(tmp_path / "x.toml")]) == 2

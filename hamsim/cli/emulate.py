@@ -45,10 +45,14 @@ def emulate_command(
     seed: Annotated[int, typer.Option(help="Seed of every random non-ideality.")] = 0,
     fault: Annotated[list[str] | None, typer.Option(help="Fault switch NAME=VALUE (repeatable).")] = None,
     station_out: Annotated[Optional[Path], typer.Option(help="lab: write the matching station file here.")] = None,
+    station: Annotated[Optional[Path], typer.Option(help="lab: emulate the lab this station file describes (its "
+                                                         "models, roles, calibration; its localhost ports).")] = None,
     watchdog: Annotated[bool, typer.Option(help="bench: outputs to zero when the host disconnects (off: like an "
                                                 "instrument without a watchdog).")] = True,
 ) -> None:
     """Start a virtual board or bench that speaks the real wire protocol and runs hamsim's physics."""
+    if kind != "lab" and (station is not None or station_out is not None):
+        raise ValidationError("station", f"--station / --station-out are for 'emulate lab', not {kind!r}")
     faults = parse_faults(fault or [])
     h = load_system(system)
     if kind == "board":
@@ -56,7 +60,7 @@ def emulate_command(
     elif kind == "lab":
         from hamsim.cli.station import emulate_lab
 
-        emulate_lab(system, station_out, ideal, seed)
+        emulate_lab(system, station_out, ideal, seed, station)
     elif kind == "bench":
         _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog,
                drift=drift, readout_offset=readout_offset, bias_scale=bias_scale)

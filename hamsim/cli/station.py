@@ -165,28 +165,44 @@ def devices_station(path: Path) -> int:
     return 2 if bad else 0
 
 
-def emulate_lab(system_name: str, station_out: Path | None, ideal: bool, seed: int) -> None:
-    """Run the emulated lab in the foreground; print every address (and write the station file)."""
+def emulate_lab(system_name: str, station_out: Path | None, ideal: bool, seed: int,
+                station: Path | None = None) -> None:
+    """Run the emulated lab in the foreground; print every address (and write the station file).  With
+    ``station``: the lab that file describes (its instruments, roles, calibration; its localhost ports when it
+    names them), and ``station_out`` is that file with the emulators' addresses."""
+    import sys
+    import tomllib
+
     from hamsim.emulators.bench import BenchConfig
-    from hamsim.emulators.lab import LabServer, default_layout, lab_station
+    from hamsim.emulators.lab import LabServer, default_layout, lab_station, layout_from_station
     from hamsim.emulators.systems import load_system
-    from hamsim.station import dump_toml
+    from hamsim.station import dump_toml, load_station, require_fit
 
     if station_out is not None and station_out.exists():
         raise ValidationError("station_out", f"{station_out} exists; choose another path")
     h = load_system(system_name)
-    layout = default_layout(h)
+    ports: dict[str, int] = {}
+    if station is not None:
+        st = load_station(station)
+        require_fit(st, h)
+        layout, ports = layout_from_station(st)
+    else:
+        layout = default_layout(h)
     cfg = BenchConfig.ideal(seed=seed) if ideal else BenchConfig(seed=seed)
-    server = LabServer(h, layout, config=cfg)
+    server = LabServer(h, layout, config=cfg, ports=ports)
     for name, res in server.resources.items():
         typer.echo(f"{name:<8} {layout.instruments[name]:<24} {res}")
     if station_out is not None:
-        station_out.write_text(dump_toml(lab_station(layout, server.resources)))
+        if station is not None:
+            data = tomllib.loads(station.read_text())
+            for name, res in server.resources.items():
+                data["instruments"][name]["address"] = res
+        else:
+            data = lab_station(layout, server.resources)
+        station_out.write_text(dump_toml(data))
         typer.echo(f"ready: hamsim train --station {station_out}   (Ctrl-C stops)", err=True)
     else:
         typer.echo("ready (Ctrl-C stops); --station-out FILE writes the matching station file", err=True)
-    import sys
-
     sys.stdout.flush()
     try:
         server.serve()

@@ -111,6 +111,24 @@ def default_layout(h: Hamiltonian, trainable: tuple[str, ...] = ("k_ij", "mass")
     return LabLayout(inst, roles, cal)
 
 
+def layout_from_station(station: Any) -> tuple[LabLayout, dict[str, int]]:
+    """The lab a :class:`hamsim.station.Station` describes (its models, roles and calibration; the circuit
+    realises exactly what the station says), and the localhost ports its ``TCPIP::127.0.0.1::<port>::SOCKET``
+    addresses name (other addresses: a free port)."""
+    import re
+
+    instruments, ports = {}, {}
+    for name, entry in station.instruments.items():
+        if entry.model not in MODELS:
+            raise ValidationError("station", f"{station.source}: {name}: model {entry.model!r} cannot be emulated "
+                                             f"(emulated: {sorted(MODELS)}; 'auto' needs the model)")
+        instruments[name] = entry.model
+        m = re.match(r"^TCPIP\d*::(127\.0\.0\.1|localhost)::(\d+)::SOCKET$", entry.address, re.IGNORECASE)
+        ports[name] = int(m.group(2)) if m else 0
+    cal = {ref: (spec.scale, spec.offset) for ref, spec in station.channels.items()}
+    return LabLayout(instruments, dict(station.roles), cal), ports
+
+
 class LabCircuit:
     """The one circuit: collects what the instruments apply, plays a shot, hands the scopes their records."""
 
