@@ -531,3 +531,22 @@ def test_a_real_labs_station_is_emulated_as_it_says(station_dict: dict, tmp_path
         stop.set()
         thread.join(5)
     assert main(["emulate", "board", "--station", str(tmp_path / "x.toml")]) == 2
+
+
+def test_an_upload_cut_mid_block_still_ends_safe(lab) -> None:
+    """A second Ctrl-C can cut an upload mid-block: the instrument then takes the next bytes as block data and
+    swallows every command over that connection.  The safe state is reached over a new connection."""
+    import copy
+
+    d = copy.deepcopy(lab.station)
+    for entry in d["instruments"].values():
+        entry["timeout"] = 1.0
+    setup = six_mass_toy(steps=10, batch=1)
+    b = setup.task.train[0]
+    sub = open_station(parse_station(d, "lab"), setup.student, setup.dt, trainable=setup.trainable)
+    sub.forward(b.u, _state(1), loss=b.loss)
+    assert _active(_query_outputs(lab.resources, lab.station))
+    sub.drivers["awg2"].link.write_raw(b"SOUR1:DATA:ARB:DAC HAMSIM1,#6100000" + bytes(64))  # cut short
+    sub.close()
+    assert any("awg2: safe state reached over a new connection" in f for f in sub.failures), sub.failures
+    _assert_safe(_query_outputs(lab.resources, lab.station), {k: v["model"] for k, v in lab.station["instruments"].items()})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -115,23 +116,52 @@ def open_instruments(station: Station, *, resource_manager: Any = None) -> dict[
         raise
 
 
-def close_all(drivers: dict[str, Any], attempts: int = 3) -> list[str]:
+def close_all(drivers: dict[str, Any], attempts: int = 3, reopen: Callable[[str], Any] | None = None) -> list[str]:
     """Safe state and release for every driver, AWGs first (no drive into a circuit whose bias is going),
-    then DC sources, then scopes; never raises; returns the recorded failures.  A safe state that records a
-    failure is tried again (up to ``attempts`` times: a transient fault may have swallowed its commands)."""
+    then DC sources, then scopes; never raises; returns the recorded failures.
+
+    A safe state that records a failure is tried again, up to ``attempts`` in all: over a fresh connection
+    from ``reopen(name)`` when given (a link left mid-message -- an upload cut by a second Ctrl-C -- would
+    swallow the commands of any retry over it), else over the same link (a transient fault)."""
     order = sorted(drivers, key=lambda k: (0 if hasattr(drivers[k], "load") else 2 if hasattr(drivers[k], "read")
                                            else 1, k))
     failures: list[str] = []
     for k in order:
         drv = drivers[k]
-        faults = getattr(drv, "faults", [])
+        faults = list(getattr(drv, "faults", []))
         try:
-            for _ in range(attempts):
-                before = len(faults)
-                drv.safe_state()
-                if len(faults) == before:
-                    break
-            drv.close()
+            before = len(drv.faults)
+            drv.safe_state()
+            ok = len(drv.faults) == before
+            faults = list(drv.faults)
+            if not ok and reopen is not None:
+                drv._closed = True  # noqa: SLF001 - release the suspect link without sending more over it
+                try:
+                    drv.link.close()
+                except Exception:  # noqa: BLE001 - it is being abandoned either way
+                    pass
+                for _ in range(attempts - 1):
+                    try:
+                        fresh = reopen(k)
+                    except Exception as exc:  # noqa: BLE001 - gone for good: recorded
+                        faults.append(f"reconnect: {exc}")
+                        continue
+                    fresh.safe_state()
+                    fresh.close()
+                    faults += [f"(new connection) {f}" for f in fresh.faults]
+                    if not fresh.faults:
+                        faults.append("safe state reached over a new connection")
+                        break
+            else:
+                for _ in range(attempts - 1):
+                    if ok:
+                        break
+                    before = len(drv.faults)
+                    drv.safe_state()
+                    ok = len(drv.faults) == before
+                faults = list(drv.faults)
+                drv.close()
+                faults = list(drv.faults)
         except Exception as exc:  # noqa: BLE001 - the others must still be made safe
             failures.append(f"{k}: {exc}")
         failures += [f"{k}: {f}" for f in faults]
@@ -255,7 +285,19 @@ class StationSubstrate(BenchSubstrate):
         if self._closed:
             return
         self._closed = True
-        self.failures = close_all(self.drivers)
+        self.failures = close_all(self.drivers, reopen=self._reopen)
+
+    def _reopen(self, name: str) -> Any:
+        """A fresh driver for instrument ``name`` over a new connection (its station limits)."""
+        import pyvisa
+
+        from hamsim.drivers.registry import open_instrument
+
+        entry = self.station.instruments[name]
+        model = self.drivers[name].model
+        st = replace(self.station, instruments={**self.station.instruments, name: replace(entry, model=model)})
+        return open_instrument(model, entry.address, name=name, resource_manager=pyvisa.ResourceManager("@py"),
+                               timeout_ms=int(entry.timeout * 1000), limits=channel_limits(st, name))
 
     # ------------------------------------------------------------------ one shot per row
     def _window(self, ref: tuple[str, int], volts: np.ndarray) -> tuple[float, float]:
