@@ -102,7 +102,7 @@ def dry_run_station(path: str, system: Any, dt: float, task: Any, cfg: Any) -> N
             for j, ref in enumerate(sub.drive):
                 volts = station.channel(ref).to_volts(np.asarray(batch.u)[:, :, j])
                 drivers[ref[0]].limits(ref[1]).check(volts, ref[0], f"drive[{j}] on channel {ref[1]}")
-        sub._row(np.asarray(b.u)[:, 0], np.zeros((K, system.n)), phi0[0], pi0[0])
+        sub.play_row(np.asarray(b.u)[:, 0], np.zeros((K, system.n)), phi0[0], pi0[0])
     except LimitError as exc:
         raise ValidationError("station", f"dry run: refused before sending: {exc}") from None
     for name, link in links.items():

@@ -23,7 +23,6 @@ outputs off, DC levels ramped to zero and outputs off, scopes stopped), whatever
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -317,7 +316,7 @@ class StationSubstrate(BenchSubstrate):
             self._configured[ref] = (amp, off)
         drv.load(ref[1], volts)
 
-    def _row(self, u: np.ndarray, kicks: np.ndarray, phi0: np.ndarray, pi0: np.ndarray) -> np.ndarray:
+    def play_row(self, u: np.ndarray, kicks: np.ndarray, phi0: np.ndarray, pi0: np.ndarray) -> np.ndarray:
         """One row: u (K, d), kicks (K, n), phi0/pi0 (n,) -> positions (n, 2K + 1) at the scopes."""
         K = u.shape[0]
         st = self.station
@@ -356,7 +355,7 @@ class StationSubstrate(BenchSubstrate):
         total = np.zeros((2 * K + 1, B, n))
         for _ in range(self.repeats):
             for b in range(B):
-                total[:, b, :] += self._row(u[:, b], kicks[:, b], phi0[b], pi0[b]).T
+                total[:, b, :] += self.play_row(u[:, b], kicks[:, b], phi0[b], pi0[b]).T
         return total / self.repeats, None
 
 
