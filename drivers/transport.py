@@ -236,3 +236,110 @@ class ScriptedMessages:
     def assert_done(self) -> None:
         if self._script:
             raise ScriptError(f"{len(self._script)} scripted message(s) not used: {self._script[0]!r}")
+
+
+# ---------------------------------------------------------------------------- byte-exact SCPI links
+@runtime_checkable
+class ScpiLink(Protocol):
+    """A message link at the byte level, used by the real-model drivers (hamsim.drivers.scpi_driver):
+    the driver frames every message itself (terminator, IEEE-488.2 blocks), so the bytes a test
+    scripts are the bytes an instrument receives."""
+
+    name: str
+
+    def write_raw(self, data: bytes) -> None: ...
+
+    def read_line(self) -> bytes:
+        """The next message up to and including its terminator (raises on timeout)."""
+        ...
+
+    def read_exact(self, count: int) -> bytes:
+        """Exactly ``count`` bytes (binary block payloads; raises on timeout)."""
+        ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class VisaLink:
+    """A :class:`ScpiLink` over an open pyvisa resource (any VISA address).  Closes the resource only,
+    never the shared ResourceManager."""
+
+    def __init__(self, resource: Any) -> None:
+        self._res = resource
+        self.name = str(getattr(resource, "resource_name", "visa"))
+
+    def write_raw(self, data: bytes) -> None:
+        self._res.write_raw(bytes(data))
+
+    def read_line(self) -> bytes:
+        return bytes(self._res.read_raw())
+
+    def read_exact(self, count: int) -> bytes:
+        out = bytearray()
+        while len(out) < count:
+            out += self._res.read_bytes(count - len(out), break_on_termchar=False)
+        return bytes(out)
+
+    def clear(self) -> None:
+        VisaTransport.clear(self)  # type: ignore[arg-type]  # same bounded drain of late replies
+
+    def close(self) -> None:
+        self._res.close()
+
+
+class ScriptedLink:
+    """Byte-exact fake :class:`ScpiLink`: ``script`` is a list of (expected bytes written, reply bytes
+    or None).  Each write must equal the next expected message; its reply becomes readable.  Reading
+    with nothing pending raises :class:`ScriptError` (a real link would time out).  ``written`` keeps
+    every byte string the driver sent, so a test can prove that *nothing* was sent."""
+
+    def __init__(self, script: Iterable[tuple[bytes, bytes | None]], name: str = "scripted") -> None:
+        self._script = deque(script)
+        self._pending = bytearray()
+        self.name = name
+        self.closed = False
+        self.written: list[bytes] = []
+
+    def write_raw(self, data: bytes) -> None:
+        data = bytes(data)
+        self.written.append(data)
+        if self.closed:
+            raise ScriptError(f"write {data!r} after close")
+        if not self._script:
+            raise ScriptError(f"unexpected write {data!r}: script exhausted")
+        expected, reply = self._script.popleft()
+        if data != expected:
+            raise ScriptError(f"wrote {data!r}, expected {expected!r}")
+        if isinstance(reply, BaseException):
+            raise reply
+        if reply:
+            self._pending += reply
+
+    def read_line(self) -> bytes:
+        end = self._pending.find(b"\n")
+        if end < 0:
+            raise ScriptError(f"read with no scripted reply pending (have {bytes(self._pending)!r})")
+        out = bytes(self._pending[: end + 1])
+        del self._pending[: end + 1]
+        return out
+
+    def read_exact(self, count: int) -> bytes:
+        if len(self._pending) < count:
+            raise ScriptError(f"read of {count} bytes, only {len(self._pending)} scripted")
+        out = bytes(self._pending[:count])
+        del self._pending[:count]
+        return out
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def assert_done(self) -> None:
+        if self._script:
+            raise ScriptError(f"{len(self._script)} scripted exchange(s) not used: {self._script[0]!r}")
+        if self._pending:
+            raise ScriptError(f"reply bytes left unread: {bytes(self._pending)!r}")

@@ -3,6 +3,7 @@
     hamsim emulate board --system six_mass_toy            # pty; prints e.g. board:/dev/pts/7
     hamsim emulate board --transport tcp --port 7000      # board:socket://127.0.0.1:7000
     hamsim emulate bench --system six_mass_toy            # bench:127.0.0.1:AWG,DIG,DC
+    hamsim emulate lab --station-out lab.toml             # ten real-model instruments; hamsim train --station lab.toml
 
 Then ``hamsim train --substrate <printed address> --nudge-at forward``.  Ctrl-C stops the device.
 Fault switches (``--fault drop=1 --fault late=1 --fault late_s=0.5``) rehearse error handling.
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,7 +24,8 @@ from hamsim.errors import ValidationError
 
 
 def emulate_command(
-    kind: Annotated[str, typer.Argument(help="board (serial FPGA board) or bench (SCPI instruments).")],
+    kind: Annotated[str, typer.Argument(help="board (serial FPGA board), bench (SCPI instruments, hamsim's own "
+                                             "dialect) or lab (real-model instruments, one port each).")],
     system: Annotated[str, typer.Option(help="Preset (six_mass_toy, chain:N) or JSON system file.")] = "six_mass_toy",
     transport: Annotated[str, typer.Option(help="board: pty or tcp.")] = "pty",
     port: Annotated[int, typer.Option(help="TCP port (bench: first of three; 0 picks free ports).")] = 0,
@@ -41,19 +44,28 @@ def emulate_command(
     bias_scale: Annotated[float | None, typer.Option(help="bench: the circuit's true volts per parameter unit (the host assumes 0.5).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random non-ideality.")] = 0,
     fault: Annotated[list[str] | None, typer.Option(help="Fault switch NAME=VALUE (repeatable).")] = None,
+    station_out: Annotated[Optional[Path], typer.Option(help="lab: write the matching station file here.")] = None,
+    station: Annotated[Optional[Path], typer.Option(help="lab: emulate the lab this station file describes (its "
+                                                         "models, roles, calibration; its localhost ports).")] = None,
     watchdog: Annotated[bool, typer.Option(help="bench: outputs to zero when the host disconnects (off: like an "
                                                 "instrument without a watchdog).")] = True,
 ) -> None:
     """Start a virtual board or bench that speaks the real wire protocol and runs hamsim's physics."""
+    if kind != "lab" and (station is not None or station_out is not None):
+        raise ValidationError("station", f"--station / --station-out are for 'emulate lab', not {kind!r}")
     faults = parse_faults(fault or [])
     h = load_system(system)
     if kind == "board":
         _board(h, transport, port, baud, dt, bits, noise, mismatch or 0.0, seed, faults)
+    elif kind == "lab":
+        from hamsim.cli.station import emulate_lab
+
+        emulate_lab(system, station_out, ideal, seed, station)
     elif kind == "bench":
         _bench(h, port, ideal, mismatch, q_factor, adc_noise, adc_bits, dac_bits, seed, faults, watchdog,
                drift=drift, readout_offset=readout_offset, bias_scale=bias_scale)
     else:
-        raise ValidationError("kind", f"must be 'board' or 'bench', got {kind!r}")
+        raise ValidationError("kind", f"must be 'board', 'bench' or 'lab', got {kind!r}")
 
 
 def _announce(address: str) -> None:

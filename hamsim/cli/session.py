@@ -180,8 +180,19 @@ def repair_command(
                f"(hamsim train --resume {file} continues it)")
 
 
-def devices_command() -> None:
-    """List VISA resources (pyvisa-py) and serial ports visible from this machine."""
+def devices_command(
+    station: Annotated[Optional[Path], typer.Argument(help="A station file: open each of its addresses, read "
+                                                            "*IDN?, check model and channels (exit 2 on a mismatch).")] = None,
+) -> None:
+    """List VISA resources (pyvisa-py) and serial ports visible from this machine, or check a station file's
+    instruments against what answers at their addresses."""
+    if station is not None:
+        from hamsim.cli.station import devices_station
+
+        rc = devices_station(station)
+        if rc:
+            raise typer.Exit(rc)
+        return
     import pyvisa
     from serial.tools import list_ports
 

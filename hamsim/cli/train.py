@@ -130,8 +130,9 @@ def device_options(kind: str, repeats: int, twin: Optional[Path]) -> tuple[dict[
         raise ValidationError("repeats", f"must be >= 1, got {repeats}")
     options: dict[str, Any] = {}
     if repeats != 1:
-        if kind != "bench":
-            raise ValidationError("repeats", f"only a bench averages repeated shots; {kind!r} takes --repeats 1")
+        if kind not in ("bench", "station"):
+            raise ValidationError("repeats", f"only a bench or a station averages repeated shots; {kind!r} takes "
+                                             f"--repeats 1")
         options["repeats"] = repeats
     loaded = None
     if twin is not None:
@@ -239,6 +240,9 @@ def train_command(
                                                       "--out); recorded in the session.")] = None,
     min_cosine: Annotated[float, typer.Option(help="Device pre-flight: refuse below this expected gradient cosine.")] = 0.5,
     force: Annotated[bool, typer.Option(help="Train even when the device pre-flight check fails.")] = False,
+    station: Annotated[Optional[Path], typer.Option(help="Train on the lab station of this TOML file (real-model "
+                                                         "drivers at its VISA addresses; docs/station.md); same as "
+                                                         "--substrate station:FILE.")] = None,
 ) -> None:
     """Train a substrate by Hamiltonian echo learning, recording the session to HDF5.
 
@@ -252,11 +256,19 @@ def train_command(
     anyway)."""
     if not 0.0 <= min_cosine <= 1.0:
         raise ValidationError("min_cosine", f"must lie in [0, 1], got {min_cosine}")
+    if station is not None:
+        if "substrate" in given(ctx):
+            raise ValidationError("station", "give --station or --substrate, not both")
+        substrate = f"station:{station}"
+        ctx.params["substrate"] = substrate
     if resume is not None:
         session = load_session(resume)
         if session.system is None:
             raise ValidationError("resume", f"{resume}: the session holds no system to rebuild the substrate")
-        cfg, spec = resumed_config(session, {k: ctx.params[k] for k in given(ctx)})
+        explicit = {k: ctx.params[k] for k in given(ctx) if k != "station"}
+        if station is not None:
+            explicit["substrate"] = substrate
+        cfg, spec = resumed_config(session, explicit)
         point = session.resume_point()
         if dry_run:
             print_plan(spec, session.system, session.dt, session.task, cfg)
@@ -274,6 +286,8 @@ def train_command(
                 options["twin"] = load_twin(resume)[0]
         if cfg.gradient == "pat" and "twin" not in options:
             raise ValidationError("gradient", f"{resume}: a pat session needs the calibration it recorded")
+        if kind == "station":
+            options["trainable"] = cfg.trainable
         sub: Substrate = open_substrate(spec, session.system, session.dt, **options)
         with closed_on_error(sub):
             model = options["twin"].simulator(session.system.params) if cfg.gradient == "pat" else None
@@ -290,19 +304,29 @@ def train_command(
                           patience=patience, seed=seed, record_every=record_every)
         cfg.check()  # every option, before anything is opened (also for a dry run)
         kind = check_spec(substrate)
+        if kind == "station":  # the whole file against the model, before anything is printed or opened
+            from hamsim.station import load_station, require_fit
+
+            require_fit(load_station(substrate.partition(":")[2]), setup.student, cfg.trainable)
         options, loaded = device_options(kind, repeats, twin)
         if cfg.gradient == "pat" and loaded is None:
             raise ValidationError("gradient", "pat runs its backward pass through a calibrated twin: give --twin "
                                               "(hamsim calibrate --out)")
         if dry_run:
             print_plan(substrate, setup.student, setup.dt, setup.task, cfg)
+            if kind == "station":
+                from hamsim.cli.station import dry_run_station
+
+                dry_run_station(substrate.partition(":")[2], setup.student, setup.dt, setup.task, cfg)
             return
+        if kind == "station":
+            options["trainable"] = cfg.trainable
         path = out or default_output("train")
         if path.exists() and not overwrite:  # before any device is opened
             raise ValidationError("out", f"{path} exists; choose another --out, --resume it, or pass --overwrite")
         sub = open_substrate(substrate, setup.student, setup.dt, **options)
         with closed_on_error(sub):
-            if kind in ("board", "bench") and cfg.gradient == "rhel":
+            if kind in ("board", "bench", "station") and cfg.gradient == "rhel":
                 run_preflight(sub, setup.task, cfg, repeats=repeats, min_cosine=min_cosine, force=force,
                               trainable=cfg.trainable)
             model = None if loaded is None or cfg.gradient != "pat" else loaded[0].simulator(setup.student.params)

@@ -8,6 +8,8 @@
 ``bank``                               :class:`~hamsim.substrates.hru_bank.HRUBankSubstrate` (``dtype``, ``name``)
 ``board:<port>``                       the oscillator board on a serial port, pty or pyserial URL
 ``bench:<host>:<awg>,<dig>,<dc>``      the SCPI bench, each instrument a raw socket through pyvisa-py
+``station:<file.toml>``                a lab station: real-model drivers at the file's VISA addresses
+                                       (:mod:`hamsim.station`, docs/station.md; option ``trainable``)
 =====================================  ==========================================================================
 
 The CLI, the HSSM layers and the design sweeps all open their substrates here.  The system (Hamiltonian
@@ -22,7 +24,7 @@ from hamsim.errors import ValidationError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.substrate import Substrate
 
-KINDS = ("sim", "nonideal", "bank", "board", "bench")
+KINDS = ("sim", "nonideal", "bank", "board", "bench", "station")
 
 
 def check_spec(spec: str) -> str:
@@ -33,6 +35,10 @@ def check_spec(spec: str) -> str:
     if kind not in KINDS:
         raise ValidationError("substrate", f"unknown substrate kind {kind!r} in {spec!r}; available: sim, nonideal, "
                                            "bank, board:<port>, bench:<host>:<awg>,<dig>,<dc>")
+    if kind == "station":
+        if not address:
+            raise ValidationError("substrate", f"expected 'station:<file.toml>', got {spec!r}")
+        return kind
     if kind in ("board", "bench") and not address:
         raise ValidationError("substrate", f"expected 'board:<port>' or 'bench:<host>:<ports>', got {spec!r}")
     if kind not in ("board", "bench") and address:
@@ -53,6 +59,12 @@ def open_substrate(spec: str, system: Hamiltonian, dt: float, **options: Any) ->
     if not isinstance(spec, str):
         raise ValidationError("substrate", f"must be a spec string such as 'sim' or 'board:/dev/ttyUSB0', got {spec!r}")
     kind, _, address = spec.partition(":")
+    if kind == "station":
+        from hamsim.station import load_station
+        from hamsim.substrates.hardware.station import open_station
+
+        check_spec(spec)
+        return open_station(load_station(address), system, dt, **options)
     if kind in ("board", "bench"):
         from hamsim.substrates.hardware import open_substrate as open_hardware
 
