@@ -21,7 +21,15 @@ Measured on the substrate itself, on one training batch:
 The check passes when the expected cosine at the configured (eps, repeats) reaches ``threshold``; it
 proposes the usable eps and the fewest repeats that reach max(threshold, 0.9).  It measures noise, not bias: a
 systematic error (dissipation, a wrong model) is what the calibration (``hamsim calibrate``) removes,
-and the echo return reported here (median over the trials) is its symptom.  I/O-free: the Substrate
+and the echo return reported here (median over the trials) is its symptom.
+
+On a noisy device the echo return error has a floor: the readout noise alone (positions, and momenta
+differentiated from them) keeps the echoes' end away from the flipped start.  :meth:`Preflight.return_bound`
+is the bound a session flags steps above: ``RETURN_NOISE_FACTOR`` times that measured floor, or the ideal
+substrate's ``ECHO_RETURN_BOUND`` where that is larger — so a flag means "this step's echoes returned worse
+than the device did in its pre-flight" (a fault or a change during the session), not "this device is noisy".
+The level itself is the pre-flight's report: above the ideal bound it is readout noise or a systematic
+error (dissipation, a wrong model), which averaging or the calibration addresses.  I/O-free: the Substrate
 interface and the RHEL protocol only.
 """
 
@@ -35,7 +43,7 @@ import numpy as np
 from hamsim import validation
 from hamsim.errors import HamsimError, ValidationError
 from hamsim.losses import ReadoutLoss
-from hamsim.protocols.rhel import EchoGradient, Estimator, rhel_gradient
+from hamsim.protocols.rhel import ECHO_RETURN_BOUND, EchoGradient, Estimator, rhel_gradient
 from hamsim.substrate import NudgeAt, State, Substrate
 
 #: default expected gradient cosine below which training is refused: an optimizer still descends on noisy
@@ -43,6 +51,9 @@ from hamsim.substrate import NudgeAt, State, Substrate
 MIN_COSINE = 0.5
 #: the cosine a proposal aims at (or the threshold, when that is higher)
 TARGET_COSINE = 0.9
+#: a step's echo return error is flagged above this multiple of the floor measured by the pre-flight (on the
+#: emulated noisy lab the per-step error spreads to about 2x its median)
+RETURN_NOISE_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,10 @@ class Preflight:
     def ok(self) -> bool:
         return self.expected_cosine >= self.threshold
 
+    def return_bound(self) -> float:
+        """Echo return error above which a training step is flagged on this device."""
+        return max(ECHO_RETURN_BOUND, RETURN_NOISE_FACTOR * self.echo_return)
+
     def expected(self, eps: float, repeats: int) -> float:
         """Expected cosine of one estimate at (eps, repeats), from the measured signal and noise."""
         n = self.noise_power * max(1.0, (self.usable_eps / eps) ** 2) * self.repeats / repeats
@@ -76,6 +91,10 @@ class Preflight:
         s = (f"pre-flight on {self.substrate}: measured noise {self.noise:.3g} (position units, rest record, "
              f"{self.repeats} shot(s) averaged), echo return {self.echo_return:.3g}; expected gradient cosine at "
              f"eps {self.eps:g} with {self.repeats} repeat(s): {self.expected_cosine:.3f} (threshold {self.threshold:g})")
+        if self.echo_return > ECHO_RETURN_BOUND:
+            s += (f"; the echo return is above an ideal substrate's {ECHO_RETURN_BOUND:g} (readout noise, or a "
+                  f"systematic error that averaging does not remove: see hamsim calibrate), so steps are flagged "
+                  f"above {self.return_bound():.3g}")
         if self.proposed_repeats:
             s += (f"; eps {self.usable_eps:g} with --repeats {self.proposed_repeats} is expected to reach "
                   f"{self.proposed_cosine:.3f}")

@@ -21,7 +21,8 @@ from hamsim.errors import ValidationError
 from hamsim.losses import ReadoutLoss
 from hamsim.protocols.optim import Optimizer, clip_by_global_norm
 from hamsim.protocols.pat import pat_gradient
-from hamsim.protocols.rhel import EchoGradient, Estimator, Irreversible, check_reversible, rhel_gradient
+from hamsim.protocols.rhel import (ECHO_RETURN_BOUND, EchoGradient, Estimator, Irreversible, check_reversible,
+                                   rhel_gradient)
 from hamsim.substrate import ExactGradientSubstrate, NudgeAt, State, Substrate
 
 READOUT = ("readout/C", "readout/c0")
@@ -67,6 +68,9 @@ class TrainConfig:
     seed: int = 0
     record_every: int = 0  # keep forward and echo trajectories every that many steps (0: none)
     irreversible: Irreversible = "raise"  # on a substrate that declares itself not time-reversible (rhel_gradient)
+    # relative echo return error above which a step is flagged (rhel_gradient); a device's pre-flight raises it to
+    # a multiple of the floor its readout noise sets (protocols.preflight.Preflight.return_bound)
+    echo_return_bound: float = ECHO_RETURN_BOUND
 
     def check(self) -> None:
         """Every option on its own (no substrate needed: a dry run checks these)."""
@@ -86,6 +90,7 @@ class TrainConfig:
             validation.positive_int(self.patience, "patience")
         validation.positive_int(self.record_every, "record_every", minimum=0)
         validation.integer(self.seed, "seed", low=0)
+        validation.positive_scalar(self.echo_return_bound, "echo_return_bound")
 
     def validate(self, substrate: Substrate) -> None:
         """:meth:`check`, and what depends on the substrate (reversibility, an exact model, names)."""
@@ -226,7 +231,7 @@ class Trainer:
         else:
             estimate = rhel_gradient(self.substrate, batch.u, loss, eps=cfg.eps, estimator=cfg.estimator,
                                      nudge_at=cfg.nudge_at, state0=state0, record_every=cfg.record_every,
-                                     irreversible=cfg.irreversible)
+                                     irreversible=cfg.irreversible, echo_return_bound=cfg.echo_return_bound)
             value, params = estimate.loss, estimate.params
             gC, gc0 = estimate.readout_C, estimate.readout_c0
         grads = {k: params[k] for k in self.trainable}

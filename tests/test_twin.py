@@ -245,6 +245,35 @@ def test_preflight_predicts_the_gradient_cosine_and_proposes_eps() -> None:
     assert abs(np.mean(large) - pf.expected(pf.usable_eps, 1)) < 0.05
 
 
+def test_preflight_sets_the_echo_return_bound_above_the_devices_noise_floor() -> None:
+    """On a noisy device every step's echo return is above an ideal substrate's bound, so that bound flags every
+    step; the pre-flight's bound (a multiple of the measured floor) flags none of the healthy steps and still
+    flags a device that changed after the pre-flight (dissipation switched on)."""
+    from hamsim.protocols.preflight import RETURN_NOISE_FACTOR
+    from hamsim.protocols.rhel import ECHO_RETURN_BOUND
+
+    setup = six_mass_toy()
+    b = setup.task.train[0]
+    dev = NonIdealSubstrate(setup.student, setup.dt, NonIdeality(readout_noise=4e-2), seed=5)
+    pf = preflight(dev, b.u, b.loss, eps=0.3, nudge_at="forward", keys=setup.trainable)
+    assert pf.echo_return > ECHO_RETURN_BOUND and pf.return_bound() == RETURN_NOISE_FACTOR * pf.echo_return
+    assert "flagged above" in pf.summary()
+
+    def returns(device: NonIdealSubstrate, bound: float) -> list[bool]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EchoReturnWarning)
+            return [rhel_gradient(device, b.u, b.loss, eps=0.3, nudge_at="forward",
+                                  echo_return_bound=bound, irreversible="allow").echo_return_flagged
+                    for _ in range(6)]
+
+    assert all(returns(dev, ECHO_RETURN_BOUND)) and not any(returns(dev, pf.return_bound()))
+    lossy = NonIdealSubstrate(setup.student, setup.dt, NonIdeality(readout_noise=4e-2, quality_factor=5.0), seed=5)
+    assert all(returns(lossy, pf.return_bound()))
+    quiet = NonIdealSubstrate(setup.student, setup.dt, NonIdeality(readout_noise=1e-9), seed=5)
+    assert preflight(quiet, b.u, b.loss, eps=0.3, nudge_at="forward",
+                     keys=setup.trainable).return_bound() == ECHO_RETURN_BOUND
+
+
 def test_cli_calibrate_refuses_an_unpinned_gauge_and_writes_a_twin(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from hamsim.cli.app import main

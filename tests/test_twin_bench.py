@@ -162,11 +162,21 @@ def test_train_on_the_bench_refuses_with_defaults_and_trains_with_the_proposal(t
         assert m, err
         rc = main([*base, "--epochs", "40", "--lr", "0.02", "--eps", m.group(1), "--repeats", m.group(2),
                    "--out", str(tmp_path / "b.h5")])
-        out = capsys.readouterr().out
+        cap = capsys.readouterr()
+        out = cap.out
     assert rc == 0, out
     ratio = float(re.search(r"\(([\d.]+)x lower\)", out).group(1))
     print(f"\nproposed --eps {m.group(1)} --repeats {m.group(2)}: loss {ratio:.0f}x lower after 40 epochs")
     assert ratio >= 10.0
+    # the echo return bound is the pre-flight's (above the bench's noise floor), recorded; healthy steps pass it
+    import h5py
+
+    with h5py.File(tmp_path / "b.h5", "r") as f:
+        bound = float(f["steps/echo_return"].attrs["bound"])
+        flagged = f["steps/echo_return_flagged"][:]
+        assert bound > 1e-2 and float(np.max(f["steps/echo_return"][:])) > 1e-2
+    assert flagged.mean() <= 0.1, flagged
+    assert "echoes did not return" not in cap.err and "flagged above" in cap.err
 
 
 def test_calibrate_then_train_through_the_twin_from_the_command_line(bench, tmp_path: Path,

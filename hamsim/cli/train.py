@@ -146,21 +146,20 @@ def device_options(kind: str, repeats: int, twin: Optional[Path]) -> tuple[dict[
 
 
 def run_preflight(sub: Substrate, task: Task, cfg: TrainConfig, *, repeats: int, min_cosine: float, force: bool,
-                  trainable: tuple[str, ...]) -> None:
+                  trainable: tuple[str, ...]) -> TrainConfig:
     """The pre-flight check on a device (:mod:`hamsim.protocols.preflight`): print it; refuse a session whose
-    expected gradient cosine is below ``min_cosine`` unless ``force``."""
+    expected gradient cosine is below ``min_cosine`` unless ``force``.  Returns ``cfg`` with the echo return
+    bound set above the floor the device's noise sets (recorded in the session)."""
     from hamsim.protocols.preflight import preflight
 
     b = task.train[0]
     pf = preflight(sub, b.u, b.loss, eps=cfg.eps, repeats=repeats, estimator=cfg.estimator, nudge_at=cfg.nudge_at,
                    state0=b.state0, threshold=min_cosine, keys=trainable or None)
-    if pf.ok:
-        typer.echo(pf.summary(), err=True)
-        return
-    if not force:
+    if not pf.ok and not force:
         raise ValidationError("eps", f"refusing to train (it would follow noise, not the gradient): {pf.summary()}. "
                                      f"{pf.advice()[0].upper()}{pf.advice()[1:]}")
-    typer.echo(f"warning: --force: training although {pf.summary()}", err=True)
+    typer.echo(pf.summary() if pf.ok else f"warning: --force: training although {pf.summary()}", err=True)
+    return dataclasses.replace(cfg, echo_return_bound=max(cfg.echo_return_bound, pf.return_bound()))
 
 
 #: options a resume honours (more epochs; the same kind of device at a new address, its shots averaged) — every
@@ -327,8 +326,8 @@ def train_command(
         sub = open_substrate(substrate, setup.student, setup.dt, **options)
         with closed_on_error(sub):
             if kind in ("board", "bench", "station") and cfg.gradient == "rhel":
-                run_preflight(sub, setup.task, cfg, repeats=repeats, min_cosine=min_cosine, force=force,
-                              trainable=cfg.trainable)
+                cfg = run_preflight(sub, setup.task, cfg, repeats=repeats, min_cosine=min_cosine, force=force,
+                                    trainable=cfg.trainable)
             model = None if loaded is None or cfg.gradient != "pat" else loaded[0].simulator(setup.student.params)
             trainer = Trainer(sub, setup.task, cfg, model=model)
             writer = SessionWriter(path, substrate=sub, task=setup.task, config=cfg, system=setup.student,

@@ -35,7 +35,6 @@ import numpy as np
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.losses import ReadoutLoss
-from hamsim.protocols.rhel import ECHO_RETURN_BOUND
 from hamsim.protocols.training import (
     READOUT,
     Batch,
@@ -303,7 +302,7 @@ class SessionWriter:
             ds = rows.declare(st, "echo_return", (), "f8", units="1", dims=("step",))
             ds.attrs["description"] = ("relative echo return error: |echoes' end - momentum-flipped start| / max |state| "
                                        "(protocols.rhel.echo_return); O(eps^2) on an ideal reversible substrate")
-            ds.attrs["bound"] = ECHO_RETURN_BOUND
+            ds.attrs["bound"] = config.echo_return_bound
             ds = rows.declare(st, "echo_return_flagged", (), "i1", dims=("step",))
             ds.attrs["description"] = "1: echo_return exceeded its bound (the step's gradient is not trustworthy)"
             if config.nudge_at == "forward":
