@@ -57,12 +57,15 @@ class DreamConfig:
     dream_steps: int = 1000
     init_noise: float = 0.5
     noise: str = "upstream"
+    c: float = 1.0
+    clip_dreams: bool = False
+    score: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "train_steps", "batch", "k_steps", "buffer", "dreams", "dream_steps"):
             validation.positive_int(getattr(self, name), name)
-        for name in ("lr", "dt"):
+        for name in ("lr", "dt", "c"):
             validation.positive_scalar(getattr(self, name), name)
         validation.real(self.reinit, "reinit", low=0.0, high=1.0)
         validation.real(self.friction, "friction", low=0.0, high=0.999)
@@ -93,7 +96,7 @@ def load_digits(n: int, seed: int) -> np.ndarray:
 
 
 def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
-        digits: np.ndarray | None = None) -> dict[str, Any]:
+        digits: np.ndarray | None = None, probe: int | None = None) -> dict[str, Any]:
     """Train the unit generatively, dream in the four regimes, write dreams_<regime>.png, snapshots.png and
     results.json to ``out_dir``.  ``digits`` (n, 784) in [-1, 1] replaces MNIST (tests)."""
     import torch
@@ -106,14 +109,14 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
         raise ValidationError("digits", f"must have shape (n, 784), got {x.shape}")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    unit = CHLUUnit(784, kinetic_mode="relativistic", potential="conv", dtype=torch.float32, seed=cfg.seed)
+    unit = CHLUUnit(784, kinetic_mode="relativistic", potential="conv", c=cfg.c, dtype=torch.float32, seed=cfg.seed)
     opt = torch.optim.Adam(unit.parameters(), lr=cfg.lr)
     data = torch.as_tensor(x)
     bq = 2 * torch.rand(cfg.buffer, 784, generator=gen) - 1
     bp = 0.1 * torch.randn(cfg.buffer, 784, generator=gen)
     losses = []
     t0 = time.perf_counter()
-    for step in range(cfg.train_steps):
+    for step in range(cfg.train_steps if probe is None else min(probe, cfg.train_steps)):
         real = data[torch.randint(0, len(data), (cfg.batch,), generator=gen)]
         real = torch.clamp(real + 0.05 * torch.randn(real.shape, generator=gen), -1, 1)
         idx = torch.randint(0, cfg.buffer, (cfg.batch,), generator=gen)
@@ -138,6 +141,8 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
             say(f"step {step}: loss {losses[-1]:.4f}, H(real) {float(h_real.mean().detach()):.3f}, "
                 f"H(fake) {float(h_fake.mean().detach()):.3f}")
     train_s = time.perf_counter() - t0
+    if probe is not None:
+        return {"losses": {"chlu_pcd": losses}}
 
     centroid = data.mean(0)
     snaps_at = [0, 200, 400, 600, 800, cfg.dream_steps]
@@ -155,12 +160,22 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
                 frac = k / max(cfg.dream_steps - 1, 1)
                 temp = t_start * (t_end / t_start) ** frac if t_start > 0 and t_end > 0 else t_start
                 q, p = unit.step(q, p, cfg.dt, gamma=g, temperature=temp, noise=cfg.noise, generator=gen)
+                if cfg.clip_dreams:
+                    q = torch.clamp(q, -1, 1)
                 if k + 1 in snaps_at:
                     shots.append(q[0].numpy().copy())
             finals[name] = q.numpy()
             snapshots[name] = shots
             stats[name] = {"mean_H": float(unit.H(q, p).mean()), "finite": bool(torch.isfinite(q).all()),
                            "mean_abs_q": float(q.abs().mean())}
+    if cfg.score:
+        from hamsim.chlu.dream_score import build_scorer
+
+        scorer = build_scorer(cfg.seed + 1, starts=q_init.numpy())
+        for name, qs in finals.items():
+            stats[name].update(scorer.score(qs))
+        stats["_references"] = {**scorer.references, "classifier test accuracy": scorer.test_accuracy}
+        say(json.dumps(stats, indent=1))
     summary = {"config": asdict(cfg), "train_seconds": train_s, "losses": losses, "regimes": stats}
     if out_dir is not None:
         out = Path(out_dir)
