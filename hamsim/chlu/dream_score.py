@@ -61,7 +61,7 @@ def nn_rms(x: np.ndarray, bank: np.ndarray) -> float:
     return float(np.mean(np.sqrt(np.maximum(d2.min(axis=1), 0.0) / x.shape[1])))
 
 
-def build_scorer(seed: int = 0, n_train: int = 20000, n_bank: int = 10000, epochs: int = 3,
+def build_scorer(seed: int = 0, n_train: int = 20000, n_bank: int = 10000, epochs: int = 6,
                  starts: np.ndarray | None = None) -> DreamScorer:
     """Train the MLP classifier on ``n_train`` real digits (Adam, batch 128, ``epochs`` epochs) and keep ``n_bank``
     of them as the nearest-neighbour bank; references: held-out test digits, uniform noise, ``starts``."""
@@ -73,7 +73,7 @@ def build_scorer(seed: int = 0, n_train: int = 20000, n_bank: int = 10000, epoch
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     X, Y = torch.as_tensor(x), torch.as_tensor(y)
     for _ in range(epochs):
         perm = torch.randperm(len(X), generator=g)

@@ -59,6 +59,7 @@ class DreamConfig:
     noise: str = "upstream"
     c: float = 1.0
     clip_dreams: bool = False
+    chain_init: str = "uniform"
     score: bool = False
     seed: int = 0
 
@@ -71,6 +72,8 @@ class DreamConfig:
         validation.real(self.friction, "friction", low=0.0, high=0.999)
         validation.real(self.temperature, "temperature", low=0.0)
         validation.real(self.init_noise, "init_noise", low=0.0)
+        if self.chain_init not in ("uniform", "centroid"):
+            raise UnknownNameError("chain_init", f"must be 'uniform' or 'centroid', got {self.chain_init!r}")
         if self.noise not in ("hamsim", "upstream"):
             raise UnknownNameError("noise", f"must be 'hamsim' or 'upstream', got {self.noise!r}")
         if self.batch > self.buffer:
@@ -112,7 +115,15 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
     unit = CHLUUnit(784, kinetic_mode="relativistic", potential="conv", c=cfg.c, dtype=torch.float32, seed=cfg.seed)
     opt = torch.optim.Adam(unit.parameters(), lr=cfg.lr)
     data = torch.as_tensor(x)
-    bq = 2 * torch.rand(cfg.buffer, 784, generator=gen) - 1
+    centre = data.mean(0)
+
+    def fresh_q(n: int) -> torch.Tensor:
+        """New negative chains: U(-1, 1) (upstream) or the dreams' own start, centroid + N(0, init_noise^2)."""
+        if cfg.chain_init == "uniform":
+            return 2 * torch.rand(n, 784, generator=gen) - 1
+        return torch.clamp(centre + cfg.init_noise * torch.randn(n, 784, generator=gen), -1, 1)
+
+    bq = fresh_q(cfg.buffer)
     bp = 0.1 * torch.randn(cfg.buffer, 784, generator=gen)
     losses = []
     t0 = time.perf_counter()
@@ -122,7 +133,7 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
         idx = torch.randint(0, cfg.buffer, (cfg.batch,), generator=gen)
         q, p = bq[idx].clone(), bp[idx].clone()
         fresh = torch.rand(cfg.batch, generator=gen) < cfg.reinit
-        q[fresh] = 2 * torch.rand(int(fresh.sum()), 784, generator=gen) - 1
+        q[fresh] = fresh_q(int(fresh.sum()))
         p[fresh] = 0.1 * torch.randn(int(fresh.sum()), 784, generator=gen)
         with torch.no_grad():
             for _ in range(cfg.k_steps):
