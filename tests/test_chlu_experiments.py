@@ -219,3 +219,21 @@ def test_dream_scorer_tells_digits_from_noise() -> None:
     x, _ = load_mnist("test", 16, 5)
     assert scorer.score(x)["nn_rms"] < scorer.score(np.clip(x + 0.8 * np.random.default_rng(0).normal(size=x.shape),
                                                             -1, 1))["nn_rms"]
+
+
+def test_dream_options_change_the_training_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    from hamsim.chlu.dreams import DreamConfig, run
+    from hamsim.errors import UnknownNameError
+
+    rng = np.random.default_rng(0)
+    digits = np.clip(rng.normal(-0.8, 0.5, (40, 784)), -1, 1).astype(np.float32)
+    base = dict(n_samples=40, train_steps=3, batch=8, k_steps=2, buffer=16, dreams=4, dream_steps=20)
+    up = run(DreamConfig(**base), None, digits=digits)
+    ours = run(DreamConfig(**base, c=10.0, chain_init="centroid", contrast="V", clip_dreams=True), None, digits=digits)
+    assert up["losses"][0] != ours["losses"][0]
+    assert np.abs(ours["finals"]["ghosts"]).max() <= 1.0  # clipped like the training chains
+    for bad in ({"contrast": "T"}, {"chain_init": "zeros"}):
+        with pytest.raises(UnknownNameError):
+            DreamConfig(**base, **bad)
+    with pytest.raises(ValidationError):
+        DreamConfig(**base, c=0.0)

@@ -6,7 +6,9 @@
   repeated blob scores 1).  A classifier is also confident on some non-digits, hence the second score.
 * **Nearest-neighbour distance**: the root-mean-square pixel distance of every dream to its nearest real training
   digit.  The reference points put it on a scale: real held-out test digits (``nn_real``, what a perfect
-  sampler reaches), the dreams' own starting points (``nn_start``) and uniform noise.
+  sampler reaches), the dreams' own starting points (``nn_start``) and uniform noise.  A near-blank image is
+  close to the thinnest real digits, so ``ink`` (the fraction of pixels > 0; real digits about 0.13) is reported
+  beside it.
 
 Dreams are scored as ``clip(q, -1, 1)`` (the pixel range the unit was trained on).
 """
@@ -50,7 +52,8 @@ class DreamScorer:
         top = prob.max(axis=1)
         conf = top >= CONFIDENT
         return {"confident": float(conf.mean()), "mean_top_prob": float(top.mean()),
-                "classes": int(len(set(prob.argmax(axis=1)[conf].tolist()))), "nn_rms": nn_rms(x, self.bank)}
+                "classes": int(len(set(prob.argmax(axis=1)[conf].tolist()))), "nn_rms": nn_rms(x, self.bank),
+                "ink": float((x > 0).mean())}
 
 
 def nn_rms(x: np.ndarray, bank: np.ndarray) -> float:

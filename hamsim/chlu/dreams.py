@@ -12,6 +12,15 @@ energy landscape over MNIST digits (pixels / 127.5 - 1, from the offline PyPI pa
   init; p ~ N(0, 0.1^2)) in four regimes: ghosts (gamma 0, T 0), annealed (gamma 0.3, T 0), thermal (gamma 0,
   T 1) and annealed thermal (gamma 0.3, T 1 -> 0.01 exponentially); shown as tanh(3 q).
 
+Options beyond upstream (defaults = upstream; docs/chlu.md says what they change): ``c`` the unit's speed of
+causality (upstream 1: one Lorentz factor for all 784 pixels caps the chains' speed at c, so a 30-step chain
+moves at most 1.5 pixel-units in norm), ``chain_init = "centroid"`` (new negative chains start where the dreams
+start, the data centroid + N(0, init_noise^2), instead of U(-1, 1)), ``contrast = "V"`` (contrast the potential,
+the marginal energy of q, instead of H(real, p = 0) against H(fake, p_fake), whose kinetic part the learned
+masses can lower without shaping any landscape), ``clip_dreams`` (clip the dreams to [-1, 1] as the training
+chains are) and ``score`` (:mod:`hamsim.chlu.dream_score`: classifier confidence, nearest-neighbour distance and
+ink per regime; needs MNIST).
+
 The noise convention defaults to upstream's (``noise = "upstream"``: sqrt(2 gamma T dt) xi) so that the temperatures
 mean what the paper's do; at gamma = 0 there is no noise in either convention, so "thermal" equals "ghosts"
 (upstream defect 5, kept visible rather than hidden; docs/chlu.md).  This trainer is outside RHEL (Langevin
@@ -60,6 +69,7 @@ class DreamConfig:
     c: float = 1.0
     clip_dreams: bool = False
     chain_init: str = "uniform"
+    contrast: str = "H"
     score: bool = False
     seed: int = 0
 
@@ -72,6 +82,8 @@ class DreamConfig:
         validation.real(self.friction, "friction", low=0.0, high=0.999)
         validation.real(self.temperature, "temperature", low=0.0)
         validation.real(self.init_noise, "init_noise", low=0.0)
+        if self.contrast not in ("H", "V"):
+            raise UnknownNameError("contrast", f"must be 'H' (upstream) or 'V', got {self.contrast!r}")
         if self.chain_init not in ("uniform", "centroid"):
             raise UnknownNameError("chain_init", f"must be 'uniform' or 'centroid', got {self.chain_init!r}")
         if self.noise not in ("hamsim", "upstream"):
@@ -141,8 +153,11 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
                                  generator=gen)
                 q = torch.clamp(q, -1, 1)
         bq[idx], bp[idx] = q, p
-        h_real = unit.H(real, torch.zeros_like(real))
-        h_fake = unit.H(q, p)
+        if cfg.contrast == "H":  # upstream: H(real, p = 0) against H(fake, p_fake)
+            h_real = unit.H(real, torch.zeros_like(real))
+            h_fake = unit.H(q, p)
+        else:  # the marginal energy of q (H is separable: exp(-H/T) integrates over p to exp(-V/T))
+            h_real, h_fake = unit.V(real), unit.V(q)
         loss = h_real.mean() - h_fake.mean() + 0.005 * ((h_real**2).mean() + (h_fake**2).mean())
         opt.zero_grad()
         loss.backward()

@@ -205,18 +205,20 @@ def dream_table(summary: dict[str, Any]) -> str:
     """Experiment C per regime: mean H, mean |q|, and, when scored, the digit scores (hamsim.chlu.dream_score)."""
     regimes = {k: v for k, v in summary["regimes"].items() if not k.startswith("_")}
     scored = all("confident" in v for v in regimes.values())
-    head = "| regime | mean H | mean abs q |" + (" confident (p >= 0.9) | classes | NN RMS distance |" if scored else "")
-    lines = [head, "|---" * (3 + (3 if scored else 0)) + "|"]
+    head = "| regime | mean H | mean abs q |" + (" confident (p >= 0.9) | classes | NN RMS distance | ink |"
+                                              if scored else "")
+    lines = [head, "|---" * (3 + (4 if scored else 0)) + "|"]
     for name, v in regimes.items():
         row = f"| {name} | {v['mean_H']:.4g} | {v['mean_abs_q']:.3f} |"
         if scored:
-            row += f" {100 * v['confident']:.0f} % | {v['classes']} | {v['nn_rms']:.3f} |"
+            row += f" {100 * v['confident']:.0f} % | {v['classes']} | {v['nn_rms']:.3f} | {v['ink']:.3f} |"
         lines.append(row)
     refs = summary["regimes"].get("_references")
     if refs:
         for name, v in refs.items():
             if isinstance(v, dict):
-                lines.append(f"| *{name}* | | | {100 * v['confident']:.0f} % | {v['classes']} | {v['nn_rms']:.3f} |")
+                lines.append(f"| *{name}* | | | {100 * v['confident']:.0f} % | {v['classes']} | {v['nn_rms']:.3f} | "
+                             f"{v['ink']:.3f} |")
         lines.append(f"\nClassifier (784-256-10 MLP on real training digits): test accuracy "
                      f"{100 * refs['classifier test accuracy']:.1f} %.")
     return "\n".join(lines) + "\n"
