@@ -53,7 +53,8 @@ def test_a_chlu_config_runs_under_hamsim_experiment_with_table_resume_and_verify
     assert prov["config_digest"] == load_chlu_experiment(cfg).digest
     assert set(prov["fingerprint"]) == {"chlu_rhel", "lstm"}
     run = json.loads((out / "run.json").read_text())
-    assert [float.fromhex(v) for v in prov["fingerprint"]["chlu_rhel"]["loss"]] == run["results"]["chlu_rhel"]["losses"][:2]
+    recorded = [float.fromhex(v) for v in prov["fingerprint"]["chlu_rhel"]["loss"]]
+    assert recorded == run["results"]["chlu_rhel"]["losses"][:2]
     capsys.readouterr()
     # resume: complete, not trained again
     assert main(["experiment", str(cfg), "--out", str(out), "--quiet"]) == 0

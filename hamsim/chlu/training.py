@@ -68,7 +68,8 @@ class SleepConfig:
             raise ValidationError("sleep", f"must be a table of sleep settings, got {d!r}")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise UnknownNameError("sleep", f"unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise UnknownNameError("sleep", f"unknown key(s) {sorted(unknown)}; "
+                                            f"known: {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
 
 

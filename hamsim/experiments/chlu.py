@@ -77,7 +77,8 @@ def chlu_kind(raw: Any) -> str | None:
 
 
 def is_chlu_config(path: str | Path) -> bool:
-    """Whether the TOML file at ``path`` is a CHLU config (False for an unreadable one: the grid's loader reports it)."""
+    """Whether the TOML file at ``path`` is a CHLU config (False for an unreadable one: the grid's loader says
+    what is wrong with it)."""
     try:
         return chlu_kind(load_toml(path)) is not None
     except Exception:  # noqa: BLE001 - the HSSM loader gives the error message
@@ -257,7 +258,8 @@ def write_table(exp: ChluExperiment, summary: dict[str, Any], out: Path, *, tabl
 
 def check(table: str | Path, config: str | Path | None, data: dict[str, Any]) -> Any:
     """``--verify`` for a CHLU table (a :class:`~hamsim.experiments.provenance.Verification`)."""
-    from hamsim.experiments.provenance import CROSS_PLATFORM_RTOL, Verification, _platform_difference, arithmetic_platform
+    from hamsim.experiments.provenance import (CROSS_PLATFORM_RTOL, Verification, _platform_difference,
+                                               arithmetic_platform)
 
     meta = data.get("meta", {})
     prov = meta.get("provenance")
