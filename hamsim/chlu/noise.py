@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from hamsim import validation
+from hamsim.chlu.training import SleepConfig
 from hamsim.errors import UnknownNameError, ValidationError
+from hamsim.hamiltonians.chlu import check_kinetic_mode
 from hamsim.hamiltonians.chlu import CHLU
 
 MODELS = ("chlu_rhel", "chlu_bptt", "lstm", "node")
@@ -51,8 +53,10 @@ class NoiseConfig:
     target_scale: float = 0.99
     seed: int = 0
     models: tuple[str, ...] = ("chlu_rhel", "lstm", "node")
+    sleep: SleepConfig | None = None  # the sleep phase of both CHLU trainers (hamsim.chlu.training); None: wake only
 
     def __post_init__(self) -> None:
+        check_kinetic_mode(self.kinetic_mode)
         for name in ("dt", "freq", "amp", "lr", "eps", "target_scale"):
             validation.positive_scalar(getattr(self, name), name)
         validation.real(self.governor_sensitivity, "governor_sensitivity", low=0.0, high=1.0)
@@ -76,6 +80,8 @@ class NoiseConfig:
         for k in ("models", "sigmas"):
             if k in d:
                 d[k] = tuple(d[k])
+        if "sleep" in d:
+            d["sleep"] = SleepConfig.from_mapping(d["sleep"])
         return cls(**d)
 
 
@@ -103,8 +109,10 @@ def governed_rollout(h: CHLU, q0: np.ndarray, p0: np.ndarray, steps: int, dt: fl
     return np.stack(out)
 
 
-def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None) -> dict[str, Any]:
-    """Train, evaluate at every sigma, write results.json, table.md and noise.png to ``out_dir``."""
+def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None,
+        probe: int | None = None) -> dict[str, Any]:
+    """Train, evaluate at every sigma, write results.json, table.md and noise.png to ``out_dir``.  ``probe = k``:
+    train only the first k epochs of every model and return ``{"losses": {model: [...]}}`` (nothing written)."""
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count
@@ -115,6 +123,11 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None)
     n_train = int(round(0.8 * cfg.n_waves))
     train, test = waves[:n_train], waves[n_train:]
     starts = window_starts(n_train, cfg.length, cfg.window, cfg.epochs, cfg.seed)
+    if probe is not None:
+        starts = starts[:probe]
+    probed: dict[str, list[float]] = {}
+    heads: dict[str, list[float]] = {}
+    sleep: dict[str, Any] = {"sleep": cfg.sleep}
     noise = np.random.default_rng(cfg.seed + 2).normal(size=(len(cfg.sigmas), test.shape[0], 2))
     steps = cfg.length - 1
     mse: dict[str, list[float]] = {}
@@ -130,11 +143,15 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None)
         if name in ("chlu_rhel", "chlu_bptt"):
             if name == "chlu_rhel":
                 h, losses = train_chlu_rhel(chlu_twin().to_hamiltonian(), train, starts, cfg.window, cfg.dt, cfg.lr,
-                                            cfg.eps)
+                                            cfg.eps, **sleep)
             else:
                 model = chlu_twin()
-                losses = train_chlu_bptt(model, train, starts, cfg.window, cfg.dt, cfg.lr)
+                losses = train_chlu_bptt(model, train, starts, cfg.window, cfg.dt, cfg.lr, **sleep)
                 h = model.to_hamiltonian()
+            heads[name] = losses[:2]
+            if probe is not None:
+                probed[name] = losses
+                continue
             mean_h = np.array([np.mean(h.energy(w[:, :1], w[:, 1:])) for w in train])
             target = cfg.target_scale * float(np.percentile(mean_h, 1))
             for label, s in ((name + "+governor", cfg.governor_sensitivity), (name, 0.0)):
@@ -153,6 +170,10 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None)
             model = (LSTMBaseline(2, cfg.baseline_hidden, seed=cfg.seed) if name == "lstm"
                      else NODEBaseline(2, cfg.baseline_hidden, cfg.dt, seed=cfg.seed))
             losses = train_baseline(model, train, starts, cfg.window, cfg.lr)
+            heads[name] = losses[:2]
+            if probe is not None:
+                probed[name] = losses
+                continue
             errs = []
             with torch.no_grad():
                 for k, sigma in enumerate(cfg.sigmas):
@@ -166,9 +187,11 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None)
                           "final_loss": float(np.mean(losses[-max(1, len(losses) // 10):]))}
         say(f"{name}: {time.perf_counter() - t0:.1f} s")
 
+    if probe is not None:
+        return {"losses": probed}
     tab = table(cfg, mse, info)
     summary = {"config": {**asdict(cfg), "models": list(cfg.models), "sigmas": list(cfg.sigmas)},
-               "mse": mse, "info": info, "table": tab}
+               "mse": mse, "info": info, "table": tab, "first_losses": heads}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

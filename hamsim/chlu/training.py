@@ -10,15 +10,107 @@ baselines' loss is the same on their full state.
 - :func:`train_chlu_rhel`: the same unit as a :class:`~hamsim.hamiltonians.CHLU` on the simulator, centred RHEL
   echoes (friction-free: exact as eps -> 0), Adam of :mod:`hamsim.protocols.optim`;
 - :func:`train_baseline`: autograd through an LSTM or RK4 neural-ODE rollout.
+
+**Sleep** (the paper's wake/sleep dynamics training; ``sleep=SleepConfig(...)`` in both CHLU trainers): after
+every ``every``-th wake step, ``batch`` states are drawn from a persistent replay buffer (``buffer`` states,
+initialised N(0, 1) in q and p as upstream), evolved ``steps`` Langevin-KDK steps of the *current* unit
+(friction ``friction`` per step, then ``p += sqrt((1 - (1 - friction)^2) M T) xi``: hamsim's exact discrete
+Ornstein-Uhlenbeck bath at kinetic temperature ``temperature``) and **written back**; then one extra Adam step on
+the sleep loss ``-weight * mean H(z)`` over the evolved states z (raise the energy of what the unit dreams).
+Deviations from upstream (shared note §1.4, §1.6): upstream never writes the buffer back (every sleep restarts
+from the same N(0, 1) draw), runs the chains at zero friction (so its temperature adds no noise: the chains are
+noiseless Hamiltonian flows) and differentiates through the 500-step unroll.  Here the chains are persistent and
+noisy, and the gradient is taken at the evolved states (the chain is a sampler, not differentiated; as in the
+generative trainer): at zero friction the unrolled gradient would be nearly that of ``-H(z_0)`` anyway, since
+the flow conserves H.  The chains run on the family's numpy forces (:func:`sleep_chains`), one seeded generator,
+so the BPTT and RHEL trainers see the same chains; the sleep gradient is autograd's (twin) or the family's
+``dH_dtheta`` (RHEL trainer): a gradient of H at given states needs no echo.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from hamsim import validation
+from hamsim.errors import UnknownNameError, ValidationError
 from hamsim.hamiltonians.chlu import CHLU
+
+
+@dataclass(frozen=True)
+class SleepConfig:
+    """The sleep phase (upstream's ``sleep_frequency``, ``batch_size``, ``sleep_steps``, ``buffer_capacity``,
+    ``sleep_temperature``; ``friction`` > 0 so that the temperature is a bath, upstream 0)."""
+
+    every: int = 5
+    batch: int = 64
+    steps: int = 500
+    buffer: int = 10000
+    friction: float = 0.1
+    temperature: float = 0.5
+    weight: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("every", "batch", "steps", "buffer"):
+            validation.positive_int(getattr(self, name), name)
+        validation.real(self.friction, "sleep friction", low=0.0, high=0.999)
+        validation.real(self.temperature, "sleep temperature", low=0.0)
+        validation.positive_scalar(self.weight, "sleep weight")
+        if self.batch > self.buffer:
+            raise ValidationError("sleep buffer", f"must hold one batch ({self.batch}), got {self.buffer}")
+
+    @classmethod
+    def from_mapping(cls, d: Any) -> "SleepConfig":
+        if not isinstance(d, dict):
+            raise ValidationError("sleep", f"must be a table of sleep settings, got {d!r}")
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UnknownNameError("sleep", f"unknown key(s) {sorted(unknown)}; "
+                                            f"known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+class SleepBuffer:
+    """The persistent replay buffer of the sleep phase and its seeded generator."""
+
+    def __init__(self, dim: int, cfg: SleepConfig) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed + 7)
+        self.q = self.rng.normal(size=(cfg.buffer, dim))
+        self.p = self.rng.normal(size=(cfg.buffer, dim))
+        self.sleeps = 0
+
+    def dream(self, h: CHLU, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Draw a batch, evolve it under ``h`` (:func:`sleep_chains`), write it back, return the evolved states."""
+        idx = self.rng.choice(self.cfg.buffer, size=self.cfg.batch, replace=False)
+        q, p = sleep_chains(h, self.q[idx], self.p[idx], self.cfg.steps, dt, self.cfg.friction,
+                            self.cfg.temperature, self.rng)
+        self.q[idx], self.p[idx] = q, p
+        self.sleeps += 1
+        return q, p
+
+
+def sleep_chains(h: CHLU, q: np.ndarray, p: np.ndarray, steps: int, dt: float, friction: float,
+                 temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` KDK steps of ``h`` from (q, p) (B, dim), each followed by ``p <- (1 - friction) p`` and the
+    exact OU noise ``sqrt((1 - (1 - friction)^2) M T) xi`` (none at zero friction or temperature)."""
+    sigma = np.sqrt((1.0 - (1.0 - friction) ** 2) * h.mass() * temperature)
+    noisy = bool(friction > 0.0 and temperature > 0.0)
+    for _ in range(steps):
+        ph = p - 0.5 * dt * h.grad_phi(q)
+        q = q + dt * h.grad_pi(ph)
+        p = (ph - 0.5 * dt * h.grad_phi(q)) * (1.0 - friction)
+        if noisy:
+            p = p + sigma * rng.normal(size=p.shape)
+    return q, p
+
+
+def sleep_due(epoch: int, sleep: SleepConfig | None) -> bool:
+    """Whether a sleep step follows wake step ``epoch`` (0-based): after every ``every``-th one."""
+    return sleep is not None and (epoch + 1) % sleep.every == 0
 
 
 def window_starts(n_traj: int, length: int, window: int, epochs: int, seed: int) -> np.ndarray:
@@ -28,29 +120,54 @@ def window_starts(n_traj: int, length: int, window: int, epochs: int, seed: int)
     return np.stack([rng.integers(0, n_traj, epochs), start], axis=1)
 
 
+def _zero_missing_grads(model: Any) -> None:
+    """A parameter the loss does not reach (b3 in the wake loss: a constant offset of V) gets a zero gradient
+    instead of none, so that torch's Adam advances its moments and step count for it as hamsim's Adam does (a
+    skipped parameter would take a full first-step update at the next sleep step)."""
+    import torch
+
+    for prm in model.parameters():
+        if prm.grad is None:
+            prm.grad = torch.zeros_like(prm)
+
+
 def train_chlu_bptt(model: Any, data: np.ndarray, starts: np.ndarray, window: int, dt: float,
-                    lr: float) -> list[float]:
-    """Train the twin in place on ``data`` (n_traj, length, 2 dim) ([q, v]); returns the losses."""
+                    lr: float, sleep: SleepConfig | None = None, sleep_log: list[float] | None = None) -> list[float]:
+    """Train the twin in place on ``data`` (n_traj, length, 2 dim) ([q, v]); returns the wake losses.  With
+    ``sleep``, a sleep step after every ``sleep.every``-th wake step (module docstring); ``sleep_log`` receives
+    the mean H of every sleep's evolved states."""
     import torch
 
     d = model.dim
     tdata = torch.as_tensor(data)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    buf = SleepBuffer(d, sleep) if sleep is not None else None
     losses = []
-    for j, s in starts:
+    for epoch, (j, s) in enumerate(starts):
         win = tdata[j, s: s + window + 1]
         q, _ = model.rollout(win[0:1, :d], win[0:1, d:], window, dt)
         loss = 0.5 * ((q[:, 0] - win[1:, :d]) ** 2).sum() / window
         opt.zero_grad()
         loss.backward()
+        _zero_missing_grads(model)
         opt.step()
         losses.append(float(loss.detach()))
+        if buf is not None and sleep_due(epoch, sleep):
+            zq, zp = buf.dream(model.to_hamiltonian(), dt)
+            h_sleep = model.H(torch.as_tensor(zq, dtype=tdata.dtype), torch.as_tensor(zp, dtype=tdata.dtype)).mean()
+            opt.zero_grad()
+            (-sleep.weight * h_sleep).backward()  # type: ignore[union-attr]
+            opt.step()
+            if sleep_log is not None:
+                sleep_log.append(float(h_sleep.detach()))
     return losses
 
 
 def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, dt: float, lr: float,
-                    eps: float) -> tuple[CHLU, list[float]]:
-    """Train a CHLU on the simulator by RHEL echoes; returns the trained unit and the losses."""
+                    eps: float, sleep: SleepConfig | None = None,
+                    sleep_log: list[float] | None = None) -> tuple[CHLU, list[float]]:
+    """Train a CHLU on the simulator by RHEL echoes; returns the trained unit and the wake losses.  ``sleep`` as
+    in :func:`train_chlu_bptt` (the sleep gradient is ``-weight * mean dH/dtheta`` at the evolved states)."""
     from hamsim.losses import ReadoutLoss
     from hamsim.protocols.optim import Optimizer
     from hamsim.protocols.rhel import rhel_gradient
@@ -62,13 +179,22 @@ def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, 
     opt = Optimizer("adam", lr=lr)
     u = np.zeros((window, 1, 0))
     weights = np.full(window, 1.0 / window)
+    buf = SleepBuffer(d, sleep) if sleep is not None else None
     losses = []
-    for j, s in starts:
+    for epoch, (j, s) in enumerate(starts):
         win = data[j, s: s + window + 1]
         loss = ReadoutLoss.step_mse(np.eye(d), win[1:, None, :d], weights=weights)
         g = rhel_gradient(sub, u, loss, eps=eps, state0=State(win[0:1, :d].copy(), win[0:1, d:].copy()))
         sub.set_params(opt.step(sub.get_params(), g.params))
         losses.append(float(g.loss))
+        if buf is not None and sleep_due(epoch, sleep):
+            unit = sub.hamiltonian
+            zq, zp = buf.dream(unit, dt)
+            n = zq.shape[0]
+            grads = {k: -sleep.weight * v / n for k, v in unit.dH_dtheta(zq, zp).items()}  # type: ignore[union-attr]
+            sub.set_params(opt.step(sub.get_params(), grads))
+            if sleep_log is not None:
+                sleep_log.append(float(np.mean(unit.energy(zq, zp))))
     return sub.hamiltonian, losses
 
 

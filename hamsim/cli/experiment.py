@@ -1,4 +1,6 @@
 """``hamsim experiment CONFIG``: train HSSMs with RHEL and BPTT over tasks, HRU types and seeds; results table.
+A CHLU config (one ``[lemniscate]``, ``[noise]`` or ``[dreams]`` table) runs its experiment instead
+(:mod:`hamsim.experiments.chlu`).
 
     hamsim experiment experiments/smoke.toml [--out DIR] [--table DIR] [--workers N] [--dry-run]
 
@@ -35,8 +37,15 @@ def experiment_command(
     from hamsim.errors import ValidationError
     from hamsim.experiments import load_experiment, plan, run_experiment
     from hamsim.experiments.runfile import RunFileError
+    from hamsim.experiments.chlu import is_chlu_config
     from hamsim.experiments.runner import check_tasks
 
+    if is_chlu_config(config):
+        if verify is not None:
+            _verify(config, verify)
+            return
+        _chlu(config, out, table, dry_run, quiet)
+        return
     cfg = load_experiment(config)
     if verify is not None:
         _verify(config, verify)
@@ -90,6 +99,26 @@ def experiment_command(
         for run_id, error in summary.failed.items():
             typer.secho(f"error: run {run_id} failed: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
+
+
+def _chlu(config: Path, out: Optional[Path], table: Optional[Path], dry_run: bool, quiet: bool) -> None:
+    """A CHLU experiment (experiment A, B or C of issue #13): one run, its figures and its results table."""
+    from hamsim.experiments.chlu import load_chlu_experiment, run_chlu_experiment, status
+
+    exp = load_chlu_experiment(config)
+    folder = out or Path("data") / "experiments" / exp.name
+    st = status(exp, folder)
+    if dry_run:
+        typer.echo(f"dry run: nothing is trained.  CHLU experiment {exp.kind!r} {exp.name!r} -> {folder}")
+        for k, v in vars(exp.config).items():
+            typer.echo(f"  {k} = {v!r}")
+        typer.echo(f"  status: {st} (config digest {exp.digest})")
+        return
+    res = run_chlu_experiment(exp, folder, table_dir=table, log=None if quiet else typer.echo)
+    typer.echo(res["table"])
+    typer.echo("already complete: table rewritten" if res["skipped"] else f"done in {res['elapsed_s']:.0f} s")
+    for f in res["files"]:
+        typer.echo(f"wrote {f}")
 
 
 def _verify(config: Path, table: Path) -> None:

@@ -182,6 +182,10 @@ def check(table: str | Path, config: str | Path | None = None) -> Verification:
     to the one the table names (relative to the repository)."""
     data = json.loads(Path(table).read_text())
     meta = data.get("meta", {})
+    if str(meta.get("kind", "")).startswith("chlu:"):  # a CHLU experiment's table (hamsim.experiments.chlu)
+        from hamsim.experiments.chlu import check as check_chlu
+
+        return check_chlu(table, config, data)
     prov = meta.get("provenance")
     if not prov:
         return Verification([f"{table}: no provenance (written before tables recorded one): regenerate it"])
