@@ -33,7 +33,10 @@ def experiment_command(
              "and CONFIG; exit 0 when every row reproduces (bit for bit on the platform that made the table, "
              "to round-off on another), 3 when one does not.")] = None,
 ) -> None:
-    """Train every (task, HRU, algorithm, seed) of CONFIG not yet complete, then write the results table."""
+    """Train every (task, HRU, algorithm, seed) of CONFIG not yet complete, then write the results table.
+
+    A CHLU config (one [lemniscate], [noise] or [dreams] table, e.g. experiments/chlu_lemniscate.toml) runs
+    that experiment of docs/chlu.md instead: its models, figures and results table."""
     from hamsim.errors import ValidationError
     from hamsim.experiments import load_experiment, plan, run_experiment
     from hamsim.experiments.runfile import RunFileError
