@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hamsim.errors import HamsimError
 
 
@@ -33,3 +35,20 @@ class LinkError(DriverError):
 
 class DeviceError(DriverError):
     """The instrument rejected the command (error reply or error-queue entry)."""
+
+
+def read_error_queue(query: Callable[[str], str], instrument: str) -> list[tuple[int, str]]:
+    """Drain an SCPI error queue: ``SYST:ERR?`` until ``0,"No error"`` (SCPI-1999 SYSTem:ERRor), at most 64
+    entries; [(code, message)].  A reply that is not ``<code>,<message>`` is a :class:`LinkError`."""
+    out: list[tuple[int, str]] = []
+    for _ in range(64):
+        reply = query("SYST:ERR?")
+        code_s, _, msg = reply.partition(",")
+        try:
+            code = int(code_s)
+        except ValueError:
+            raise LinkError(instrument, "SYST:ERR?", f"malformed error entry {reply!r}") from None
+        if code == 0:
+            break
+        out.append((code, msg.strip().strip('"')))
+    return out

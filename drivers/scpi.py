@@ -12,7 +12,7 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-from hamsim.drivers.errors import DeviceError, DriverError, LinkError
+from hamsim.drivers.errors import DeviceError, DriverError, LinkError, read_error_queue
 from hamsim.drivers.settings import Setting
 from hamsim.drivers.transport import MessageTransport
 
@@ -125,18 +125,7 @@ class ScpiInstrument:
 
     def errors(self) -> list[tuple[int, str]]:
         """Drain the error queue (SYST:ERR? until 0)."""
-        out = []
-        for _ in range(64):
-            reply = self.query("SYST:ERR?")
-            code_s, _, msg = reply.partition(",")
-            try:
-                code = int(code_s)
-            except ValueError:
-                raise LinkError(self.name, "SYST:ERR?", f"malformed error entry {reply!r}") from None
-            if code == 0:
-                break
-            out.append((code, msg.strip().strip('"')))
-        return out
+        return read_error_queue(self.query, self.name)
 
     def raise_errors(self, command: str) -> None:
         errs = self.errors()

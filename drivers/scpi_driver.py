@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from hamsim.drivers.errors import DeviceError, DriverError, LimitError, LinkError
+from hamsim.drivers.errors import DeviceError, DriverError, LimitError, LinkError, read_error_queue
 from hamsim.drivers.instrument import Identity, Limits
 from hamsim.drivers.parameters import Parameter, ramp_plan
 from hamsim.drivers.transport import ScpiLink
@@ -186,18 +186,7 @@ class ScpiDriver:
 
     def errors(self) -> list[tuple[int, str]]:
         """Drain the error queue: ``SYST:ERR?`` until ``+0,"No error"`` (SCPI-1999 SYSTem:ERRor)."""
-        out: list[tuple[int, str]] = []
-        for _ in range(64):
-            reply = self.query("SYST:ERR?")
-            code_s, _, msg = reply.partition(",")
-            try:
-                code = int(code_s)
-            except ValueError:
-                raise LinkError(self.name, "SYST:ERR?", f"malformed error entry {reply!r}") from None
-            if code == 0:
-                break
-            out.append((code, msg.strip().strip('"')))
-        return out
+        return read_error_queue(self.query, self.name)
 
     def done(self, command: str) -> None:
         """End of one operation: drain the error queue and raise :class:`DeviceError` on an entry."""

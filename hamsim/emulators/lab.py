@@ -37,7 +37,7 @@ import numpy as np
 from hamsim.emulators.bench import BenchConfig, Circuit
 from hamsim.emulators.bench import ScpiError as CircuitError
 from hamsim.emulators.instruments import MODELS, Keysight33500B, KeysightInfiniiVision
-from hamsim.emulators.process import listen_tcp
+from hamsim.emulators.process import ControlledProcess, listen_tcp
 from hamsim.emulators.scpi import ScpiDevice, split_messages
 from hamsim.errors import ValidationError
 from hamsim.hamiltonians import Hamiltonian
@@ -439,52 +439,28 @@ def lab_station(layout: LabLayout, resources: dict[str, str], *, name: str = "em
 
 
 # ---------------------------------------------------------------------------------------------- process
-class LabProcess:
+class LabProcess(ControlledProcess):
     """Handle of a running emulated lab: ``resources`` (instrument -> VISA address), ``station`` (the station
     dict), fault injection (:meth:`kill`, :meth:`fail`), :meth:`status`, :meth:`stop` (a context manager)."""
 
+    what = "emulated lab"
+
     def __init__(self, process: Any, control: Any, ready: dict[str, Any], timeout: float) -> None:
-        self.process, self.control, self.timeout = process, control, timeout
+        super().__init__(process, control, timeout)
         self.resources: dict[str, str] = ready["resources"]
         self.station: dict[str, Any] = ready["station"]
 
     def _ask(self, cmd: str, arg: Any = None) -> Any:
-        from hamsim.errors import HamsimError
-
-        self.control.send((cmd, arg))
-        if not self.control.poll(self.timeout):
-            raise HamsimError(f"the emulated lab did not answer the control request {cmd!r}")
-        status, value = self.control.recv()
+        status, value = self._request(cmd, arg)
         if status != "ok":
             raise ValidationError("lab", str(value))
         return value
-
-    def status(self) -> dict[str, Any]:
-        return dict(self._ask("status"))
 
     def kill(self, name: str) -> None:
         self._ask("kill", name)
 
     def fail(self, name: str, count: int = 1000) -> None:
         self._ask("fail", (name, count))
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            try:
-                self.control.send(("stop", None))
-            except (OSError, BrokenPipeError):
-                pass
-            self.process.join(self.timeout)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(self.timeout)
-        self.control.close()
-
-    def __enter__(self) -> LabProcess:  # noqa: PYI034
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _lab_main(conn: Any, system: str, config: dict[str, Any], ports: dict[str, int]) -> None:

@@ -19,29 +19,27 @@ from hamsim import validation
 from hamsim.errors import HamsimError, ValidationError
 
 
-class EmulatorProcess:
-    """Handle of a running virtual device: ``address`` is where it listens (a pty path, a socket URL or
-    ``host:awg,dig,dc``), ``spec`` the substrate spec that opens it (``hamsim train --substrate <spec>``,
-    :func:`hamsim.substrates.open_substrate`), e.g. ``board:/dev/pts/3``."""
+class ControlledProcess:
+    """A child process with a control pipe: requests (``_request``), a stop that asks, then terminates, and
+    a context manager.  ``what`` names it in errors."""
 
-    def __init__(self, process: Any, control: Any, address: str, timeout: float, kind: str = "board") -> None:
-        self.process, self.control, self.address, self.timeout = process, control, address, timeout
-        self.kind = kind
-        self.spec = address if address.startswith(f"{kind}:") else f"{kind}:{address}"
+    what = "virtual device"
 
-    def _ask(self, cmd: str, arg: Any = None) -> Any:
+    def __init__(self, process: Any, control: Any, timeout: float) -> None:
+        self.process, self.control, self.timeout = process, control, timeout
+
+    def _request(self, cmd: str, arg: Any = None) -> tuple[str, Any]:
         self.control.send((cmd, arg))
         if not self.control.poll(self.timeout):
-            raise HamsimError(f"virtual device did not answer the control request {cmd!r}")
-        _status, value = self.control.recv()
-        return value
-
-    def faults(self, **switches: Any) -> None:
-        """Set fault switches (see :class:`Faults`)."""
-        self._ask("faults", switches)
+            raise HamsimError(f"the {self.what} did not answer the control request {cmd!r}")
+        status, value = self.control.recv()
+        return status, value
 
     def status(self) -> dict[str, Any]:
         return dict(self._ask("status"))
+
+    def _ask(self, cmd: str, arg: Any = None) -> Any:
+        return self._request(cmd, arg)[1]
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -55,11 +53,26 @@ class EmulatorProcess:
                 self.process.join(self.timeout)
         self.control.close()
 
-    def __enter__(self) -> EmulatorProcess:  # noqa: PYI034
+    def __enter__(self) -> ControlledProcess:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class EmulatorProcess(ControlledProcess):
+    """Handle of a running virtual device: ``address`` is where it listens (a pty path, a socket URL or
+    ``host:awg,dig,dc``), ``spec`` the substrate spec that opens it (``hamsim train --substrate <spec>``,
+    :func:`hamsim.substrates.open_substrate`), e.g. ``board:/dev/pts/3``."""
+
+    def __init__(self, process: Any, control: Any, address: str, timeout: float, kind: str = "board") -> None:
+        super().__init__(process, control, timeout)
+        self.address, self.kind = address, kind
+        self.spec = address if address.startswith(f"{kind}:") else f"{kind}:{address}"
+
+    def faults(self, **switches: Any) -> None:
+        """Set fault switches (see :class:`Faults`)."""
+        self._ask("faults", switches)
 
 
 def open_pty() -> tuple[int, int, str]:
