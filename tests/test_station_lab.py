@@ -347,7 +347,9 @@ def test_ctrl_c_ends_safe_and_resumable(station_file: Path, lab, tmp_path: Path)
     s = load_session(out)
     done = len(s.resume_point().steps)
     assert s.substrate_spec == f"station:{station_file}" and done >= 1
-    assert main(["train", "--resume", str(out), "--epochs", str(len(s.epochs["epoch"]) + 1), "--quiet"]) in (0, 3)
+    # + 2: an interrupt can land after an epoch's last step but before its record, which the resume then completes
+    # without a step of its own
+    assert main(["train", "--resume", str(out), "--epochs", str(len(s.epochs["epoch"]) + 2), "--quiet"]) in (0, 3)
     assert len(load_session(out).resume_point().steps) > done  # it continued on the station
     _assert_safe(_query_outputs(lab.resources, lab.station), {k: v["model"] for k, v in lab.station["instruments"].items()})
 
@@ -380,7 +382,8 @@ def test_an_instrument_killed_mid_session_leaves_a_resumable_file_and_a_safe_lab
     with start_lab() as lab2:
         p2 = tmp_path / "lab2.toml"
         p2.write_text(dump_toml(lab2.station))
-        assert main(["train", "--resume", str(out), "--station", str(p2), "--epochs", str(len(s.epochs["epoch"]) + 1),
+        # + 2: the kill can land between an epoch's last step and its record (see the Ctrl-C test)
+        assert main(["train", "--resume", str(out), "--station", str(p2), "--epochs", str(len(s.epochs["epoch"]) + 2),
                      "--quiet"]) in (0, 3)
     assert len(load_session(out).resume_point().steps) > done
 
