@@ -285,3 +285,31 @@ def test_sweep_workers_die_with_their_parent(tmp_path: Path, how: signal.Signals
     while time.time() - t0 < grace and any(alive(w) for w in workers):
         time.sleep(0.05)
     assert not any(alive(w) for w in workers), "workers outlived their parent"
+
+
+def test_help_texts_keep_their_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    """A help text that says "a [system] table" or "hamsim[dask]" shows it: no word in brackets is eaten as a
+    style tag (rich markup did that to three options and the experiment command)."""
+    import click
+    import typer
+
+    from hamsim.cli.app import app
+
+    bracketed = re.compile(r"\[[^\[\]\s]+\]")
+    seen = 0
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        nonlocal seen
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        wanted = [m for t in texts for m in bracketed.findall(t)]
+        if wanted:
+            assert main([*path, "--help"]) == EXIT_OK
+            shown = " ".join(capsys.readouterr().out.split())
+            for word in wanted:
+                assert word in shown, f"hamsim {' '.join(path)} --help lost {word!r}"
+                seen += 1
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    assert seen >= 4  # [system], [simulation], hamsim[dask], [lemniscate] ...

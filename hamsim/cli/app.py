@@ -40,6 +40,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[system] table" must not be read as a style tag
     context_settings={"auto_envvar_prefix": "HAMSIM"},
 )
 

@@ -26,7 +26,7 @@ def sweep_command(
     out: Annotated[Optional[Path], typer.Option(help="Result file (default: CONFIG with .h5).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: one per core).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(
-        help="Run on the Dask cluster at this scheduler address instead (needs hamsim\\[dask]).")] = None,
+        help="Run on the Dask cluster at this scheduler address instead (needs hamsim[dask]).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate gradient fidelity over the sweep's grid (or random sample) and write one HDF5 file."""
