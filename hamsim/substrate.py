@@ -146,6 +146,16 @@ class EchoRequest:
     nudge_sequence_pi: np.ndarray | None = None
 
 
+def refuse_momentum_nudges(request: EchoRequest, name: str) -> None:
+    """Raise a ValidationError if ``request`` carries the position part of a momentum-loss nudge: for a substrate
+    without ``Capabilities.momentum_loss``, which would otherwise ignore it."""
+    if request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None:
+        from hamsim.errors import ValidationError
+
+        raise ValidationError("initial_nudge_pi", f"{name} takes no loss on momenta (its echoes nudge the momenta "
+                                                  "only; Capabilities.momentum_loss is False)")
+
+
 @dataclass(frozen=True)
 class EchoResult:
     """Observables of the echoes of one request."""

@@ -105,7 +105,15 @@ def test_substrates_and_nudges_without_momentum_support_refuse_it() -> None:
     for at in ("echo", "midpoint"):
         with pytest.raises(ValidationError, match="nudge_at='forward'"):
             rhel_gradient(sim, u, loss, eps=1e-4, state0=s0, nudge_at=at)
+    from hamsim.protocols.pat import pat_gradient
+
+    with pytest.raises(ValidationError, match="positions only"):
+        pat_gradient(sim, sim, u, loss, state0=s0)
     fr = sim.forward(u, s0, loss=loss, nudge_sequence=True)
+    with pytest.raises(ValidationError, match="no loss on momenta"):  # the device's echoes would drop it
+        dev.echo(EchoRequest(fr.final, u, (1e-3, -1e-3), (1.0, -1.0), fr.nudge_sequence[-1], "forward", None,
+                             fr.nudge_sequence, initial_nudge_pi=fr.nudge_sequence_pi[-1],
+                             nudge_sequence_pi=fr.nudge_sequence_pi))
     with pytest.raises(ValidationError, match="at='forward'"):
         sim.echo(EchoRequest(fr.final, u, (1e-3, -1e-3), (1.0, -1.0), fr.nudge_sequence[-1], "echo", loss,
                              initial_nudge_pi=fr.nudge_sequence_pi[-1]))

@@ -32,6 +32,7 @@ from hamsim.substrate import (
     ForwardResult,
     State,
     SubstrateInfo,
+    refuse_momentum_nudges,
 )
 
 #: an ideal simulator has no heat bath: no thermal kicks between steps
@@ -42,7 +43,7 @@ _NO_KICKS = np.zeros((0, 0, 0))
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
 
 
-def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
+def nudge_arrays(request: EchoRequest, K: int, B: int, n: int, *, momenta: bool = False
                  ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validated kernel arguments for the nudges of ``request``: (mode, C, c0, y, w, G_seq, G0).
 
@@ -52,6 +53,8 @@ def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
     which the general kernel applies as the forward-state nudge with a position part."""
     loss = request.loss
     momentum = request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None
+    if momentum and not momenta:  # a caller whose echoes do not apply the position part
+        refuse_momentum_nudges(request, "this substrate")
     if momentum and request.at not in ("forward", "none"):
         raise ValidationError("at", "a loss on momenta is nudged at the recorded forward states (at='forward'): "
                                     f"the loss at the echo's own state (at={request.at!r}) is not even in the momenta")
@@ -264,7 +267,7 @@ class SimulatedSubstrate:
         n = self._h.n
         t, a, c, dtv, decay = self._common()
         S = len(request.nudges)
-        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n)
+        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n, momenta=True)
         g = zero_gradients(t)
         dhdu = np.zeros((Kn, S * B, d)) if request.input_gradients else np.zeros((0, S * B, d))
         rec = request.record_every
