@@ -447,6 +447,8 @@ def test_trainer_session_with_a_momentum_loss_is_recorded_and_replayed_exactly(t
         batches.append(Batch(np.zeros((window, 1, 0)), loss, State(win[0:1, :d].copy(), win[0:1, d:].copy())))
     task = Task("chlu_momentum", batches, [], batches[0].loss.C, np.zeros(2 * d), description="loss on q and p")
     sub = SimulatedSubstrate(h, CHLU_DT, integrator="kdk")
+    with pytest.raises(ValidationError, match="nudge_at='forward'"):  # refused before any step
+        Trainer(SimulatedSubstrate(h, CHLU_DT, integrator="kdk"), task, TrainConfig(gradient="rhel"))
     cfg = TrainConfig(epochs=1, lr=1e-3, eps=1e-5, gradient="rhel", nudge_at="forward", record_every=1)
     trainer = Trainer(sub, task, cfg)
     path = tmp_path / "momentum.h5"
