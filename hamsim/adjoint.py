@@ -11,7 +11,8 @@ Adjoint of one sub-step (lambda = dL/d(state after), returns dL/d(state before))
                                            for the quadratic T = pi M pi / 2)
     kick   pi'  = pi - c h dV/dphi(phi)  ->  lambda_phi -= c h Hess V(phi) lambda_pi
     decay  pi'  = gamma pi               ->  lambda_pi  *= gamma
-with the parameter contributions of each (see ``accumulate_mixed``).
+with the parameter contributions of each (see ``accumulate_mixed``).  A per-step loss on momenta
+(``ReadoutLoss.Cp``) adds dl_j/dpi_j to lambda_pi where dl_j/dphi_j enters lambda_phi.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
     ops: list[list[tuple[str, float, np.ndarray]]] = []
     drives: list[np.ndarray] = []
     positions = [phi.copy()]
+    momenta = [pi.copy()]  # kept for a loss on momenta (ReadoutLoss.Cp)
     for k in range(Kn):
         dl, dn = np.zeros((B, n)), np.zeros((B, n))
         K.drive(t.input_t, u[k], dl)
@@ -79,20 +81,30 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
             pi = pi * decay
         ops.append(step_ops)
         positions.append(phi.copy())
+        momenta.append(pi.copy())
 
     # loss and readout gradients on the stored positions
     total = 0.0
     gC, gc0 = np.zeros_like(loss.C), np.zeros_like(loss.c0)
     step_grads = [np.zeros((B, n))]
+    momentum = loss.reads_momenta
+    step_grads_pi = [np.zeros((B, n))]  # dl_j/dpi_j, a loss on momenta only
+    gCp = np.zeros_like(loss.Cp) if momentum else None
     for j in range(1, Kn + 1):
-        val, gphi = loss.step_terms(positions[j], j)
+        if momentum:
+            val, gphi, gpi = loss.state_step_terms(positions[j], momenta[j], j)
+            step_grads_pi.append(gpi)
+        else:
+            val, gphi = loss.step_terms(positions[j], j)
         total += val
         step_grads.append(gphi)
         if loss.targets is not None:
             w = 1.0 if loss.weights is None else float(loss.weights[j - 1])
-            r = w * (loss.predictions(positions[j]) - loss.targets[j - 1])
+            r = w * (loss.predictions(positions[j], momenta[j] if momentum else None) - loss.targets[j - 1])
             gC += r.T @ positions[j]
             gc0 += r.sum(axis=0)
+            if momentum:
+                gCp += r.T @ momenta[j]
     fval, fphi, fC, fc0 = loss.final_terms(positions[-1])
     total += fval
     gC += fC
@@ -100,7 +112,7 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
 
     # backward sweep
     lam_phi = step_grads[Kn] + fphi
-    lam_pi = np.zeros((B, n))
+    lam_pi = step_grads_pi[Kn].copy() if momentum else np.zeros((B, n))
     g = zero_gradients(t)
     gu = np.zeros((Kn, B, d))
     hv = np.empty((B, n))
@@ -127,5 +139,7 @@ def bptt(h: Hamiltonian, u: np.ndarray, dt: float, loss: ReadoutLoss, state0: St
                 lam_phi = lam_phi - coef * dtv * hv
         if k >= 1:
             lam_phi = lam_phi + step_grads[k]
+            if momentum:
+                lam_pi = lam_pi + step_grads_pi[k]
     return ExactGradient(loss=total, params=h.param_gradients(g, dt), readout_C=gC, readout_c0=gc0,
-                         inputs=gu, initial_phi=lam_phi, initial_pi=lam_pi)
+                         inputs=gu, initial_phi=lam_phi, initial_pi=lam_pi, readout_Cp=gCp)

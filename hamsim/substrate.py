@@ -66,6 +66,10 @@ class Capabilities:
     #: ``rhel_gradient`` refuses unless asked to go on.  None: a device that cannot know; the echo-return
     #: diagnostic of every gradient measures it.
     time_reversible: bool | None = None
+    #: the backend takes a loss that reads the momenta (``ReadoutLoss.Cp``): its forward phase evaluates it and
+    #: its echoes apply the forward-state nudge with the position part phi += nudge * dL/dpi (``EchoRequest``'s
+    #: ``initial_nudge_pi``, ``nudge_sequence_pi``).  False: such a loss is refused.
+    momentum_loss: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class ForwardResult:
     trajectory: State | None = None  # recorded (R, B, n) arrays when asked
     raw: RawTrace | None = None  # raw ADC counts of the recorded positions, where a device returns them
     kernel: str = ""  # the kernel-plan row that ran it (hamsim.substrates.plan); "" for a device
+    nudge_sequence_pi: np.ndarray | None = None  # (K, B, n): dL/dpi_j, when the loss reads momenta (and asked)
+    readout_grad_Cp: np.ndarray | None = None  # dL_step/dCp, when the loss reads momenta
 
 
 NudgeAt = Literal["echo", "forward", "midpoint", "none"]
@@ -133,6 +139,21 @@ class EchoRequest:
     nudge_sequence: np.ndarray | None = None
     input_gradients: bool = False
     record_every: int = 0
+    #: a loss on momenta (``Capabilities.momentum_loss``; at="forward" or "none"): dL/dpi at the final forward
+    #: state (B, n) and per forward index (K, B, n), injected as the *position* nudge phi += nudges[s] * dL/dpi
+    #: (Sigma_x, the forward-state nudge of docs/chlu.md); None: the loss reads positions only
+    initial_nudge_pi: np.ndarray | None = None
+    nudge_sequence_pi: np.ndarray | None = None
+
+
+def refuse_momentum_nudges(request: EchoRequest, name: str) -> None:
+    """Raise a ValidationError if ``request`` carries the position part of a momentum-loss nudge: for a substrate
+    without ``Capabilities.momentum_loss``, which would otherwise ignore it."""
+    if request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None:
+        from hamsim.errors import ValidationError
+
+        raise ValidationError("initial_nudge_pi", f"{name} takes no loss on momenta (its echoes nudge the momenta "
+                                                  "only; Capabilities.momentum_loss is False)")
 
 
 @dataclass(frozen=True)
@@ -184,3 +205,4 @@ class ExactGradient:
     inputs: np.ndarray  # (K, B, d)
     initial_phi: np.ndarray  # dL/dphi_0 (B, n)
     initial_pi: np.ndarray  # dL/dpi_0 (B, n)
+    readout_Cp: np.ndarray | None = None  # dL/dCp, when the loss reads momenta

@@ -34,6 +34,9 @@ def pat_gradient(device: Substrate, twin: ExactGradientSubstrate, u: np.ndarray,
     """dL/dtheta with the forward pass on ``device`` and the backward pass through ``twin``."""
     if loss.final == "xent":
         raise ValidationError("loss", "physics-aware training here handles mean-squared readout losses")
+    if loss.reads_momenta:  # its target shift reads positions only
+        raise ValidationError("readout_Cp", "physics-aware training here handles losses on positions only (the loss "
+                                            "reads momenta)")
     u = np.asarray(u, float)
     K, B = u.shape[0], u.shape[1]
     n = device.info.n

@@ -8,6 +8,9 @@ backwards and the loss gradient injected as a momentum nudge of strength +eps / 
 
 where acc is sum over echo steps of dt * dH/dtheta at the echo's sub-step states.  Sign convention
 (docs/sign-conventions.md): nudge pi += eps dL/dphi after each echo step; minus sign in the estimator.
+A loss on momenta (``ReadoutLoss.Cp``, on a substrate with ``Capabilities.momentum_loss``) is taken with the
+forward-state nudge only (``nudge_at="forward"``), which then also nudges the positions, phi += eps dL/dpi
+(Sigma_x; docs/chlu.md).
 The same differences give the input gradients dL/du_j and, from the echoes' end points, the adjoint
 read-out Delta_Phi = Sigma_x (Phi_e(+eps) - Phi_e(-eps)) / (2 eps) -> dL/d(initial state).
 
@@ -64,6 +67,8 @@ class EchoGradient:
     echo: EchoResult | None = None  # the echoes' result (trajectories when recorded, the kernel that ran them)
     echo_return: float = float("nan")  # |echoes' end - flipped start| / max |state| (see the module docstring)
     echo_return_flagged: bool = False  # echo_return above the bound: do not trust this estimate blindly
+    initial_nudge_pi: np.ndarray | None = None  # dL/dpi_K (a loss on momenta): the position nudge at the start
+    readout_Cp: np.ndarray | None = None  # dL/dCp (a loss on momenta)
 
 
 def rhel_gradient(
@@ -111,7 +116,12 @@ def rhel_gradient(
         raise ValidationError("nudge_at", f"{info.name} cannot run paired echoes (needed for the midpoint nudge)")
     if nudge_at == "echo" and not info.capabilities.online_nudge:
         raise ValidationError("nudge_at", f"{info.name} cannot evaluate the loss during an echo; use 'forward'")
-    loss.check(K, B, info.n)  # raises on mismatched lengths, momentum readouts, bad targets
+    # raises on mismatched lengths, bad targets, and momentum readouts where the substrate takes none
+    loss.check(K, B, info.n, momenta=info.capabilities.momentum_loss)
+    if loss.reads_momenta and nudge_at != "forward":
+        raise ValidationError("nudge_at", "a loss on momenta needs the forward-state nudge (nudge_at='forward'): "
+                                          f"the loss at the echo's own state (nudge_at={nudge_at!r}) is not even in "
+                                          "the momenta, so the echo cannot evaluate it")
     check_reversible(info, irreversible)
 
     fwd = substrate.forward(u, state0, loss=loss, nudge_sequence=nudge_at == "forward", record_every=record_every)
@@ -120,7 +130,11 @@ def rhel_gradient(
                               f"(too large a time step for the stiffest unit, or inputs or parameters too large?)")
     phi_K = fwd.final.phi
     f_val, f_phi, f_C, f_c0 = loss.final_terms(phi_K)
-    _, step_phi_K = loss.step_terms(phi_K, K)
+    G0_pi = None
+    if loss.reads_momenta:  # the forward-state nudge with a position part: phi += eps dL/dpi (Sigma_x)
+        _, step_phi_K, G0_pi = loss.state_step_terms(phi_K, fwd.final.pi, K)
+    else:
+        _, step_phi_K = loss.step_terms(phi_K, K)
     G0 = f_phi + step_phi_K
 
     if estimator == "centered":
@@ -129,7 +143,8 @@ def rhel_gradient(
         nudges, weights, scale = (eps, 0.0), (1.0, -1.0), -1.0 / eps
     echo = substrate.echo(EchoRequest(
         start=fwd.final, u=u, nudges=nudges, weights=weights, initial_nudge=G0, at=nudge_at, loss=loss,
-        nudge_sequence=fwd.nudge_sequence, input_gradients=input_gradients, record_every=record_every))
+        nudge_sequence=fwd.nudge_sequence, input_gradients=input_gradients, record_every=record_every,
+        initial_nudge_pi=G0_pi, nudge_sequence_pi=fwd.nudge_sequence_pi if G0_pi is not None else None))
 
     plus, other = echo.finals
     den = 2.0 * eps if estimator == "centered" else eps
@@ -162,6 +177,8 @@ def rhel_gradient(
         echo=echo,
         echo_return=ret,
         echo_return_flagged=flagged,
+        initial_nudge_pi=G0_pi,
+        readout_Cp=fwd.readout_grad_Cp,
     )
 
 

@@ -193,6 +193,16 @@ class Trainer:
         self.model = model
         if not task.train:
             raise ValidationError("task", f"{task.name}: the training split is empty")
+        if any(b.loss.reads_momenta for b in (*task.train, *task.val)):  # refused now, not at the first step
+            if config.gradient in ("rhel", "heb", "pat") and not substrate.info.capabilities.momentum_loss:
+                raise ValidationError("task", f"{task.name}: the loss reads momenta (readout Cp), which "
+                                              f"{substrate.info.name} does not take")
+            if config.gradient in ("heb", "pat"):
+                raise ValidationError("gradient", f"{config.gradient!r} takes losses on positions only; the loss "
+                                                  "reads momenta (readout Cp)")
+            if config.gradient == "rhel" and config.nudge_at != "forward":
+                raise ValidationError("nudge_at", "a loss on momenta needs the forward-state nudge "
+                                                  f"(nudge_at='forward'), got {config.nudge_at!r}")
         self.substrate, self.task, self.config = substrate, task, config
         self.on_step, self.on_epoch = list(on_step), list(on_epoch)
         self.optimizer = Optimizer(config.optimizer, config.lr, config.momentum)

@@ -222,6 +222,8 @@ class NaiveForward:
     nudge_sequence: np.ndarray  # dL/dphi_j (K, B, n), j = 1..K
     traj_phi: np.ndarray  # (K+1, B, n), row 0 = start
     traj_pi: np.ndarray
+    nudge_sequence_pi: np.ndarray | None = None  # dL/dpi_j (K, B, n): a loss on momenta (readout Cp) only
+    grad_Cp: np.ndarray | None = None  # dL/dCp (r, n): a loss on momenta only
 
 
 def _decay(h: hamsim.Hamiltonian, dt: float, damping: object) -> np.ndarray:
@@ -313,30 +315,40 @@ def _substeps(tw: Twin, dt: float, scheme: hamsim.Splitting, phi: np.ndarray, pi
 def naive_forward(h: hamsim.Hamiltonian, dt: float, scheme: hamsim.Splitting, phi0: np.ndarray, pi0: np.ndarray,
                   u: np.ndarray, loss: object = None, damping: object = None) -> NaiveForward:
     """The forward phase: step j maps Phi_j -> Phi_{j+1} with u[j], then pi *= exp(-r dt); the per-step
-    loss scores phi_1..phi_K with targets y[j-1] (summed over the batch)."""
+    loss scores phi_1..phi_K with targets y[j-1] (summed over the batch).  A loss on momenta (``loss.Cp``)
+    scores C phi_j + Cp pi_j + c0 and also returns dL/dpi_j and dL/dCp."""
     tw = Twin(h)
     u = np.asarray(u, float)
     K, B = u.shape[0], phi0.shape[0]
     n = h.n
     C, c0, y, w = _step_loss(loss, K, B)
+    Cp = None if loss is None or getattr(loss, "Cp", None) is None else np.asarray(loss.Cp, float)
     decay = _decay(h, dt, damping)
     phi, pi = np.array(phi0, float), np.array(pi0, float)
     tphi, tpi = [phi.copy()], [pi.copy()]
     value, gC, gc0 = 0.0, np.zeros_like(C), np.zeros_like(c0)
+    gCp = None if Cp is None else np.zeros_like(Cp)
     G = np.zeros((K, B, n))
+    Gp = None if Cp is None else np.zeros((K, B, n))
     for k in range(K):
         for b in range(B):
             phi[b], pi[b] = _substeps(tw, dt, scheme, phi[b], pi[b], u[k, b])
             pi[b] = pi[b] * decay
             if C.shape[0] and w[k] != 0.0:
-                res = _residual(C, c0, phi[b], y[k, b], w[k])
-                value += float(np.sum((C @ phi[b] + c0 - y[k, b]) ** 2)) * w[k] / 2
+                if Cp is None:
+                    res = _residual(C, c0, phi[b], y[k, b], w[k])
+                    value += float(np.sum((C @ phi[b] + c0 - y[k, b]) ** 2)) * w[k] / 2
+                else:  # the readout of the whole state: C phi + Cp pi + c0
+                    res = w[k] * (C @ phi[b] + Cp @ pi[b] + c0 - y[k, b])
+                    value += float(np.sum((C @ phi[b] + Cp @ pi[b] + c0 - y[k, b]) ** 2)) * w[k] / 2
+                    gCp = gCp + np.outer(res, pi[b])
+                    Gp[k, b] = res @ Cp
                 gC = gC + np.outer(res, phi[b])
                 gc0 = gc0 + res
                 G[k, b] = res @ C
         tphi.append(phi.copy())
         tpi.append(pi.copy())
-    return NaiveForward(phi, pi, value, gC, gc0, G, np.array(tphi), np.array(tpi))
+    return NaiveForward(phi, pi, value, gC, gc0, G, np.array(tphi), np.array(tpi), Gp, gCp)
 
 
 @dataclass
@@ -366,13 +378,18 @@ class NaiveEchoes:
 def naive_echo_run(h: hamsim.Hamiltonian, dt: float, scheme: hamsim.Splitting, start: object, u: np.ndarray,
                    nudges: tuple[float, ...], initial_nudge: np.ndarray, at: str, loss: object = None,
                    nudge_sequence: np.ndarray | None = None, damping: object = None,
-                   input_gradients: bool = False) -> NaiveEchoes:
+                   input_gradients: bool = False, initial_nudge_pi: np.ndarray | None = None,
+                   nudge_sequence_pi: np.ndarray | None = None, position_sign: float = 1.0) -> NaiveEchoes:
     """S echoes from the flip of ``start`` (a State or a (phi, pi) pair), one row at a time.
 
     Echo s starts at (phi_K, -pi_K + nudges[s] * initial_nudge); echo step k uses u[K-1-k], then
     pi *= exp(-r dt), then (j = K-1-k >= 1) pi += nudges[s] * dL/dphi_j with dL/dphi_j taken from
     ``nudge_sequence[j-1]`` ("forward"), the loss at the echo's own positions ("echo"), at the mean
-    positions of the echoes ("midpoint"), or not at all ("none")."""
+    positions of the echoes ("midpoint"), or not at all ("none").
+
+    A loss on momenta (the forward-state nudge's position part, Sigma_x; docs/chlu.md): echo s starts at
+    phi_K + nudges[s] * initial_nudge_pi, and with "forward" each nudge also adds phi += nudges[s] *
+    nudge_sequence_pi[j-1].  ``position_sign`` -1 flips that position part (the wrong sign, for tests)."""
     tw = Twin(h)
     phi_f, pi_f = (start.phi, start.pi) if hasattr(start, "phi") else start
     phi_f, pi_f = np.asarray(phi_f, float), np.asarray(pi_f, float)
@@ -388,6 +405,8 @@ def naive_echo_run(h: hamsim.Hamiltonian, dt: float, scheme: hamsim.Splitting, s
     acc = [{k: np.zeros_like(np.asarray(zero[k], float)) for k in names} for _ in range(S)]
     du = [np.zeros((K, B, d)) for _ in range(S)] if input_gradients else None
     phi = np.array([phi_f for _ in range(S)])  # (S, B, n)
+    if initial_nudge_pi is not None:
+        phi = np.array([phi_f + position_sign * nu * np.asarray(initial_nudge_pi, float) for nu in nudges])
     pi = np.array([-pi_f + nu * np.asarray(initial_nudge, float) for nu in nudges])
     tphi, tpi = [phi.copy()], [pi.copy()]
     for k in range(K):
@@ -403,6 +422,9 @@ def naive_echo_run(h: hamsim.Hamiltonian, dt: float, scheme: hamsim.Splitting, s
                 for s in range(S):
                     if at == "forward":
                         force = np.asarray(nudge_sequence, float)[j - 1, b]
+                        if nudge_sequence_pi is not None:
+                            phi[s, b] = phi[s, b] + position_sign * nudges[s] * np.asarray(
+                                nudge_sequence_pi, float)[j - 1, b]
                     else:
                         x = phi[:, b].mean(axis=0) if at == "midpoint" else phi[s, b]
                         force = _residual(C, c0, x, y[j - 1, b], w[j - 1]) @ C if C.shape[0] else 0.0
@@ -416,11 +438,12 @@ def naive_echo_run(h: hamsim.Hamiltonian, dt: float, scheme: hamsim.Splitting, s
 def naive_echoes(h: hamsim.Hamiltonian, dt: float, scheme: hamsim.Splitting, start: object, u: np.ndarray,
                  nudges: tuple[float, ...], weights: tuple[float, ...], initial_nudge: np.ndarray, at: str,
                  loss: object = None, nudge_sequence: np.ndarray | None = None, damping: object = None,
-                 input_gradients: bool = False
+                 input_gradients: bool = False, initial_nudge_pi: np.ndarray | None = None,
+                 nudge_sequence_pi: np.ndarray | None = None
                  ) -> tuple[dict[str, np.ndarray], np.ndarray | None, list[tuple[np.ndarray, np.ndarray]]]:
     """(sum_s weights[s] * dH/dtheta along echo s per named parameter, sum_s weights[s] * dH/du (K, B, d)
     or None, final (phi, pi) of every echo): what ``SimulatedSubstrate.echo`` returns."""
     run = naive_echo_run(h, dt, scheme, start, u, nudges, initial_nudge, at, loss, nudge_sequence, damping,
-                         input_gradients)
+                         input_gradients, initial_nudge_pi, nudge_sequence_pi)
     g, du = run.weighted(weights)
     return g, du, run.finals

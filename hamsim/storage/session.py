@@ -8,11 +8,13 @@ A reader (live, or after ``kill -9``) trusts the first ``len(/steps/committed)``
     /                   hamsim_file="session", schema_version, status, started, stopped, versions, host
     /config             attrs: train config, task, substrate snapshot, sign convention (JSON / text)
     /system             the system at the start (family, structure, initial parameters with units)
-    /task/{train,val}/<i>  the batches: u (K, B, d), targets (K, B, r), weights (K,), final targets
+    /task/{train,val}/<i>  the batches: u (K, B, d), targets (K, B, r), weights (K,), final targets, readout_Cp
+                        (r, n) where the loss reads momenta
     /steps              NXdata over dimension scales step, record, row, echo_row, unit, echo:
                         loss, grad_norm, epoch, batch, wall_time, eps, optimizer_t,
                         forward_phi/pi (step, record, row, unit), echo_phi/pi (step, record, echo_row, unit),
-                        initial_nudge (step, row, unit), nudges/weights (step, echo), committed (step)
+                        initial_nudge (step, row, unit), nudges/weights (step, echo), committed (step);
+                        initial_nudge_pi, nudge_sequence_pi where the loss reads momenta
     /steps/params_before|params_after|gradient|optimizer_m|optimizer_v/<name>  (step, *shape)
     /epochs             epoch, train_loss, val_loss, committed
     /calibration        optional: the calibrated twin the substrate computed through (hamsim.storage.twin)
@@ -100,6 +102,8 @@ def _write_batches(group: h5py.Group, batches: Sequence[Batch], units: dict[str,
                              else loss.weights)
         if loss.final_targets is not None:
             g.create_dataset("final_targets", data=loss.final_targets)
+        if loss.Cp is not None:  # a loss on momenta (absent: positions only, as in every older file)
+            g.create_dataset("readout_Cp", data=loss.Cp).attrs["units"] = f"1/({units.get('pi', '1')})"
         if b.state0 is not None:
             g.create_dataset("state0_phi", data=b.state0.phi).attrs["units"] = units.get("phi", "1")
             g.create_dataset("state0_pi", data=b.state0.pi).attrs["units"] = units.get("pi", "1")
@@ -114,7 +118,8 @@ def _read_batches(group: h5py.Group, C: np.ndarray, c0: np.ndarray) -> list[Batc
         final = str(g.attrs["final"])
         loss = ReadoutLoss(C, c0, g["targets"][()] if "targets" in g else None,
                            g["weights"][()] if "weights" in g else None, final,  # type: ignore[arg-type]
-                           g["final_targets"][()] if "final_targets" in g else None)
+                           g["final_targets"][()] if "final_targets" in g else None,
+                           g["readout_Cp"][()] if "readout_Cp" in g else None)
         s0 = State(g["state0_phi"][()], g["state0_pi"][()]) if "state0_phi" in g else None
         out.append(Batch(g["u"][()], loss, s0))
     return out
@@ -228,7 +233,8 @@ class SessionWriter:
         tk.create_dataset("readout_c0", data=task.readout_c0)
         _write_batches(tk.create_group("train"), task.train, info.units)
         _write_batches(tk.create_group("val"), task.val, info.units)
-        self._declare(f, substrate, config, K, B, d, info.n)
+        momentum = any(b.loss.reads_momenta for b in (*task.train, *task.val))
+        self._declare(f, substrate, config, K, B, d, info.n, momentum=momentum)
         if self._twin is not None:
             from hamsim.storage.twin import GROUP, write_twin
 
@@ -237,7 +243,7 @@ class SessionWriter:
 
     # -- layout
     def _declare(self, f: h5py.File, substrate: Substrate, config: TrainConfig, K: int, B: int, d: int,
-                 n: int) -> None:
+                 n: int, *, momentum: bool = False) -> None:
         info = substrate.info
         st = f.create_group("steps")
         st.attrs.update({"NX_class": "NXentry", "default": "loss_curve"})
@@ -307,6 +313,11 @@ class SessionWriter:
             ds.attrs["description"] = "1: echo_return exceeded its bound (the step's gradient is not trustworthy)"
             if config.nudge_at == "forward":
                 rows.declare(st, "nudge_sequence", (K, B, n), "f8", compress=True)
+            if momentum:  # a loss on momenta: the position part of the forward-state nudge, dL/dpi
+                rows.declare(st, "initial_nudge_pi", (B, n), "f8", units=f"1/({info.units.get('pi', '1')})",
+                             dims=("step", "row", "unit"))
+                if config.nudge_at == "forward":
+                    rows.declare(st, "nudge_sequence_pi", (K, B, n), "f8", compress=True)
         for phase in ("forward", "echo"):
             ds = rows.declare(st, f"kernel_{phase}", (), "i2", dims=("step",))
             ds.attrs["rows"] = _json(list(plan.CODES))
@@ -402,6 +413,11 @@ class SessionWriter:
                 a(st["echo_return_flagged"], int(est.echo_return_flagged))
             if "nudge_sequence" in st:
                 a(st["nudge_sequence"], est.forward.nudge_sequence if est.forward else 0.0)
+            if "initial_nudge_pi" in st:
+                a(st["initial_nudge_pi"], 0.0 if est.initial_nudge_pi is None else est.initial_nudge_pi)
+            if "nudge_sequence_pi" in st:
+                seq = est.forward.nudge_sequence_pi if est.forward else None
+                a(st["nudge_sequence_pi"], 0.0 if seq is None else seq)
         if "forward_phi" in st:
             if est is None or est.forward is None or est.echo is None or est.forward.trajectory is None:
                 raise SessionError("the session records trajectories but the step carries none")

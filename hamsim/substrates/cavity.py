@@ -20,7 +20,15 @@ from hamsim.errors import ValidationError
 from hamsim.hamiltonians.cavity_array import PORTS, CavityArray, to_complex
 from hamsim.losses import ReadoutLoss
 from hamsim.parameters import ParamSpec
-from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo
+from hamsim.substrate import (
+    Capabilities,
+    EchoRequest,
+    EchoResult,
+    ForwardResult,
+    State,
+    SubstrateInfo,
+    refuse_momentum_nudges,
+)
 from hamsim.substrates._kernels.cavity import cavity_steps
 
 
@@ -132,6 +140,7 @@ class CavityArraySubstrate:
 
     def echo(self, request: EchoRequest) -> EchoResult:
         K = self._check(request.u, request.start, "start")
+        refuse_momentum_nudges(request, self.info.name)
         if request.at != "none":
             raise ValidationError("at", "the cavity array runs un-nudged echoes only (at='none', with an initial kick)")
         if request.input_gradients:

@@ -31,7 +31,15 @@ from hamsim.substrates._kernels import fused_echo as F
 from hamsim.substrates._kernels import hru_bank as KB
 from hamsim.integrators.splitting import get_integrator
 from hamsim.losses import ReadoutLoss
-from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo
+from hamsim.substrate import (
+    Capabilities,
+    EchoRequest,
+    EchoResult,
+    ForwardResult,
+    State,
+    SubstrateInfo,
+    refuse_momentum_nudges,
+)
 
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -184,6 +192,7 @@ class HRUBankSubstrate:
                              kernel=plan.bank_forward_plan(device=self._device).name)
 
     def echo(self, request: EchoRequest) -> EchoResult:
+        refuse_momentum_nudges(request, self.info.name)
         if request.at not in ("forward", "none"):
             raise ValidationError("at", f"{self._name} nudges at the recorded forward state ('forward') or not at "
                                         f"all ('none'), not at {request.at!r}: it cannot evaluate a loss online")

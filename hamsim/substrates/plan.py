@@ -74,7 +74,7 @@ ROWS: dict[str, Row] = _rows(
         "forward.lockstep: states bit for bit, loss and readout gradients to round-off", "fast (row in cache)"),
     Row("forward.lockstep", "forward", _K + "phases.forward_with_loss",
         "everything else (coupling, several kicks, several input columns, non-quadratic kinetic energy, an MLP potential, "
-        "thermal kicks of a non-ideal device)", "the reference", "general"),
+        "thermal kicks of a non-ideal device, a loss that reads the momenta)", "the reference", "general"),
     Row("forward.fixed_point", "forward", "hamsim.substrates.nonideal (Python loop over run_fixed_point)",
         "non-ideal device with integer-register arithmetic (fixed_point_bits > 0)",
         "the virtual board's registers bit for bit", "slow (one kernel call per step)"),
@@ -92,7 +92,8 @@ ROWS: dict[str, Row] = _rows(
         "uncoupled, quadratic kinetic energy, one kick per step (nonlinear, several inputs, input gradients)",
         "echo.lockstep to round-off (moments, ADR 0007)", "fast", replay="trace.fused"),
     Row("echo.lockstep", "echo", _K + "phases.paired_echoes",
-        "everything else: coupling, several kicks (yoshida4, kdk), non-quadratic kinetic energy, an MLP potential; and every echo "
+        "everything else: coupling, several kicks (yoshida4, kdk), non-quadratic kinetic energy, an MLP potential; a loss "
+        "that reads the momenta (forward-state nudge with a position part); and every echo "
         "of a non-ideal device (thermal kicks, quantised nudges, every step recorded)",
         "the reference (term-by-term dH/dtheta)", "general", replay="trace.lockstep"),
     Row("echo.fixed_point", "echo", "hamsim.substrates.nonideal (Python loop over run_fixed_point)",
@@ -184,13 +185,14 @@ def simulate_plan(s: System, *, parallel: bool = False) -> Row:
 
 def forward_plan(s: System, *, readout_rows: int, damped: bool = False, record_every: int = 0,
                  nudge_sequence: bool = False, device: bool = False, fixed_point: bool = False,
-                 cuda: bool = False) -> Row:
+                 cuda: bool = False, momentum: bool = False) -> Row:
     """The forward-phase kernel (state, online per-step loss, readout gradients).  ``device``: a non-ideal
     device's forward phase (thermal kicks, every step recorded).  ``cuda``: the simulator on a GPU, whose row
-    is ``forward.rows.cuda`` where it applies (otherwise the CPU row, which a CUDA substrate refuses)."""
+    is ``forward.rows.cuda`` where it applies (otherwise the CPU row, which a CUDA substrate refuses).
+    ``momentum``: the loss reads the momenta (``ReadoutLoss.Cp``), which only the general row evaluates."""
     if fixed_point:
         return ROWS["forward.fixed_point"]
-    if device or not (s.rows_fusable and s.scalar_drives):
+    if device or momentum or not (s.rows_fusable and s.scalar_drives):
         return ROWS["forward.lockstep"]
     if cuda:
         return ROWS["forward.rows.cuda"]
@@ -201,14 +203,16 @@ def forward_plan(s: System, *, readout_rows: int, damped: bool = False, record_e
 
 def echo_plan(s: System, *, at: NudgeAt, echoes: int, contrast: bool, readout_rows: int,
               damped: bool = False, record_every: int = 0, input_gradients: bool = False,
-              device: bool = False, fixed_point: bool = False, cuda: bool = False) -> Row:
+              device: bool = False, fixed_point: bool = False, cuda: bool = False, momentum: bool = False) -> Row:
     """The echo kernel.  ``contrast``: two echoes with weights (w, -w); ``device``: a non-ideal device's
     echoes (thermal kicks, quantised nudges, every step recorded, dH/dtheta from the observed traces).
     ``cuda``: the simulator on a GPU, whose rows are ``echo.fused_linear.cuda`` / ``echo.fused.cuda`` where
-    they apply (scalar drives; otherwise the CPU row, which a CUDA substrate refuses)."""
+    they apply (scalar drives; otherwise the CPU row, which a CUDA substrate refuses).  ``momentum``: the
+    nudges have a position part (a loss on momenta, the forward-state nudge), which only the general row
+    applies."""
     if fixed_point:
         return ROWS["echo.fixed_point"]
-    if device or not s.rows_fusable:
+    if device or momentum or not s.rows_fusable:
         return ROWS["echo.lockstep"]
     linear = s.linear and s.scalar_drives and not input_gradients
     if cuda and s.scalar_drives:

@@ -32,6 +32,7 @@ from hamsim.substrate import (
     ForwardResult,
     State,
     SubstrateInfo,
+    refuse_momentum_nudges,
 )
 
 #: an ideal simulator has no heat bath: no thermal kicks between steps
@@ -42,13 +43,21 @@ _NO_KICKS = np.zeros((0, 0, 0))
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
 
 
-def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
+def nudge_arrays(request: EchoRequest, K: int, B: int, n: int, *, momenta: bool = False
                  ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validated kernel arguments for the nudges of ``request``: (mode, C, c0, y, w, G_seq, G0).
 
     G_seq is the forward-state sequence (K, B, n) for at="forward" and an empty (0, B, n) array
-    otherwise, so echoes without a stored sequence stay O(B n) in memory whatever K."""
+    otherwise, so echoes without a stored sequence stay O(B n) in memory whatever K.  A loss on momenta
+    (``initial_nudge_pi``, ``nudge_sequence_pi``) packs them as [dL/dphi | dL/dpi]: G0 (B, 2n), G_seq (K, B, 2n),
+    which the general kernel applies as the forward-state nudge with a position part."""
     loss = request.loss
+    momentum = request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None
+    if momentum and not momenta:  # a caller whose echoes do not apply the position part
+        refuse_momentum_nudges(request, "this substrate")
+    if momentum and request.at not in ("forward", "none"):
+        raise ValidationError("at", "a loss on momenta is nudged at the recorded forward states (at='forward'): "
+                                    f"the loss at the echo's own state (at={request.at!r}) is not even in the momenta")
     if request.at in ("echo", "midpoint"):
         if loss is None:
             raise ValidationError("loss", f"nudging at the {request.at} state needs the loss")
@@ -65,6 +74,16 @@ def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
     else:
         G = np.zeros((0, B, n))
     G0 = validation.array(request.initial_nudge, "initial_nudge", shape=(B, n))
+    if momentum:
+        G0p = (np.zeros((B, n)) if request.initial_nudge_pi is None else
+               validation.array(request.initial_nudge_pi, "initial_nudge_pi", shape=(B, n)))
+        G0 = np.ascontiguousarray(np.concatenate([G0, G0p], axis=1))
+        if request.at == "forward":
+            Gp = (np.zeros((K, B, n)) if request.nudge_sequence_pi is None else
+                  validation.array(request.nudge_sequence_pi, "nudge_sequence_pi", shape=(K, B, n)))
+            G = np.ascontiguousarray(np.concatenate([G, Gp], axis=2))
+        else:
+            G = np.zeros((0, B, 2 * n))
     return _MODES[request.at], C, c0, y, w, G, G0
 
 
@@ -112,7 +131,8 @@ class SimulatedSubstrate:
     def info(self) -> SubstrateInfo:
         return SubstrateInfo(
             name=self._name, n=self._h.n, input_dim=self._h.input_dim, dt=self._dt, specs=self._h.specs,
-            capabilities=Capabilities(exact_gradient=True, time_reversible=self._scheme.symmetric and not self._damped()),
+            capabilities=Capabilities(exact_gradient=True, time_reversible=self._scheme.symmetric and not self._damped(),
+                                      momentum_loss=self._cuda is None),
             units=dict(self._h.units), kernel_plan=plan.IDENT)
 
     def get_params(self) -> dict[str, np.ndarray]:
@@ -136,12 +156,13 @@ class SimulatedSubstrate:
         return plan.System.of(self._h.terms(np.float64), self._scheme)
 
     def forward_plan(self, *, readout_rows: int, record_every: int = 0, nudge_sequence: bool = False,
-                     damped: bool | None = None) -> plan.Row:
-        """The plan row a forward phase with these settings runs (``damped``: known to the caller, or derived)."""
+                     damped: bool | None = None, momentum: bool = False) -> plan.Row:
+        """The plan row a forward phase with these settings runs (``damped``: known to the caller, or derived;
+        ``momentum``: the loss reads the momenta)."""
         return plan.forward_plan(self._system(), readout_rows=readout_rows,
                                  damped=self._damped() if damped is None else damped,
                                  record_every=record_every, nudge_sequence=nudge_sequence,
-                                 cuda=self._cuda is not None)
+                                 cuda=self._cuda is not None, momentum=momentum)
 
     def echo_plan(self, request: EchoRequest, *, readout_rows: int | None = None,
                   damped: bool | None = None) -> plan.Row:
@@ -150,11 +171,12 @@ class SimulatedSubstrate:
             online = request.at in ("echo", "midpoint") and request.loss is not None
             readout_rows = request.loss.C.shape[0] if online else 0  # type: ignore[union-attr]
         w = request.weights
+        momentum = request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None
         return plan.echo_plan(self._system(), at=request.at, echoes=len(request.nudges),
                               contrast=len(w) == 2 and w[1] == -w[0], readout_rows=readout_rows,
                               damped=self._damped() if damped is None else damped,
                               record_every=request.record_every, input_gradients=request.input_gradients,
-                              cuda=self._cuda is not None)
+                              cuda=self._cuda is not None, momentum=momentum)
 
     def _cuda_row(self, row: plan.Row, phase: str, rows_summed: bool) -> None:
         """Refuse, with the CPU alternative named, what the CUDA rows do not cover."""
@@ -198,18 +220,22 @@ class SimulatedSubstrate:
         t, a, c, dtv, decay = self._common()
         phi = np.array(state0.phi, np.float64)
         pi = np.array(state0.pi, np.float64)
+        momentum = loss is not None and loss.reads_momenta
         if loss is None:
             C, c0, y, w = np.zeros((0, n)), np.zeros(0), np.zeros((Kn, B, 0)), np.zeros(Kn)
         else:
-            loss.check(Kn, B, n)
-            C, c0 = np.ascontiguousarray(loss.C, float), np.ascontiguousarray(loss.c0, float)
+            loss.check(Kn, B, n, momenta=self._cuda is None)
+            # a loss on momenta: the general kernel reads the whole state through [C | Cp] (r, 2n)
+            C = loss.full_readout() if momentum else np.ascontiguousarray(loss.C, float)
+            c0 = np.ascontiguousarray(loss.c0, float)
             y, w = loss.step_arrays(Kn, B)
-        G = np.zeros((Kn, B, n)) if nudge_sequence else np.zeros((0, B, n))
+        width = 2 * n if momentum else n
+        G = np.zeros((Kn, B, width)) if nudge_sequence else np.zeros((0, B, width))
         R = Kn // record_every + 1 if record_every > 0 else 0
         rec_phi, rec_pi = np.empty((R, B, n)), np.empty((R, B, n))
         gC, gc0 = np.zeros_like(C), np.zeros_like(c0)
         row = self.forward_plan(readout_rows=C.shape[0], record_every=record_every, nudge_sequence=nudge_sequence,
-                                damped=decay.size > 0)
+                                damped=decay.size > 0, momentum=momentum)
         self._cuda_row(row, "forward phase", C.shape[0] > 0)
         if row.name == "forward.rows.cuda":
             cf = F._coefficients(t, dtv, a, c)
@@ -223,6 +249,13 @@ class SimulatedSubstrate:
         else:
             value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, _NO_KICKS, C, c0, y, w, G, record_every,
                                         rec_phi, rec_pi, gC, gc0, zero_gradients(t))
+        if momentum:
+            return ForwardResult(
+                final=State(phi, pi), loss=float(value), readout_grad_C=np.ascontiguousarray(gC[:, :n]),
+                readout_grad_c0=gc0, nudge_sequence=np.ascontiguousarray(G[..., :n]) if nudge_sequence else None,
+                trajectory=State(rec_phi, rec_pi) if record_every > 0 else None, kernel=row.name,
+                nudge_sequence_pi=np.ascontiguousarray(G[..., n:]) if nudge_sequence else None,
+                readout_grad_Cp=np.ascontiguousarray(gC[:, n:]))
         return ForwardResult(
             final=State(phi, pi), loss=float(value), readout_grad_C=gC, readout_grad_c0=gc0,
             nudge_sequence=G if nudge_sequence else None,
@@ -234,7 +267,7 @@ class SimulatedSubstrate:
         n = self._h.n
         t, a, c, dtv, decay = self._common()
         S = len(request.nudges)
-        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n)
+        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n, momenta=True)
         g = zero_gradients(t)
         dhdu = np.zeros((Kn, S * B, d)) if request.input_gradients else np.zeros((0, S * B, d))
         rec = request.record_every
@@ -286,7 +319,7 @@ class SimulatedSubstrate:
     def exact_gradient(self, u: Any, state0: State, loss: ReadoutLoss) -> ExactGradient:
         """The true gradient of this (possibly damped) discrete system, by BPTT."""
         u = self._check(u, state0)
-        loss.check(u.shape[0], u.shape[1], self._h.n)
+        loss.check(u.shape[0], u.shape[1], self._h.n, momenta=True)
         return bptt(self._h, u, self._dt, loss, state0, self._scheme, self._damping)
 
     def with_damping(self, damping: float | np.ndarray | None) -> "SimulatedSubstrate":

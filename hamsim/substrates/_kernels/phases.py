@@ -72,13 +72,19 @@ def mean_rows(X, out):
 
 @kernel
 def start_echoes(phi_f, pi_f, nudges, G0, q, lo, hi, X, Pm):
-    """Echo s of sample b starts at (phi_f[b], -pi_f[b] + Q(nudges[s] G0[b])): rows s*B + b of X, Pm (S*B, n)."""
+    """Echo s of sample b starts at (phi_f[b], -pi_f[b] + Q(nudges[s] G0[b])): rows s*B + b of X, Pm (S*B, n).
+    G0 (B, 2n) = [dL/dphi | dL/dpi] (a loss on momenta): the positions start at phi_f[b] + Q(nudges[s] dL/dpi)."""
     B, n = phi_f.shape
     for s in range(nudges.shape[0]):
         for b in range(B):
             for i in range(n):
                 X[s * B + b, i] = phi_f[b, i]
                 Pm[s * B + b, i] = -pi_f[b, i] + quantize(nudges[s] * G0[b, i], q, lo, hi)
+    if G0.shape[1] == 2 * n and n > 0:  # a loss on momenta: G0 = [dL/dphi_K | dL/dpi_K], phi += nudge dL/dpi
+        for s in range(nudges.shape[0]):
+            for b in range(B):
+                for i in range(n):
+                    X[s * B + b, i] += quantize(nudges[s] * G0[b, n + i], q, lo, hi)
 
 
 @kernel
@@ -86,7 +92,9 @@ def nudge_sample(mode, X, Pm, b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, 
     """The echo nudge after the step that lands near forward index j (none for j = 0), for the S echoes of
     sample b (rows of X, Pm (S, n)): Pm[s] += Q(nudges[s] G) with G = G_seq[j-1, b] (mode 0, linearised),
     the readout-loss gradient at the echo's own positions (mode 1) or at the echoes' mean (mode 2); mode 3
-    adds none.  Q is the nudge DAC (:func:`quantize`; q = 0: exact).  The one spelling of the nudge rules
+    adds none.  In mode 0 a sequence (K, B, 2n) = [dL/dphi | dL/dpi] (a loss on momenta) also nudges the positions,
+    X[s] += Q(nudges[s] dL/dpi): the forward-state nudge's position part (Sigma_x; docs/chlu.md).  Q is the nudge
+    DAC (:func:`quantize`; q = 0: exact).  The one spelling of the nudge rules
     (science.md 2.7) for every lockstep and fused kernel."""
     if j < 1 or mode == 3:
         return
@@ -95,6 +103,10 @@ def nudge_sample(mode, X, Pm, b, j, nudges, G_seq, C, c0, y, w, q, lo, hi, res, 
         for s in range(S):
             for i in range(n):
                 Pm[s, i] += quantize(nudges[s] * G_seq[j - 1, b, i], q, lo, hi)
+        if G_seq.shape[2] == 2 * n and n > 0:  # a loss on momenta: the position part (Sigma_x), X += nudge dL/dpi
+            for s in range(S):
+                for i in range(n):
+                    X[s, i] += quantize(nudges[s] * G_seq[j - 1, b, n + i], q, lo, hi)
         return
     if w[j - 1] == 0.0:
         return
@@ -189,6 +201,20 @@ def readout_gradient(C, c0, phi_b, y_b, w, out_r):
 
 
 @kernel
+def readout_gradient_state(C, c0, phi_b, pi_b, y_b, w, out_r):
+    """out_r = w (C [phi | pi] + c0 - y) for one row, C (r, 2n) the readout of the whole state (a loss on
+    momenta); returns w/2 |C [phi | pi] + c0 - y|^2."""
+    r = C.shape[0]
+    n = phi_b.shape[0]
+    val = 0.0 * w
+    for a in range(r):
+        z = c0[a] - y_b[a] + dot(C[a, :n], phi_b) + dot(C[a, n:], pi_b)
+        val += 0.5 * w * z * z
+        out_r[a] = w * z
+    return val
+
+
+@kernel
 def readout_force(C, res, out):
     """out = C^T res: the loss gradient dL/dphi of one row from its readout residual."""
     r, n = C.shape
@@ -225,7 +251,8 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, kicks, C, c
     """Plan row ``forward.lockstep``: the forward phase in place, any system; ``decay``/``kicks`` are a
     device's losses and thermal kicks after every step (:func:`relax`; empty: ideal).  Returns the
     per-step loss; adds dL/dC, dL/dc0 into gC, gc0; if ``G_out`` has K rows, stores dL/dphi_j in
-    G_out[j-1] (the linearised-nudge sequence).
+    G_out[j-1] (the linearised-nudge sequence).  A readout C (r, 2n) reads the whole state [phi | pi] (a loss
+    on momenta): gC (r, 2n) and G_out (K, B, 2n) = [dL/dphi_j | dL/dpi_j] then.
     ``g_unused`` is a TermGradients that the shared step kernel needs for typing only."""
     K, B = u.shape[0], phi.shape[0]
     r = C.shape[0]
@@ -234,6 +261,8 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, kicks, C, c
     dummy = np.zeros((B, u.shape[2]), phi.dtype)
     res = np.zeros(r, phi.dtype)
     loss = 0.0
+    n = phi.shape[1]
+    full = C.shape[1] == 2 * n and n > 0  # C = [C | Cp] (r, 2n): a loss on momenta
     if rec_every > 0:
         rec_phi[0] = phi
         rec_pi[0] = pi
@@ -242,11 +271,19 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, kicks, C, c
         relax(pi, decay, kicks, k)
         if r > 0 and w[k] != 0.0:
             for b in range(B):
-                loss += readout_gradient(C, c0, phi[b], y[k, b], w[k], res)
-                for a in range(r):
-                    gc0[a] += res[a]
-                    for i in range(phi.shape[1]):
-                        gC[a, i] += res[a] * phi[b, i]
+                if full:
+                    loss += readout_gradient_state(C, c0, phi[b], pi[b], y[k, b], w[k], res)
+                    for a in range(r):
+                        gc0[a] += res[a]
+                        for i in range(n):
+                            gC[a, i] += res[a] * phi[b, i]
+                            gC[a, n + i] += res[a] * pi[b, i]
+                else:
+                    loss += readout_gradient(C, c0, phi[b], y[k, b], w[k], res)
+                    for a in range(r):
+                        gc0[a] += res[a]
+                        for i in range(phi.shape[1]):
+                            gC[a, i] += res[a] * phi[b, i]
                 if G_out.shape[0] > 0:
                     readout_force(C, res, G_out[k, b])
         if rec_every > 0 and (k + 1) % rec_every == 0:

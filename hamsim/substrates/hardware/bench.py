@@ -36,7 +36,16 @@ from hamsim.substrates.hardware.observables import accumulate_leapfrog, combine,
 from hamsim.substrates.hardware.wiring import bias_channels, to_channels
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
-from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, RawTrace, State, SubstrateInfo
+from hamsim.substrate import (
+    Capabilities,
+    EchoRequest,
+    EchoResult,
+    ForwardResult,
+    RawTrace,
+    State,
+    SubstrateInfo,
+    refuse_momentum_nudges,
+)
 
 BENCH_CAPABILITIES = Capabilities(flip_in_place=False, prepare_state=True, paired_echoes=False,
                                   online_nudge=False, exact_gradient=False)
@@ -204,6 +213,7 @@ class BenchSubstrate:
         return ForwardResult(final, value, gC, gc0, G if nudge_sequence else None, traj, raw_rec)
 
     def echo(self, request: EchoRequest) -> EchoResult:
+        refuse_momentum_nudges(request, self.info.name)
         if request.at not in ("forward", "none"):
             raise ValidationError("at", f"{self._name} loads its nudges in advance; nudging at the "
                                         f"{request.at!r} state needs online_nudge (use 'forward')")

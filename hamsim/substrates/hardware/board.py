@@ -21,7 +21,15 @@ from hamsim.substrates.hardware.calibration import Calibration
 from hamsim.substrates.hardware.observables import accumulate_leapfrog, combine, echo_nudges, readout_terms
 from hamsim.losses import ReadoutLoss
 from hamsim.simulate import check_inputs
-from hamsim.substrate import Capabilities, EchoRequest, EchoResult, ForwardResult, State, SubstrateInfo
+from hamsim.substrate import (
+    Capabilities,
+    EchoRequest,
+    EchoResult,
+    ForwardResult,
+    State,
+    SubstrateInfo,
+    refuse_momentum_nudges,
+)
 
 BOARD_CAPABILITIES = Capabilities(flip_in_place=True, prepare_state=True, paired_echoes=False,
                                   online_nudge=False, exact_gradient=False)
@@ -117,6 +125,7 @@ class BoardSubstrate:
         return ForwardResult(final, value, gC, gc0, G if nudge_sequence else None, traj)
 
     def echo(self, request: EchoRequest) -> EchoResult:
+        refuse_momentum_nudges(request, self.info.name)
         if request.at not in ("forward", "none"):
             raise ValidationError("at", f"{self._name} loads its nudges in advance; nudging at the "
                                         f"{request.at!r} state needs online_nudge (use 'forward')")
