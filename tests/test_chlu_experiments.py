@@ -238,3 +238,19 @@ def test_dream_options_change_the_training_and_bad_ones_are_refused(tmp_path: Pa
             DreamConfig(**base, **bad)
     with pytest.raises(ValidationError):
         DreamConfig(**base, c=0.0)
+
+
+def test_lemniscate_plot_of_baselines_only_has_no_empty_energy_panel(tmp_path: Path) -> None:
+    """A run of the baselines alone has no CHLU energy to show: one panel per model, no empty axes."""
+    import matplotlib.image as mpimg
+
+    from hamsim.chlu.data import lemniscate_states, steps_per_cycle
+    from hamsim.chlu.lemniscate import LemniscateConfig, plot
+
+    cfg = LemniscateConfig(test_cycles=2)
+    s = lemniscate_states(2 * steps_per_cycle(cfg.dt) + 1, cfg.dt)
+    plot({"lstm": s, "node": s}, {}, cfg, tmp_path / "b.png")
+    plot({"lstm": s, "node": s}, {"chlu": np.ones(10)}, cfg, tmp_path / "c.png")
+    w_b = mpimg.imread(tmp_path / "b.png").shape[1]
+    w_c = mpimg.imread(tmp_path / "c.png").shape[1]
+    assert w_b == round(3.4 * 2 * 110) and w_c == round(3.4 * 3 * 110)

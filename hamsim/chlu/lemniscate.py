@@ -237,7 +237,9 @@ def plot(rollouts: dict[str, np.ndarray], energies: dict[str, np.ndarray], cfg: 
     spc = steps_per_cycle(cfg.dt)
     ref = lemniscate_states(spc + 1, cfg.dt)
     names = list(rollouts)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.4 * (len(names) + 1), 3.4))
+    panels = len(names) + (1 if energies else 0)  # no energy panel for a run of baselines only
+    fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels, 3.4), squeeze=False)
+    axes = axes[0]
     for ax, name in zip(axes, names):
         s = rollouts[name]
         ax.plot(ref[:, 0], ref[:, 1], color="0.75", lw=4, label="lemniscate")
@@ -251,14 +253,15 @@ def plot(rollouts: dict[str, np.ndarray], energies: dict[str, np.ndarray], cfg: 
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6, loc="upper left")
-    ax = axes[-1]
-    for name, H in energies.items():
-        t = cfg.dt * np.arange(len(H))
-        ax.plot(t, (H - H[0]) / abs(H[0]), lw=0.6, label=name)
-    ax.set_title("CHLU energy (H - H0) / |H0|", fontsize=10)
-    ax.set_xlabel("time", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
+    if energies:
+        ax = axes[-1]
+        for name, H in energies.items():
+            t = cfg.dt * np.arange(len(H))
+            ax.plot(t, (H - H[0]) / abs(H[0]), lw=0.6, label=name)
+        ax.set_title("CHLU energy (H - H0) / |H0|", fontsize=10)
+        ax.set_xlabel("time", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
     fig.suptitle(f"Experiment A: {cfg.test_cycles} cycles free run after {cfg.train_cycles} cycles of training "
                  f"({cfg.epochs} epochs)", fontsize=10)
     fig.tight_layout()
