@@ -134,8 +134,10 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         probe: int | None = None) -> dict[str, Any]:
     """Train every model of ``cfg``, run them free; write results.json, table.md, rollouts.npz, rollout.png,
     ke.png and, per CHLU, its trained parameters (unit_<model>.npz) and potential landscape
-    (landscape_<model>.png) to ``out_dir``.  ``probe = k``: train only the first k epochs of every model
-    (exactly as the full run does) and return ``{"losses": {model: [...]}}``; nothing is run free or written."""
+    (landscape_<model>.png) to ``out_dir``, and chlu_rhel's training as a hamsim session
+    (``sessions/chlu_rhel.h5``, every ``session_every``-th step and the last; none with 0).  ``probe = k``: train
+    only the first k epochs of every model (exactly as the full run does) and return
+    ``{"losses": {model: [...]}}``; nothing is run free or written."""
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count

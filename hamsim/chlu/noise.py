@@ -115,7 +115,8 @@ def governed_rollout(h: CHLU, q0: np.ndarray, p0: np.ndarray, steps: int, dt: fl
 
 def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None,
         probe: int | None = None) -> dict[str, Any]:
-    """Train, evaluate at every sigma, write results.json, table.md and noise.png to ``out_dir``.  ``probe = k``:
+    """Train, evaluate at every sigma, write results.json, table.md, noise.png and chlu_rhel's training as a hamsim
+    session (``sessions/chlu_rhel.h5``, every ``session_every``-th step and the last) to ``out_dir``.  ``probe = k``:
     train only the first k epochs of every model and return ``{"losses": {model: [...]}}`` (nothing written)."""
     import torch
 
@@ -148,7 +149,8 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None,
         if name in ("chlu_rhel", "chlu_bptt"):
             if name == "chlu_rhel":
                 h, losses = train_chlu_rhel(chlu_twin().to_hamiltonian(), train, starts, cfg.window, cfg.dt, cfg.lr,
-                                            cfg.eps, **sleep, session=session_path(out_dir, name, cfg.session_every, probe),
+                                            cfg.eps, **sleep,
+                                            session=session_path(out_dir, name, cfg.session_every, probe),
                                             session_every=max(cfg.session_every, 1), command="hamsim.chlu.noise")
             else:
                 model = chlu_twin()

@@ -29,6 +29,8 @@ so the BPTT and RHEL trainers see the same chains; the sleep gradient is autogra
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,8 +238,11 @@ def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, 
     :func:`window_task`'s scheduled task: epoch e takes window ``starts[e]``, one step.  ``session``: record the
     training at that path as a hamsim session file (docs/session-file.md; every step's forward and echo
     trajectories, losses, gradients and updates), every ``session_every``-th step and the last
-    (:class:`~hamsim.storage.session.SessionWriter`'s ``step_every``); a file already there is replaced.  An
-    interrupted run (Ctrl-C) leaves it closed with status "aborted", a failed one with "failed"."""
+    (:class:`~hamsim.storage.session.SessionWriter`'s ``step_every``); a file already there is replaced.  While
+    it records, a first Ctrl-C (in the main thread) finishes the current step, closes the file with status
+    "interrupted" and raises KeyboardInterrupt (a signal landing inside an HDF5 write could leave the library's
+    lock taken and the file unclosable); a second one interrupts at once ("aborted"); a failure closes it with
+    "failed"."""
     from hamsim.protocols.training import TrainConfig, Trainer
     from hamsim.substrates.simulated import SimulatedSubstrate
 
@@ -256,16 +261,27 @@ def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, 
         trainer.on_epoch.append(writer.on_epoch)
     if sleep is not None:
         trainer.on_step.append(_Sleep(trainer, sleep, dt, sleep_log))
+    previous = None
+    if writer is not None and threading.current_thread() is threading.main_thread():
+        def first_interrupt(signum: int, frame: Any) -> None:
+            trainer.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+        previous = signal.signal(signal.SIGINT, first_interrupt)
     status = "failed"
     try:
         result = trainer.run()
-        status = "completed"
+        status = "interrupted" if result.interrupted else "completed"
     except KeyboardInterrupt:
         status = "aborted"
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if writer is not None:
             writer.close(status)
+    if result.interrupted:  # stopped by the first Ctrl-C: no half-trained results
+        raise KeyboardInterrupt
     return sub.hamiltonian, list(result.step_loss)
 
 

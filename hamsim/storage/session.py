@@ -173,7 +173,7 @@ class SessionWriter:
     ``step_every`` = k > 1 records only every k-th step and epoch (numbers 0, k, 2k, ...) and, at :meth:`close`,
     the last one if it was skipped (root attribute ``step_every``): each recorded step is complete (replay
     recomputes it), but such a session cannot be resumed.  For runs whose steps are much cheaper than a
-    recorded step (a few tens of ms, whatever its size)."""
+    recorded step (several ms: about 50 dataset appends and two flushes, two more for an epoch)."""
 
     def __init__(self, path: str | Path, *, substrate: Substrate, task: Task, config: TrainConfig,
                  system: Hamiltonian | None = None, command: str = "", substrate_spec: str = "sim",
@@ -628,8 +628,8 @@ class Session:
             raise SessionError(f"{self.path}: no completed step to resume from")
         every = int(self.attrs.get("step_every", 1))
         if every != 1:
-            raise SessionError(f"{self.path}: recorded every {every}th step only (step_every); such a session "
-                               f"cannot be resumed")
+            raise SessionError(f"{self.path}: only one step in {every} was recorded (step_every = {every}); such a "
+                               f"session cannot be resumed")
         last = self.n_steps - 1
         physical = {k: v[last] for k, v in self.params_after.items() if not k.startswith("readout")}
         readout = {"readout/C": self.task.readout_C, "readout/c0": self.task.readout_c0}
