@@ -39,7 +39,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class Task:
-    """A learning problem: training and validation batches sharing one initial readout."""
+    """A learning problem: training and validation batches sharing one initial readout.
+
+    ``schedule`` (optional): which training batches every epoch takes, in order — an integer array (epochs,
+    steps per epoch) of indices into ``train`` (repeats allowed; e.g. ``[[i_0], [i_1], ...]``: one given batch
+    per epoch).  Without it every epoch takes every batch once, in a permutation drawn from the trainer's seed.
+    A scheduled task fixes the number of epochs: the training config's ``epochs`` must equal its rows.
+    """
 
     name: str
     train: Sequence[Batch]
@@ -47,6 +53,28 @@ class Task:
     readout_C: np.ndarray
     readout_c0: np.ndarray
     description: str = ""
+    schedule: np.ndarray | None = None
+
+    def check_schedule(self, epochs: int | None = None) -> np.ndarray | None:
+        """The schedule as an int64 array (None without one); a ValidationError if it is not a non-empty 2-D
+        array of integer indices into ``train``, or (with ``epochs``) if its rows are not ``epochs``."""
+        if self.schedule is None:
+            return None
+        sched = np.asarray(self.schedule)
+        if sched.ndim != 2 or sched.size == 0:
+            raise ValidationError("schedule", f"{self.name}: must be a non-empty 2-D array (epochs, steps per "
+                                              f"epoch) of batch indices, got shape {sched.shape}")
+        if not np.issubdtype(sched.dtype, np.integer):
+            raise ValidationError("schedule", f"{self.name}: batch indices must be integers, got {sched.dtype}")
+        n = len(self.train)
+        bad = sched[(sched < 0) | (sched >= n)]
+        if bad.size:
+            raise ValidationError("schedule", f"{self.name}: batch index {int(bad[0])} outside the {n} training "
+                                              f"batches (0 .. {n - 1})")
+        if epochs is not None and sched.shape[0] != epochs:
+            raise ValidationError("epochs", f"{self.name}: the task's schedule has {sched.shape[0]} epochs, the "
+                                            f"training config asks for {epochs}")
+        return sched.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -203,6 +231,7 @@ class Trainer:
             if config.gradient == "rhel" and config.nudge_at != "forward":
                 raise ValidationError("nudge_at", "a loss on momenta needs the forward-state nudge "
                                                   f"(nudge_at='forward'), got {config.nudge_at!r}")
+        self.schedule = task.check_schedule(config.epochs)
         self.substrate, self.task, self.config = substrate, task, config
         self.on_step, self.on_epoch = list(on_step), list(on_epoch)
         self.optimizer = Optimizer(config.optimizer, config.lr, config.momentum)
@@ -283,9 +312,9 @@ class Trainer:
     def run(self, resume: ResumePoint | None = None) -> TrainResult:
         """Train for ``config.epochs`` epochs, or continue a run from ``resume`` (its last step).
 
-        Batch order comes from one generator seeded with ``config.seed`` (one permutation per epoch),
-        so a resumed run replays the permutations and skips the batches already done: it reproduces
-        the uninterrupted run exactly.
+        Batch order comes from one generator seeded with ``config.seed`` (one permutation per epoch), or
+        from the task's ``schedule`` when it has one; a resumed run replays the order and skips the batches
+        already done: it reproduces the uninterrupted run exactly.
         """
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -306,7 +335,7 @@ class Trainer:
             if er.val_loss is not None:
                 best, stale = (er.val_loss, 0) if er.val_loss < best else (best, stale + 1)
         for epoch in range(cfg.epochs):
-            order = rng.permutation(len(self.task.train))
+            order = rng.permutation(len(self.task.train)) if self.schedule is None else self.schedule[epoch]
             if epoch < start_epoch:
                 continue
             losses = done_in_epoch if epoch == start_epoch else []

@@ -11,12 +11,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from hamsim.chlu.data import lemniscate_states  # noqa: E402
 from hamsim.chlu.torch_unit import CHLUUnit  # noqa: E402
 from hamsim.chlu.training import (SleepBuffer, SleepConfig, sleep_chains, train_chlu_bptt,  # noqa: E402
                                   train_chlu_rhel, window_starts)
 from hamsim.cli.app import main  # noqa: E402
 from hamsim.errors import ValidationError  # noqa: E402
 from hamsim.experiments.chlu import is_chlu_config, load_chlu_experiment  # noqa: E402
+from hamsim.storage.session import load_session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +77,115 @@ def test_a_chlu_config_runs_under_hamsim_experiment_with_table_resume_and_verify
     assert main(["experiment", str(other), "--verify", str(table)]) == 3  # config digest differs
 
 
+def _tiny_rhel(path: Path, epochs: int = 6, extra: str = "") -> Path:
+    path.write_text(textwrap.dedent(f"""
+        [experiment]
+        name = "tiny_rhel"
+        [lemniscate]
+        hidden = 4
+        epochs = {epochs}
+        window = 8
+        test_cycles = 2
+        models = ["chlu_rhel"]
+    """) + extra)
+    return path
+
+
+def test_the_runners_rhel_training_is_an_ordinary_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """hamsim experiment records chlu_rhel's training in OUT/sessions/chlu_rhel.h5: one step per epoch, the
+    runner's windows in its order, its losses; hamsim inspect reads it; replay and an independent rhel_gradient at
+    the recorded parameters give the recorded gradient; the losses equal the run without a session; the
+    session_every option keeps every k-th step and the last, and does not change the config digest."""
+    from hamsim.protocols.rhel import rhel_gradient
+    from hamsim.replay import ReplayOptions, replay_step
+    from hamsim.substrates.simulated import SimulatedSubstrate
+
+    cfg = _tiny_rhel(tmp_path / "tiny.toml")
+    out = tmp_path / "out"
+    assert main(["experiment", str(cfg), "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    path = out / run["sessions"]["chlu_rhel"]
+    assert path == out / "sessions" / "chlu_rhel.h5"
+    losses = run["results"]["chlu_rhel"]["losses"]
+    s = load_session(path)
+    assert s.attrs["status"] == "completed" and s.attrs["step_every"] == 1 and s.system.family == "chlu"
+    assert s.n_steps == 6 and s.steps["loss"].tolist() == losses  # bit for bit
+    assert s.epochs["train_loss"].tolist() == losses
+    assert s.config.record_every == 1 and s.config.eps == 1e-5 and s.config.lr == 1e-3
+    # the schedule is the runner's: epoch e took window starts[e]
+    from hamsim.chlu.training import window_starts
+
+    starts = window_starts(1, 375, 8, 6, 0)
+    sched, curve = s.task.schedule[:, 0], lemniscate_states(375, 0.05)
+    for e in range(6):
+        np.testing.assert_array_equal(s.task.train[sched[e]].state0.phi[0], curve[starts[e, 1], :2])
+    np.testing.assert_array_equal(s.steps["batch"], sched)
+    # the final parameters are the trained unit's
+    unit = np.load(out / "unit_chlu_rhel.npz")
+    for k in unit.files:
+        np.testing.assert_array_equal(s.params_after[k][-1], unit[k])
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    assert "status completed" in capsys.readouterr().out
+    # replay recomputes step 3's gradient from the stored trajectories: equal to the recorded one
+    assert replay_step(s, 3, ReplayOptions(exact=False)).recompute_rel_error <= 1e-13
+    # and an independent echo pass at the recorded parameters gives it bit for bit
+    h = s.system.with_params(**{k: v[3] for k, v in s.params_before.items()})
+    batch = s.task.train[int(s.steps["batch"][3])]
+    g = rhel_gradient(SimulatedSubstrate(h, s.dt, integrator="kdk"), batch.u, batch.loss, eps=1e-5,
+                      state0=batch.state0)
+    assert g.loss == losses[3]
+    for k, v in g.params.items():
+        np.testing.assert_array_equal(s.gradient[k][3], v)
+    # without a session: the same numbers; with session_every = 2: steps 0, 2, 4 and the last, 5
+    for every, kept in ((0, None), (2, [0, 2, 4, 5])):
+        cfg2 = _tiny_rhel(tmp_path / f"tiny{every}.toml", extra=f"session_every = {every}\n")
+        assert load_chlu_experiment(cfg2).digest == load_chlu_experiment(cfg).digest
+        out2 = tmp_path / f"out{every}"
+        assert main(["experiment", str(cfg2), "--out", str(out2), "--quiet"]) == 0
+        run2 = json.loads((out2 / "run.json").read_text())
+        assert run2["results"]["chlu_rhel"]["losses"] == losses
+        if kept is None:
+            assert "sessions" not in run2 and not (out2 / "sessions").exists()
+        else:
+            s2 = load_session(out2 / "sessions" / "chlu_rhel.h5")
+            assert s2.steps["step"].tolist() == kept and s2.steps["loss"].tolist() == [losses[i] for i in kept]
+
+
+def test_an_interrupted_runner_leaves_a_readable_session(tmp_path: Path) -> None:
+    """Ctrl-C during the RHEL training (most of whose time is the writer's): the step in progress is finished,
+    the process stops, and the session is closed with status "interrupted" holding every step up to it (hamsim
+    inspect: exit 0).  Three interrupts at different moments."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = _tiny_rhel(tmp_path / "long.toml", epochs=200_000)
+    for attempt, wait_steps in enumerate((5, 9, 14)):
+        out = tmp_path / f"out{attempt}"
+        path = out / "sessions" / "chlu_rhel.h5"
+        proc = subprocess.Popen([sys.executable, "-m", "hamsim.chlu.lemniscate", str(cfg), str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300  # imports and the Numba cache load take minutes on a loaded machine
+        n = 0
+        while time.time() < deadline and proc.poll() is None and n < wait_steps:
+            if path.exists():
+                try:
+                    n = load_session(path).n_steps
+                except Exception:  # noqa: BLE001 - the file is being created
+                    pass
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before it was interrupted: {proc.communicate()}"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and "KeyboardInterrupt" in err
+        s = load_session(path)
+        assert s.attrs["status"] == "interrupted" and s.n_steps >= wait_steps
+        assert s.steps["step"].tolist() == list(range(s.n_steps)) and np.all(np.isfinite(s.steps["loss"]))
+        assert main(["inspect", str(path)]) == 0
+
+
 def test_bad_chlu_configs_are_refused_before_anything_runs(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     cases = {
@@ -84,10 +195,19 @@ def test_bad_chlu_configs_are_refused_before_anything_runs(tmp_path: Path,
         "mixed.toml": "[dreams]\n[model]\nhidden = 3\n",
         "bad_sleep.toml": "[lemniscate]\nsleep = { every = 0 }\n",
         "bad_mode.toml": "[lemniscate]\nkinetic_mode = \"warp\"\n",
+        "negative_session_every.toml": "[lemniscate]\nsession_every = -1\n",
+        "float_session_every.toml": "[lemniscate]\nsession_every = 1.5\n",
+        "bool_session_every.toml": "[noise]\nsession_every = true\n",
+        "text_session_every.toml": "[noise]\nsession_every = \"all\"\n",
     }
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
+        capsys.readouterr()
         assert main(["experiment", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err, (name, err)
+        if "session_every" in name:
+            assert "session_every: must be" in err, err
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValidationError, match="exactly one"):
         load_chlu_experiment(tmp_path / "two_tables.toml")
@@ -101,8 +221,6 @@ def test_shipped_chlu_configs_load() -> None:
 
 # ----------------------------------------------------------------------------------------- the sleep phase
 def _lemniscate_data(n: int = 120) -> np.ndarray:
-    from hamsim.chlu.data import lemniscate_states
-
     return lemniscate_states(n, 0.05)[None]
 
 
@@ -185,6 +303,17 @@ def test_shipped_smoke_configs_run_under_hamsim_experiment_and_verify(name: str,
                "chlu_noise_smoke": ["noise.png"], "chlu_dreams_smoke": ["dreams_annealed.png", "snapshots.png"]}[name]
     for f in figures:
         assert (out / f).stat().st_size > 5_000, f
+    if name != "chlu_dreams_smoke":  # the RHEL training is recorded as a hamsim session (every 10th step, the last)
+        session = load_session(out / "sessions" / "chlu_rhel.h5")
+        assert run["sessions"] == {"chlu_rhel": "sessions/chlu_rhel.h5"} and session.attrs["status"] == "completed"
+        epochs, every = load_chlu_experiment(cfg).config.epochs, load_chlu_experiment(cfg).config.session_every
+        kept = sorted(set(range(0, epochs, every)) | {epochs - 1})
+        assert session.attrs["step_every"] == every and session.steps["step"].tolist() == kept
+        if name == "chlu_lemniscate_smoke":
+            losses = run["results"]["chlu_rhel"]["losses"]
+            assert session.steps["loss"].tolist() == [losses[i] for i in kept]
+        else:
+            assert session.steps["loss"].tolist()[:1] == run["first_losses"]["chlu_rhel"][:1]
     if name == "chlu_lemniscate_smoke":
         assert np.isfinite(np.load(out / "rollouts.npz")["chlu_rhel"]).all()
         assert all(np.isfinite(r["extent_error"]) for r in run["results"].values())

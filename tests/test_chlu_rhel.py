@@ -130,7 +130,7 @@ def test_rhel_training_is_recorded_as_an_ordinary_session(tmp_path) -> None:
     h2, losses = record_session(path, h, data, window_starts(1, 200, 12, 3, 0), 12, DT, epochs=2,
                                 record_every=1)
     s = load_session(path)
-    assert s.n_steps == 6 and len(losses) == 6 and s.attrs["status"] == "complete"
+    assert s.n_steps == 6 and len(losses) == 6 and s.attrs["status"] == "completed"
     assert s.system.family == "chlu"
     for k, v in h2.params.items():
         np.testing.assert_array_equal(s.params_after[k][-1], v)

@@ -155,3 +155,90 @@ def test_train_cli_says_when_the_loss_rose(tmp_path: Path, capsys: pytest.Captur
     assert not r.loss_rose  # the last step is above the first, the epoch means fell
     assert TrainResult(step_loss=[1.0, 2.0], epochs=[EpochRecord(0, 1.5, None)]).loss_rose
     assert not TrainResult().loss_rose
+
+
+def _scheduled(setup, schedule):  # noqa: ANN001, ANN202
+    import dataclasses
+
+    return dataclasses.replace(setup.task, schedule=None if schedule is None else np.asarray(schedule))
+
+
+def test_a_task_schedule_gives_the_batches_of_every_epoch_and_resumes_exactly(tmp_path: Path) -> None:
+    """Task.schedule: epoch e trains exactly the batches schedule[e], in that order (repeats allowed); a session
+    records it (/task/schedule) and a resumed run continues it, reproducing the uninterrupted run bit for bit."""
+    from hamsim.storage.session import SessionWriter
+
+    setup = six_mass_toy(steps=20)
+    schedule = [[1, 0, 1], [0, 0, 0], [1, 1, 0]]
+    task = _scheduled(setup, schedule)
+    cfg = TrainConfig(epochs=3, lr=1e-2, trainable=setup.trainable)
+    seen: list[tuple[int, int]] = []
+    full = Trainer(SimulatedSubstrate(setup.student, setup.dt), task, cfg,
+                   on_step=[lambda r: seen.append((r.epoch, r.batch))]).run()
+    assert seen == [(e, b) for e, row in enumerate(schedule) for b in row]
+    assert [e.epoch for e in full.epochs] == [0, 1, 2]
+    # another schedule gives another run (the schedule is used, not the seeded permutation)
+    other = Trainer(SimulatedSubstrate(setup.student, setup.dt), _scheduled(setup, [[0, 1, 1], [0, 0, 0], [1, 1, 0]]),
+                    cfg).run()
+    assert other.step_loss[0] != full.step_loss[0]
+    # interrupted after step 4 (inside epoch 1), recorded, resumed from the file
+    path = tmp_path / "sched.h5"
+    sub = SimulatedSubstrate(setup.student, setup.dt)
+    tr = Trainer(sub, task, cfg)
+    writer = SessionWriter(path, substrate=sub, task=task, config=cfg, system=setup.student)
+    tr.on_step += [writer.on_step, lambda r: tr.request_stop() if r.step == 4 else None]
+    tr.on_epoch.append(writer.on_epoch)
+    assert tr.run().interrupted
+    writer.close("interrupted")
+    s = load_session(path)
+    np.testing.assert_array_equal(s.task.schedule, schedule)
+    sub2 = SimulatedSubstrate(setup.student, setup.dt)
+    rest = Trainer(sub2, s.task, s.config).run(resume=s.resume_point())
+    assert rest.step_loss == full.step_loss
+    for k, v in full.params.items():
+        np.testing.assert_array_equal(rest.params[k], v)
+
+
+def test_bad_schedules_are_refused_before_training() -> None:
+    setup = six_mass_toy(steps=10)
+    sub = SimulatedSubstrate(setup.student, setup.dt)
+    cases = [([0, 1], "schedule", "2-D"), (np.zeros((0, 1), int), "schedule", "non-empty"),
+             ([[0.0], [1.0]], "schedule", "integers"), ([[0], [2]], "schedule", "batch index 2 outside the 2"),
+             ([[0], [-1]], "schedule", "batch index -1"), ([[0], [1], [0]], "epochs", "has 3 epochs")]
+    for schedule, argument, text in cases:
+        with pytest.raises(ValidationError) as info:
+            Trainer(sub, _scheduled(setup, schedule), TrainConfig(epochs=2, trainable=setup.trainable))
+        assert info.value.argument == argument and text in str(info.value), (schedule, str(info.value))
+        assert "\n" not in str(info.value)
+
+
+def test_a_writer_with_step_every_keeps_every_kth_step_and_the_last(tmp_path: Path) -> None:
+    """step_every = 3 over 7 steps of one step per epoch: steps and epochs 0, 3, 6 (the last: 6) — each complete
+    (replay recomputes its gradient exactly) — and such a session refuses to resume; with 8 steps the last
+    (7) is written at close although 7 % 3 != 0."""
+    from hamsim.replay import replay_session
+    from hamsim.storage.session import SessionError, SessionWriter
+
+    setup = six_mass_toy(steps=20)
+    for n, kept in ((7, [0, 3, 6]), (8, [0, 3, 6, 7])):
+        task = _scheduled(setup, [[i % 2] for i in range(n)])
+        cfg = TrainConfig(epochs=n, lr=1e-2, trainable=setup.trainable, record_every=1)
+        sub = SimulatedSubstrate(setup.student, setup.dt)
+        path = tmp_path / f"every{n}.h5"
+        writer = SessionWriter(path, substrate=sub, task=task, config=cfg, system=setup.student, step_every=3)
+        res = Trainer(sub, task, cfg, on_step=[writer.on_step], on_epoch=[writer.on_epoch]).run()
+        writer.close("completed")
+        s = load_session(path)
+        assert s.steps["step"].tolist() == kept and s.epochs["epoch"].tolist() == kept
+        assert s.attrs["step_every"] == 3
+        np.testing.assert_array_equal(s.steps["loss"], np.array(res.step_loss)[kept])
+        for k, v in res.params.items():
+            if k in s.params_after:
+                np.testing.assert_array_equal(s.params_after[k][-1], v)
+        rep = replay_session(path)
+        assert rep.steps_replayed == len(kept) and rep.max_recompute_rel_error <= 1e-12
+        with pytest.raises(SessionError, match="cannot be resumed"):
+            s.resume_point()
+    with pytest.raises(ValidationError) as info:
+        SessionWriter(tmp_path / "bad.h5", substrate=sub, task=task, config=cfg, step_every=0)
+    assert info.value.argument == "step_every" and not (tmp_path / "bad.h5").exists()

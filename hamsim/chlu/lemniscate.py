@@ -58,9 +58,13 @@ class LemniscateConfig:
     seed: int = 0
     models: tuple[str, ...] = MODELS
     sleep: SleepConfig | None = None  # the sleep phase of both CHLU trainers (hamsim.chlu.training); None: wake only
+    # chlu_rhel's training recorded as a hamsim session, OUT/sessions/chlu_rhel.h5: every session_every-th step and
+    # the last (0: none).  Output only: the numbers do not depend on it (nor does the config digest).
+    session_every: int = 1
 
     def __post_init__(self) -> None:
         check_kinetic_mode(self.kinetic_mode)
+        validation.positive_int(self.session_every, "session_every", minimum=0)
         validation.positive_scalar(self.dt, "dt")
         for name in ("train_cycles", "test_cycles", "hidden", "baseline_hidden", "epochs", "window"):
             validation.positive_int(getattr(self, name), name)
@@ -130,12 +134,15 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         probe: int | None = None) -> dict[str, Any]:
     """Train every model of ``cfg``, run them free; write results.json, table.md, rollouts.npz, rollout.png,
     ke.png and, per CHLU, its trained parameters (unit_<model>.npz) and potential landscape
-    (landscape_<model>.png) to ``out_dir``.  ``probe = k``: train only the first k epochs of every model
-    (exactly as the full run does) and return ``{"losses": {model: [...]}}``; nothing is run free or written."""
+    (landscape_<model>.png) to ``out_dir``, and chlu_rhel's training as a hamsim session
+    (``sessions/chlu_rhel.h5``, every ``session_every``-th step and the last; none with 0).  ``probe = k``: train
+    only the first k epochs of every model (exactly as the full run does) and return
+    ``{"losses": {model: [...]}}``; nothing is run free or written."""
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count
-    from hamsim.chlu.training import train_baseline, train_chlu_bptt, train_chlu_rhel, window_starts
+    from hamsim.chlu.training import (session_path, train_baseline, train_chlu_bptt, train_chlu_rhel,
+                                      window_starts)
 
     say = log or (lambda *_: None)
     spc = steps_per_cycle(cfg.dt)
@@ -171,7 +178,9 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         elif name == "chlu_rhel":
             h0 = chlu_twin().to_hamiltonian()
             n_params = sum(v.size for v in h0.params.values())
-            h, losses = train_chlu_rhel(h0, data, starts, W, cfg.dt, cfg.lr, cfg.eps, **sleep)
+            h, losses = train_chlu_rhel(h0, data, starts, W, cfg.dt, cfg.lr, cfg.eps, **sleep,
+                                        session=session_path(out_dir, name, cfg.session_every, probe),
+                                        session_every=max(cfg.session_every, 1), command="hamsim.chlu.lemniscate")
             if probe is not None:
                 probed[name] = losses
                 continue
@@ -200,6 +209,9 @@ def run(cfg: LemniscateConfig, out_dir: str | Path | None = None, *, log: Any = 
         return {"losses": probed}
     summary = {"config": {**asdict(cfg), "models": list(cfg.models)},
                "results": {k: asdict(v) for k, v in results.items()}}
+    recorded = session_path(out_dir, "chlu_rhel", cfg.session_every) if "chlu_rhel" in cfg.models else None
+    if recorded is not None:  # the hamsim session file (hamsim inspect / hamsim replay), relative to OUT
+        summary["sessions"] = {"chlu_rhel": str(recorded.relative_to(out_dir))}  # type: ignore[arg-type]
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -54,9 +54,13 @@ class NoiseConfig:
     seed: int = 0
     models: tuple[str, ...] = ("chlu_rhel", "lstm", "node")
     sleep: SleepConfig | None = None  # the sleep phase of both CHLU trainers (hamsim.chlu.training); None: wake only
+    # chlu_rhel's training recorded as a hamsim session, OUT/sessions/chlu_rhel.h5: every session_every-th step and
+    # the last (0: none).  Output only: the numbers do not depend on it (nor does the config digest).
+    session_every: int = 1
 
     def __post_init__(self) -> None:
         check_kinetic_mode(self.kinetic_mode)
+        validation.positive_int(self.session_every, "session_every", minimum=0)
         for name in ("dt", "freq", "amp", "lr", "eps", "target_scale"):
             validation.positive_scalar(getattr(self, name), name)
         validation.real(self.governor_sensitivity, "governor_sensitivity", low=0.0, high=1.0)
@@ -111,12 +115,14 @@ def governed_rollout(h: CHLU, q0: np.ndarray, p0: np.ndarray, steps: int, dt: fl
 
 def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None,
         probe: int | None = None) -> dict[str, Any]:
-    """Train, evaluate at every sigma, write results.json, table.md and noise.png to ``out_dir``.  ``probe = k``:
+    """Train, evaluate at every sigma, write results.json, table.md, noise.png and chlu_rhel's training as a hamsim
+    session (``sessions/chlu_rhel.h5``, every ``session_every``-th step and the last) to ``out_dir``.  ``probe = k``:
     train only the first k epochs of every model and return ``{"losses": {model: [...]}}`` (nothing written)."""
     import torch
 
     from hamsim.chlu.torch_unit import CHLUUnit, LSTMBaseline, NODEBaseline, parameter_count
-    from hamsim.chlu.training import train_baseline, train_chlu_bptt, train_chlu_rhel, window_starts
+    from hamsim.chlu.training import (session_path, train_baseline, train_chlu_bptt, train_chlu_rhel,
+                                      window_starts)
 
     say = log or (lambda *_: None)
     waves = sine_waves(cfg)
@@ -143,7 +149,9 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None,
         if name in ("chlu_rhel", "chlu_bptt"):
             if name == "chlu_rhel":
                 h, losses = train_chlu_rhel(chlu_twin().to_hamiltonian(), train, starts, cfg.window, cfg.dt, cfg.lr,
-                                            cfg.eps, **sleep)
+                                            cfg.eps, **sleep,
+                                            session=session_path(out_dir, name, cfg.session_every, probe),
+                                            session_every=max(cfg.session_every, 1), command="hamsim.chlu.noise")
             else:
                 model = chlu_twin()
                 losses = train_chlu_bptt(model, train, starts, cfg.window, cfg.dt, cfg.lr, **sleep)
@@ -192,6 +200,9 @@ def run(cfg: NoiseConfig, out_dir: str | Path | None = None, *, log: Any = None,
     tab = table(cfg, mse, info)
     summary = {"config": {**asdict(cfg), "models": list(cfg.models), "sigmas": list(cfg.sigmas)},
                "mse": mse, "info": info, "table": tab, "first_losses": heads}
+    recorded = session_path(out_dir, "chlu_rhel", cfg.session_every) if "chlu_rhel" in cfg.models else None
+    if recorded is not None:  # the hamsim session file (hamsim inspect / hamsim replay), relative to OUT
+        summary["sessions"] = {"chlu_rhel": str(recorded.relative_to(out_dir))}  # type: ignore[arg-type]
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ The windows of a trajectory become the batches of a :class:`~hamsim.protocols.tr
 window's first state, per-step MSE on positions against the next ``window`` states) and the unit trains with
 hamsim's :class:`~hamsim.protocols.training.Trainer` on the simulator, every step recorded by
 :class:`~hamsim.storage.session.SessionWriter` — so ``hamsim inspect``, ``hamsim replay`` and ``--resume``-style
-tools read it like any other session.
+tools read it like any other session.  The experiment runners record their own schedule (one given window per
+epoch) through :func:`hamsim.chlu.training.train_chlu_rhel`'s ``session``; both build the task with
+:func:`hamsim.chlu.training.window_task` and train with the same Trainer.
 """
 
 from __future__ import annotations
@@ -22,22 +24,12 @@ def record_session(path: str | Path, h: CHLU, data: np.ndarray, starts: np.ndarr
     """Train ``h`` on the windows ``starts`` ((trajectory, start) rows) of ``data`` (n_traj, length, 2 dim) for
     ``epochs`` passes (one Adam step per window, order permuted per epoch by the trainer), recording the session
     at ``path``; returns the trained unit and the per-step losses."""
-    from hamsim.losses import ReadoutLoss
-    from hamsim.protocols.training import Batch, Task, TrainConfig, Trainer
+    from hamsim.chlu.training import window_task
+    from hamsim.protocols.training import TrainConfig, Trainer
     from hamsim.storage.session import SessionWriter
-    from hamsim.substrate import State
     from hamsim.substrates.simulated import SimulatedSubstrate
 
-    d = h.n
-    weights = np.full(window, 1.0 / window)
-    batches = []
-    for j, s in starts:
-        win = data[j, s: s + window + 1]
-        batches.append(Batch(np.zeros((window, 1, 0)),
-                             ReadoutLoss.step_mse(np.eye(d), win[1:, None, :d], weights=weights),
-                             State(win[0:1, :d].copy(), win[0:1, d:].copy())))
-    task = Task("chlu_windows", batches, [], np.eye(d), np.zeros(d),
-                description=f"{len(batches)} windows of {window} steps, MSE on positions")
+    task = window_task(data, starts, window, scheduled=False)
     sub = SimulatedSubstrate(h, dt, integrator="kdk")
     cfg = TrainConfig(epochs=epochs, lr=lr, eps=eps, gradient="rhel", record_every=record_every)
     trainer = Trainer(sub, task, cfg)
@@ -48,7 +40,10 @@ def record_session(path: str | Path, h: CHLU, data: np.ndarray, starts: np.ndarr
     status = "failed"
     try:
         result = trainer.run()
-        status = "complete"
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "aborted"
+        raise
     finally:
         writer.close(status)
     return sub.hamiltonian, list(result.step_loss)

@@ -29,7 +29,10 @@ so the BPTT and RHEL trainers see the same chains; the sleep gradient is autogra
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,39 +166,123 @@ def train_chlu_bptt(model: Any, data: np.ndarray, starts: np.ndarray, window: in
     return losses
 
 
-def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, dt: float, lr: float,
-                    eps: float, sleep: SleepConfig | None = None,
-                    sleep_log: list[float] | None = None) -> tuple[CHLU, list[float]]:
-    """Train a CHLU on the simulator by RHEL echoes; returns the trained unit and the wake losses.  ``sleep`` as
-    in :func:`train_chlu_bptt` (the sleep gradient is ``-weight * mean dH/dtheta`` at the evolved states)."""
+def window_task(data: np.ndarray, starts: np.ndarray, window: int, *, scheduled: bool = True) -> Any:
+    """The windows ``starts`` ((trajectory, start) rows) of ``data`` (n_traj, length, 2 dim) as a hamsim
+    :class:`~hamsim.protocols.training.Task`: one batch per window (state0 = its first state [q, v] taken as
+    (q, p), loss ``0.5 * mean_k |q_k - q_k^data|^2`` on positions against its next ``window`` states).
+
+    ``scheduled`` (the runners' schedule): one batch per *distinct* window and the task's ``schedule`` =
+    ``starts`` in order, one window per epoch; otherwise one batch per row of ``starts`` and no schedule (the
+    trainer permutes them every epoch)."""
     from hamsim.losses import ReadoutLoss
-    from hamsim.protocols.optim import Optimizer
-    from hamsim.protocols.rhel import rhel_gradient
+    from hamsim.protocols.training import Batch, Task
     from hamsim.substrate import State
+
+    d = data.shape[-1] // 2
+    rows = np.asarray(starts, np.int64).reshape(-1, 2)
+    if scheduled:
+        windows, index = np.unique(rows, axis=0, return_inverse=True)
+        schedule = index.reshape(-1, 1).astype(np.int64)
+    else:
+        windows, schedule = rows, None
+    weights = np.full(window, 1.0 / window)
+    batches = []
+    for j, s in windows:
+        win = data[j, s: s + window + 1]
+        batches.append(Batch(np.zeros((window, 1, 0)),
+                             ReadoutLoss.step_mse(np.eye(d), win[1:, None, :d], weights=weights),
+                             State(win[0:1, :d].copy(), win[0:1, d:].copy())))
+    what = f"{len(rows)} windows, one per epoch, of" if scheduled else f"{len(batches)} windows of"
+    return Task("chlu_windows", batches, [], np.eye(d), np.zeros(d),
+                description=f"{what} {window} steps, MSE on positions", schedule=schedule)
+
+
+class _Sleep:
+    """The sleep phase as a Trainer step callback: after every ``every``-th wake step, one more Adam step of the
+    trainer's own optimizer on ``-weight * mean H(z)`` (gradient ``-weight * mean dH/dtheta`` at the evolved
+    states z).  It must follow a session writer in ``on_step``: the recorded step is the wake step."""
+
+    def __init__(self, trainer: Any, sleep: SleepConfig, dt: float, log: list[float] | None) -> None:
+        self.trainer, self.sleep, self.dt, self.log = trainer, sleep, dt, log
+        self.buf = SleepBuffer(trainer.substrate.info.n, sleep)
+
+    def __call__(self, rec: Any) -> None:
+        if not sleep_due(rec.epoch, self.sleep):
+            return
+        sub, opt = self.trainer.substrate, self.trainer.optimizer
+        unit = sub.hamiltonian
+        zq, zp = self.buf.dream(unit, self.dt)
+        n = zq.shape[0]
+        grads = {k: -self.sleep.weight * v / n for k, v in unit.dH_dtheta(zq, zp).items()}
+        sub.set_params(opt.step(sub.get_params(), grads))
+        if self.log is not None:
+            self.log.append(float(np.mean(unit.energy(zq, zp))))
+
+
+def session_path(out_dir: str | Path | None, model: str, every: int, probe: int | None = None) -> Path | None:
+    """Where a runner records ``model``'s training: ``OUT/sessions/<model>.h5``; None without an output folder,
+    for a probe (``--verify``) or with ``every`` = 0."""
+    if out_dir is None or probe is not None or every == 0:
+        return None
+    return Path(out_dir) / "sessions" / f"{model}.h5"
+
+
+def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, dt: float, lr: float,
+                    eps: float, sleep: SleepConfig | None = None, sleep_log: list[float] | None = None, *,
+                    session: str | Path | None = None, session_every: int = 1,
+                    command: str = "hamsim.chlu.training") -> tuple[CHLU, list[float]]:
+    """Train a CHLU on the simulator by RHEL echoes; returns the trained unit and the wake losses.  ``sleep`` as
+    in :func:`train_chlu_bptt` (the sleep gradient is ``-weight * mean dH/dtheta`` at the evolved states).
+
+    The loop is hamsim's :class:`~hamsim.protocols.training.Trainer` (centred echoes, Adam) on
+    :func:`window_task`'s scheduled task: epoch e takes window ``starts[e]``, one step.  ``session``: record the
+    training at that path as a hamsim session file (docs/session-file.md; every step's forward and echo
+    trajectories, losses, gradients and updates), every ``session_every``-th step and the last
+    (:class:`~hamsim.storage.session.SessionWriter`'s ``step_every``); a file already there is replaced.  While
+    it records, a first Ctrl-C (in the main thread) finishes the current step, closes the file with status
+    "interrupted" and raises KeyboardInterrupt (a signal landing inside an HDF5 write could leave the library's
+    lock taken and the file unclosable); a second one interrupts at once ("aborted"); a failure closes it with
+    "failed"."""
+    from hamsim.protocols.training import TrainConfig, Trainer
     from hamsim.substrates.simulated import SimulatedSubstrate
 
-    d = h.n
     sub = SimulatedSubstrate(h, dt, integrator="kdk")
-    opt = Optimizer("adam", lr=lr)
-    u = np.zeros((window, 1, 0))
-    weights = np.full(window, 1.0 / window)
-    buf = SleepBuffer(d, sleep) if sleep is not None else None
-    losses = []
-    for epoch, (j, s) in enumerate(starts):
-        win = data[j, s: s + window + 1]
-        loss = ReadoutLoss.step_mse(np.eye(d), win[1:, None, :d], weights=weights)
-        g = rhel_gradient(sub, u, loss, eps=eps, state0=State(win[0:1, :d].copy(), win[0:1, d:].copy()))
-        sub.set_params(opt.step(sub.get_params(), g.params))
-        losses.append(float(g.loss))
-        if buf is not None and sleep_due(epoch, sleep):
-            unit = sub.hamiltonian
-            zq, zp = buf.dream(unit, dt)
-            n = zq.shape[0]
-            grads = {k: -sleep.weight * v / n for k, v in unit.dH_dtheta(zq, zp).items()}  # type: ignore[union-attr]
-            sub.set_params(opt.step(sub.get_params(), grads))
-            if sleep_log is not None:
-                sleep_log.append(float(np.mean(unit.energy(zq, zp))))
-    return sub.hamiltonian, losses
+    task = window_task(data, starts, window)
+    cfg = TrainConfig(epochs=len(task.schedule), lr=lr, eps=eps, gradient="rhel",
+                      record_every=1 if session is not None else 0)
+    trainer = Trainer(sub, task, cfg)
+    writer = None
+    if session is not None:
+        from hamsim.storage.session import SessionWriter
+
+        writer = SessionWriter(session, substrate=sub, task=task, config=cfg, system=h, command=command,
+                               overwrite=True, step_every=session_every)
+        trainer.on_step.append(writer.on_step)
+        trainer.on_epoch.append(writer.on_epoch)
+    if sleep is not None:
+        trainer.on_step.append(_Sleep(trainer, sleep, dt, sleep_log))
+    previous = None
+    if writer is not None and threading.current_thread() is threading.main_thread():
+        def first_interrupt(signum: int, frame: Any) -> None:
+            trainer.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+        previous = signal.signal(signal.SIGINT, first_interrupt)
+    status = "failed"
+    try:
+        result = trainer.run()
+        status = "interrupted" if result.interrupted else "completed"
+    except KeyboardInterrupt:
+        status = "aborted"
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if writer is not None:
+            writer.close(status)
+    if result.interrupted:  # stopped by the first Ctrl-C: no half-trained results
+        raise KeyboardInterrupt
+    return sub.hamiltonian, list(result.step_loss)
 
 
 def train_baseline(model: Any, data: np.ndarray, starts: np.ndarray, window: int, lr: float) -> list[float]:

@@ -39,6 +39,9 @@ from hamsim.errors import ValidationError
 
 KINDS = ("lemniscate", "noise", "dreams")
 _EXPERIMENT_KEYS = {"name", "description"}
+#: settings that decide what is written, not what is computed: left out of the config digest (so a results table
+#: verifies whatever they are, and a complete folder is not trained again for them)
+OUTPUT_ONLY = ("session_every",)
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,10 @@ class ChluExperiment:
 
     @property
     def digest(self) -> str:
-        """sha256 (16 hex) of the kind and every setting (comments, layout and defaults written out do not count)."""
-        ident = {"kind": self.kind, "config": _jsonable(asdict(self.config))}
+        """sha256 (16 hex) of the kind and every setting (comments, layout and defaults written out do not count;
+        nor do the output-only settings :data:`OUTPUT_ONLY`, which change no number)."""
+        settings = {k: v for k, v in asdict(self.config).items() if k not in OUTPUT_ONLY}
+        ident = {"kind": self.kind, "config": _jsonable(settings)}
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 

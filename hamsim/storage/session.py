@@ -34,6 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hamsim import validation
 from hamsim.errors import HamsimError
 from hamsim.hamiltonians.base import Hamiltonian
 from hamsim.losses import ReadoutLoss
@@ -172,12 +173,20 @@ class _Handles:
 
 
 class SessionWriter:
-    """Records a training session; plug :meth:`on_step` and :meth:`on_epoch` into the Trainer."""
+    """Records a training session; plug :meth:`on_step` and :meth:`on_epoch` into the Trainer.
+
+    ``step_every`` = k > 1 records only every k-th step and epoch (numbers 0, k, 2k, ...) and, at :meth:`close`,
+    the last one if it was skipped (root attribute ``step_every``): each recorded step is complete (replay
+    recomputes it), but such a session cannot be resumed.  For runs whose steps are much cheaper than a
+    recorded step (several ms: about 50 dataset appends and two flushes, two more for an epoch)."""
 
     def __init__(self, path: str | Path, *, substrate: Substrate, task: Task, config: TrainConfig,
                  system: Hamiltonian | None = None, command: str = "", substrate_spec: str = "sim",
-                 overwrite: bool = False, twin: Any = None, _resume: bool = False) -> None:
+                 overwrite: bool = False, twin: Any = None, step_every: int = 1, _resume: bool = False) -> None:
         self.path = Path(path)
+        self.step_every = validation.positive_int(step_every, "step_every")
+        self._held: StepRecord | None = None  # the last step skipped by step_every (written at close)
+        self._held_epoch: EpochRecord | None = None
         self._twin = twin  # (TwinFit, ProbeRecords | None): the calibration the substrate computes through
         self.config = config
         self._rows = _Rows()
@@ -218,6 +227,7 @@ class SessionWriter:
         info = substrate.info
         stamp(f, KIND, VERSION)
         f.attrs.update({"status": "running", "started": now_iso(), "stopped": "", "command": command,
+                        "step_every": self.step_every,
                         "NX_class": "NXroot", "default": "steps"})
         cfg = f.create_group("config")
         cfg.attrs.update({
@@ -231,6 +241,10 @@ class SessionWriter:
         tk = f.create_group("task")
         tk.create_dataset("readout_C", data=task.readout_C)
         tk.create_dataset("readout_c0", data=task.readout_c0)
+        schedule = task.check_schedule(config.epochs)
+        if schedule is not None:
+            tk.create_dataset("schedule", data=schedule, **_GZIP).attrs["description"] = (
+                "training batches of every epoch, in order (epoch, position): indices into /task/train")
         _write_batches(tk.create_group("train"), task.train, info.units)
         _write_batches(tk.create_group("val"), task.val, info.units)
         momentum = any(b.loss.reads_momenta for b in (*task.train, *task.val))
@@ -363,7 +377,16 @@ class SessionWriter:
 
         Stops with :class:`DiskFullError` *before* writing when the disk could not take four more steps like
         the last one (the file then closes cleanly); if a write fails for lack of space anyway, the file keeps
-        every step committed before it and is left alone (closing it would retry the failed writes)."""
+        every step committed before it and is left alone (closing it would retry the failed writes).
+        With ``step_every`` k > 1 a step whose number is not a multiple of k is only held (the last one is
+        written at :meth:`close`)."""
+        if self.step_every > 1 and rec.step % self.step_every:
+            self._held = rec
+            return
+        self._held = None
+        self._write_step(rec)
+
+    def _write_step(self, rec: StepRecord) -> None:
         free, reserve = free_bytes(self.path.parent), disk_reserve()
         if reserve > 0 and free < reserve + 4 * self._step_bytes:
             self._status_override = "disk_full"
@@ -443,6 +466,13 @@ class SessionWriter:
         self.file.flush()
 
     def on_epoch(self, er: EpochRecord) -> None:
+        if self.step_every > 1 and er.epoch % self.step_every:
+            self._held_epoch = er
+            return
+        self._held_epoch = None
+        self._write_epoch(er)
+
+    def _write_epoch(self, er: EpochRecord) -> None:
         try:
             ep = self._epochs
             _Rows.append(ep["epoch"], er.epoch)
@@ -473,6 +503,15 @@ class SessionWriter:
         try:
             if self._f is None or self._broken:
                 return
+            held, held_epoch, self._held, self._held_epoch = self._held, self._held_epoch, None, None
+            try:  # the last step and epoch that step_every skipped: the file ends with the run's final state
+                if held is not None:
+                    self._write_step(held)
+                if held_epoch is not None:
+                    self._write_epoch(held_epoch)
+            except DiskFullError:
+                if self._f is None or self._broken:
+                    return
             f = self._f
             f.flush()
             f.attrs["status"] = self._status_override or status
@@ -603,6 +642,10 @@ class Session:
         """The state after the last committed step."""
         if self.n_steps == 0:
             raise SessionError(f"{self.path}: no completed step to resume from")
+        every = int(self.attrs.get("step_every", 1))
+        if every != 1:
+            raise SessionError(f"{self.path}: only one step in {every} was recorded (step_every = {every}); such a "
+                               f"session cannot be resumed")
         last = self.n_steps - 1
         physical = {k: v[last] for k, v in self.params_after.items() if not k.startswith("readout")}
         readout = {"readout/C": self.task.readout_C, "readout/c0": self.task.readout_c0}
@@ -652,7 +695,8 @@ def load_session(path: str | Path, *, check: bool = True) -> Session:
             config = TrainConfig(**cfg_dict)
             C, c0 = f["task/readout_C"][()], f["task/readout_c0"][()]
             task = Task(str(f["config"].attrs["task"]), _read_batches(f["task/train"], C, c0),
-                        _read_batches(f["task/val"], C, c0), C, c0, str(f["config"].attrs["description"]))
+                        _read_batches(f["task/val"], C, c0), C, c0, str(f["config"].attrs["description"]),
+                        f["task/schedule"][()] if "schedule" in f["task"] else None)
             steps = {k: v[:n] for k, v in st.items() if isinstance(v, h5py.Dataset) and v.maxshape[0] is None}
 
             def grp(name: str) -> dict[str, np.ndarray]:
