@@ -187,6 +187,13 @@ def replay_step(session: Session, s: int, options: ReplayOptions) -> StepReplay:
     return out
 
 
+def _defined_mean(values: list[float]) -> float:
+    """Mean over the steps where a figure is defined; nan (without a warning) where it never is."""
+    a = np.asarray(values, float)
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
 def _fidelity(v: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
     """(cosine, norm ratio) of an estimate against the exact gradient (nan where undefined)."""
     nv, nw = float(np.linalg.norm(v)), float(np.linalg.norm(exact))
@@ -209,10 +216,10 @@ def replay_session(path: str | Path, options: ReplayOptions = ReplayOptions()) -
         max_recompute_rel_error=max((p.recompute_rel_error for p in per), default=float("nan")),
         loss_first=float(loss[0]) if loss.size else float("nan"),
         loss_last=float(loss[-1]) if loss.size else float("nan"),
-        mean_cosine={k: float(np.nanmean([p.cosine[k] for p in per])) for k in keys},
-        mean_norm_ratio={k: float(np.nanmean([p.norm_ratio[k] for p in per])) for k in keys},
-        mean_recorded_cosine={k: float(np.nanmean([p.recorded_cosine[k] for p in per])) for k in keys},
-        mean_recorded_norm_ratio={k: float(np.nanmean([p.recorded_norm_ratio[k] for p in per])) for k in keys},
+        mean_cosine={k: _defined_mean([p.cosine[k] for p in per]) for k in keys},
+        mean_norm_ratio={k: _defined_mean([p.norm_ratio[k] for p in per]) for k in keys},
+        mean_recorded_cosine={k: _defined_mean([p.recorded_cosine[k] for p in per]) for k in keys},
+        mean_recorded_norm_ratio={k: _defined_mean([p.recorded_norm_ratio[k] for p in per]) for k in keys},
         max_echo_return_error=max((p.echo_return_error for p in per), default=float("nan")),
         max_energy_mismatch=max((p.energy_mismatch for p in per), default=float("nan")),
         per_step=per)

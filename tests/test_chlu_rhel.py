@@ -115,7 +115,7 @@ def test_a_damped_chlu_is_refused_by_default() -> None:
         rhel_gradient(sub, u, loss, eps=1e-4, state0=s0)
 
 
-def test_rhel_training_is_recorded_as_an_ordinary_session(tmp_path) -> None:
+def test_rhel_training_is_recorded_as_an_ordinary_session(tmp_path, capsys) -> None:
     """Trainer + SessionWriter on a CHLU: the file loads (checksums verified), names the family, and replay
     recomputes every recorded gradient exactly and finds it equal to the exact gradient."""
     from hamsim.chlu.data import lemniscate_states
@@ -135,8 +135,14 @@ def test_rhel_training_is_recorded_as_an_ordinary_session(tmp_path) -> None:
     for k, v in h2.params.items():
         np.testing.assert_array_equal(s.params_after[k][-1], v)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # b3's exact gradient is 0: its cosine is nan
+        warnings.simplefilter("error", RuntimeWarning)  # b3's exact gradient is 0: undefined, and no warning
         rep = replay_session(path)
     assert rep.steps_replayed == 6 and rep.max_recompute_rel_error <= 1e-12
     assert all(rep.mean_cosine[k] > 0.999999 for k in ("W1", "W2", "b1", "b2", "w3"))
+    assert np.isnan(rep.mean_cosine["b3"])
+    from hamsim.cli.app import main
+    assert main(["replay", str(path)]) == 0
+    out = capsys.readouterr().out
+    b3 = [line for line in out.splitlines() if line.strip().startswith("b3:")]
+    assert len(b3) == 1 and "no cosine" in b3[0] and "nan" not in out
     assert rep.max_echo_return_error < 1e-10

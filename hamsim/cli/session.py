@@ -82,6 +82,10 @@ def replay_command(
     typer.echo(f"{file}: {report.steps_replayed}/{report.steps_recorded} steps replayed ({report.status})")
     typer.echo(f"  recomputed vs recorded gradient: max relative difference {report.max_recompute_rel_error:.3e}")
     for k in sorted(report.mean_cosine):
+        if np.isnan(report.mean_cosine[k]) and np.isnan(report.mean_recorded_cosine[k]):
+            typer.echo(f"  {k:>12}: no cosine: a zero gradient (replayed or exact) at every replayed step, e.g. a "
+                       "parameter that does not act on the dynamics")
+            continue
         typer.echo(f"  {k:>12}: cosine vs exact {report.mean_cosine[k]:.6f}, norm ratio {report.mean_norm_ratio[k]:.6f}"
                    f"  (recorded: {report.mean_recorded_cosine[k]:.6f}, {report.mean_recorded_norm_ratio[k]:.6f})")
     typer.echo(f"  echo return error {report.max_echo_return_error:.3e}, energy mismatch {report.max_energy_mismatch:.3e}")
