@@ -155,7 +155,8 @@ def test_the_runners_rhel_training_is_an_ordinary_session(tmp_path: Path, capsys
 def test_an_interrupted_runner_leaves_a_readable_session(tmp_path: Path) -> None:
     """Ctrl-C during the RHEL training (most of whose time is the writer's): the step in progress is finished,
     the process stops, and the session is closed with status "interrupted" holding every step up to it (hamsim
-    inspect: exit 0).  Three interrupts at different moments."""
+    inspect: exit 0).  Three interrupts at different moments; through the CLI, exit 130 and a line naming the
+    session kept."""
     import signal
     import subprocess
     import sys
@@ -165,8 +166,10 @@ def test_an_interrupted_runner_leaves_a_readable_session(tmp_path: Path) -> None
     for attempt, wait_steps in enumerate((5, 9, 14)):
         out = tmp_path / f"out{attempt}"
         path = out / "sessions" / "chlu_rhel.h5"
-        proc = subprocess.Popen([sys.executable, "-m", "hamsim.chlu.lemniscate", str(cfg), str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cli = attempt == 0  # the first through `hamsim experiment`, which must say what it kept
+        cmd = (["-m", "hamsim.cli.app", "experiment", str(cfg), "--out", str(out)] if cli
+               else ["-m", "hamsim.chlu.lemniscate", str(cfg), str(out)])
+        proc = subprocess.Popen([sys.executable, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300  # imports and the Numba cache load take minutes on a loaded machine
         n = 0
         while time.time() < deadline and proc.poll() is None and n < wait_steps:
@@ -179,7 +182,10 @@ def test_an_interrupted_runner_leaves_a_readable_session(tmp_path: Path) -> None
         assert proc.poll() is None, f"the run ended before it was interrupted: {proc.communicate()}"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode != 0 and "KeyboardInterrupt" in err
+        if cli:
+            assert proc.returncode == 130 and "interrupted: no results table" in err and str(path) in err, err
+        else:
+            assert proc.returncode != 0 and "KeyboardInterrupt" in err
         s = load_session(path)
         assert s.attrs["status"] == "interrupted" and s.n_steps >= wait_steps
         assert s.steps["step"].tolist() == list(range(s.n_steps)) and np.all(np.isfinite(s.steps["loss"]))

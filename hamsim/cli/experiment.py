@@ -117,7 +117,16 @@ def _chlu(config: Path, out: Optional[Path], table: Optional[Path], dry_run: boo
             typer.echo(f"  {k} = {v!r}")
         typer.echo(f"  status: {st} (config digest {exp.digest})")
         return
-    res = run_chlu_experiment(exp, folder, table_dir=table, log=None if quiet else typer.echo)
+    try:
+        res = run_chlu_experiment(exp, folder, table_dir=table, log=None if quiet else typer.echo)
+    except KeyboardInterrupt:
+        from hamsim.cli import EXIT_INTERRUPTED
+
+        sessions = sorted((folder / "sessions").glob("*.h5")) if (folder / "sessions").is_dir() else []
+        kept = f"; the training so far is in {', '.join(map(str, sessions))}" if sessions else ""
+        typer.echo(f"interrupted: no results table{kept}; run the same command again to start over",
+                   err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     typer.echo(res["table"])
     typer.echo("already complete: table rewritten" if res["skipped"] else f"done in {res['elapsed_s']:.0f} s")
     for f in res["files"]:
