@@ -313,3 +313,42 @@ def test_help_texts_keep_their_brackets(capsys: pytest.CaptureFixture[str]) -> N
 
     walk(typer.main.get_command(app), [])
     assert seen >= 4  # [system], [simulation], hamsim[dask], [lemniscate] ...
+
+
+def test_a_ctrl_c_no_command_handles_says_interrupted(capsys: pytest.CaptureFixture[str]) -> None:
+    """typer turns an unhandled KeyboardInterrupt into a silent exit 130: every command is wrapped so that it
+    says "interrupted" (and a command that handles Ctrl-C itself keeps its own message)."""
+    import click
+    import typer
+
+    from hamsim.cli import says_interrupted
+    from hamsim.cli import app as cli_app
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @says_interrupted
+    def work(n: int = 1) -> None:
+        raise KeyboardInterrupt
+
+    old = cli_app.app
+    cli_app.app = probe
+    try:
+        assert cli_app.main(["--n", "2"]) == EXIT_INTERRUPTED
+    finally:
+        cli_app.app = old
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+    def commands(cmd: click.Command) -> list[click.Command]:
+        subs = getattr(cmd, "commands", {})
+        return [cmd] if not subs else [c for s in subs.values() for c in commands(s)]
+
+    def wrapped(fn: object) -> bool:
+        while fn is not None:
+            if getattr(fn, "says_interrupted", False):
+                return True
+            fn = getattr(fn, "__wrapped__", None)
+        return False
+
+    bare = [c.name for c in commands(typer.main.get_command(cli_app.app)) if not wrapped(c.callback)]
+    assert bare == []

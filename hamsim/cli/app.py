@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hamsim.cli import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from hamsim.cli import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, says_interrupted
 from hamsim.cli import calibrate as calibrate_cmd
 from hamsim.cli import emulate as emulate_cmd
 from hamsim.cli import experiment as experiment_cmd
@@ -117,7 +117,7 @@ COMMANDS = {
     "calibrate": calibrate_cmd.calibrate_command,
 }
 for _name, _fn in COMMANDS.items():
-    app.command(_name)(_fn)
+    app.command(_name)(says_interrupted(_fn))
 app.add_typer(design_app, name="design")
 
 

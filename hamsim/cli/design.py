@@ -14,13 +14,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from hamsim.cli import headless_plots
+from hamsim.cli import headless_plots, says_interrupted
 
 design_app = typer.Typer(name="design", help="Substrate design: gradient-fidelity sweeps and reports.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 @design_app.command("sweep")
+@says_interrupted
 def sweep_command(
     config: Annotated[Path, typer.Argument(help="Sweep definition (TOML; see docs/design-sweeps.md).")],
     out: Annotated[Optional[Path], typer.Option(help="Result file (default: CONFIG with .h5).")] = None,
@@ -48,6 +49,7 @@ def sweep_command(
 
 
 @design_app.command("report")
+@says_interrupted
 def report_command(
     file: Annotated[Path, typer.Argument(help="A sweep result file.")],
     target: Annotated[float, typer.Option(help="Target fidelity (cosine >= target; error <= target).")] = 0.99,
