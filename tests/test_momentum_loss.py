@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -274,35 +275,25 @@ def test_exact_gradient_with_a_momentum_loss_matches_finite_differences() -> Non
     def loss_at(hh: hamsim.Hamiltonian, ll: ReadoutLoss, state: State = s0) -> float:
         return SimulatedSubstrate(hh, DT).forward(u, state, loss=ll).loss
 
-    for name in ("k", "mass", "beta"):
-        val = h.params[name]
-        fd = np.zeros_like(val)
-        for i in range(val.size):
+    def central_difference(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
+        """d f / d x element by element, (f(x + e) - f(x - e)) / 2e."""
+        fd = np.zeros_like(x)
+        for i in range(x.size):
             vals = []
             for s in (e, -e):
-                w = val.copy()
-                w.flat[i] += s
-                vals.append(loss_at(h.with_params(**{name: w}), loss))
+                y = x.copy()
+                y.flat[i] += s
+                vals.append(f(y))
             fd.flat[i] = (vals[0] - vals[1]) / (2 * e)
+        return fd
+
+    for name in ("k", "mass", "beta"):
+        fd = central_difference(lambda w: loss_at(h.with_params(**{name: w}), loss), h.params[name])
         assert np.max(np.abs(ex.params[name] - fd)) <= 1e-6 * max(1.0, float(np.max(np.abs(fd)))), name
     # the momentum readout and the initial momenta
-    fd = np.zeros_like(loss.Cp)
-    for i in range(loss.Cp.size):
-        vals = []
-        for s in (e, -e):
-            Cp = loss.Cp.copy()
-            Cp.flat[i] += s
-            vals.append(loss_at(h, ReadoutLoss.step_mse(loss.C, loss.targets, Cp=Cp)))
-        fd.flat[i] = (vals[0] - vals[1]) / (2 * e)
+    fd = central_difference(lambda Cp: loss_at(h, ReadoutLoss.step_mse(loss.C, loss.targets, Cp=Cp)), loss.Cp)
     np.testing.assert_allclose(ex.readout_Cp, fd, rtol=0, atol=1e-6 * np.max(np.abs(fd)))
-    fd = np.zeros_like(s0.pi)
-    for i in range(s0.pi.size):
-        vals = []
-        for s in (e, -e):
-            p0 = s0.pi.copy()
-            p0.flat[i] += s
-            vals.append(loss_at(h, loss, State(s0.phi, p0)))
-        fd.flat[i] = (vals[0] - vals[1]) / (2 * e)
+    fd = central_difference(lambda p0: loss_at(h, loss, State(s0.phi, p0)), s0.pi)
     np.testing.assert_allclose(ex.initial_pi, fd, rtol=0, atol=1e-6 * np.max(np.abs(fd)))
 
 
