@@ -168,7 +168,7 @@ class ReadoutLoss:
         if self.targets is None:
             return 0.0, np.zeros_like(phi), np.zeros_like(pi)
         w = 1.0 if self.weights is None else float(self.weights[j - 1])
-        r = phi @ self.C.T + pi @ self.Cp.T + self.c0 - self.targets[j - 1]
+        r = self.predictions(phi, pi) - self.targets[j - 1]
         return 0.5 * w * float(np.sum(r * r)), w * r @ self.C, w * r @ self.Cp
 
     def final_terms(self, phi: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

@@ -145,11 +145,16 @@ class EchoRequest:
     initial_nudge_pi: np.ndarray | None = None
     nudge_sequence_pi: np.ndarray | None = None
 
+    @property
+    def reads_momenta(self) -> bool:
+        """The nudges have a position part (a loss on momenta)."""
+        return self.initial_nudge_pi is not None or self.nudge_sequence_pi is not None
+
 
 def refuse_momentum_nudges(request: EchoRequest, name: str) -> None:
     """Raise a ValidationError if ``request`` carries the position part of a momentum-loss nudge: for a substrate
     without ``Capabilities.momentum_loss``, which would otherwise ignore it."""
-    if request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None:
+    if request.reads_momenta:
         from hamsim.errors import ValidationError
 
         raise ValidationError("initial_nudge_pi", f"{name} takes no loss on momenta (its echoes nudge the momenta "

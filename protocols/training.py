@@ -10,7 +10,10 @@ its constraint (positive masses, symmetric springs, ...).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -54,6 +57,11 @@ class Task:
     readout_c0: np.ndarray
     description: str = ""
     schedule: np.ndarray | None = None
+
+    @property
+    def reads_momenta(self) -> bool:
+        """Some batch's loss reads the momenta (``ReadoutLoss.Cp``)."""
+        return any(b.loss.reads_momenta for b in (*self.train, *self.val))
 
     def check_schedule(self, epochs: int | None = None) -> np.ndarray | None:
         """The schedule as an int64 array (None without one); a ValidationError if it is not a non-empty 2-D
@@ -169,6 +177,11 @@ class TrainResult:
     stopped_early: bool = False
     interrupted: bool = False
 
+    @property
+    def status(self) -> str:
+        """How the run ended, as a session file records it: interrupted, early_stopped or completed."""
+        return "interrupted" if self.interrupted else ("early_stopped" if self.stopped_early else "completed")
+
     def loss_trend(self) -> tuple[float, float, str]:
         """(first, last, what): the training loss at the start and at the end of the run. With two or more
         completed epochs these are the first and last epoch means (one noisy minibatch cannot decide the
@@ -221,7 +234,7 @@ class Trainer:
         self.model = model
         if not task.train:
             raise ValidationError("task", f"{task.name}: the training split is empty")
-        if any(b.loss.reads_momenta for b in (*task.train, *task.val)):  # refused now, not at the first step
+        if task.reads_momenta:  # refused now, not at the first step
             if config.gradient in ("rhel", "heb", "pat") and not substrate.info.capabilities.momentum_loss:
                 raise ValidationError("task", f"{task.name}: the loss reads momenta (readout Cp), which "
                                               f"{substrate.info.name} does not take")
@@ -246,6 +259,27 @@ class Trainer:
     def request_stop(self) -> None:
         """Finish the current step, then stop (what a first Ctrl-C does)."""
         self.stop_requested = True
+
+    @contextmanager
+    def stop_on_first_interrupt(self, notice: Callable[[], None] | None = None) -> Iterator[None]:
+        """While inside: a first Ctrl-C calls ``notice`` and asks the trainer to stop after the current step (a
+        recorder then closes its file cleanly: a signal landing inside an HDF5 write could leave it unclosable);
+        a second raises KeyboardInterrupt at once.  Off the main thread (where no signal arrives) it does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def first_interrupt(signum: int, frame: object) -> None:
+            if notice is not None:
+                notice()
+            self.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, first_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _loss(self, batch: Batch) -> ReadoutLoss:
         return batch.loss.with_readout(self.readout["readout/C"], self.readout["readout/c0"])

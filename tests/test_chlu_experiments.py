@@ -160,7 +160,8 @@ def test_an_interrupted_runner_leaves_a_readable_session(tmp_path: Path) -> None
     import signal
     import subprocess
     import sys
-    import time
+
+    from live import wait_for_steps
 
     cfg = _tiny_rhel(tmp_path / "long.toml", epochs=200_000)
     for attempt, wait_steps in enumerate((5, 9, 14)):
@@ -170,15 +171,7 @@ def test_an_interrupted_runner_leaves_a_readable_session(tmp_path: Path) -> None
         cmd = (["-m", "hamsim.cli.app", "experiment", str(cfg), "--out", str(out)] if cli
                else ["-m", "hamsim.chlu.lemniscate", str(cfg), str(out)])
         proc = subprocess.Popen([sys.executable, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300  # imports and the Numba cache load take minutes on a loaded machine
-        n = 0
-        while time.time() < deadline and proc.poll() is None and n < wait_steps:
-            if path.exists():
-                try:
-                    n = load_session(path).n_steps
-                except Exception:  # noqa: BLE001 - the file is being created
-                    pass
-            time.sleep(0.01)
+        wait_for_steps(proc, path, wait_steps)
         assert proc.poll() is None, f"the run ended before it was interrupted: {proc.communicate()}"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)

@@ -17,6 +17,7 @@ import pytest
 
 from hamsim.cli.app import main
 from hamsim.storage.session import load_session
+from live import wait_for_steps
 
 TRAIN = ["train", "--task", "six_mass_toy", "--quiet"]
 
@@ -159,15 +160,7 @@ def test_first_ctrl_c_stops_after_the_step_and_the_session_resumes(reference: Pa
     out = tmp_path / "int.h5"
     proc = subprocess.Popen([sys.executable, "-m", "hamsim.cli.app", *TRAIN, "--epochs", "30", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300  # imports and the Numba cache load take minutes on a loaded 2-core machine
-    while time.time() < deadline and proc.poll() is None:
-        if out.exists():
-            try:
-                if load_session(out).n_steps >= 5:
-                    break
-            except Exception:  # noqa: BLE001 - the file is being created
-                pass
-        time.sleep(0.05)
+    wait_for_steps(proc, out, 5, poll=0.05)
     assert proc.poll() is None, f"the session ended before it was interrupted: {proc.communicate()}"
     proc.send_signal(signal.SIGINT)
     out_text, err = proc.communicate(timeout=120)

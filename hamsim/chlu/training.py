@@ -29,8 +29,6 @@ so the BPTT and RHEL trainers see the same chains; the sleep gradient is autogra
 
 from __future__ import annotations
 
-import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,23 +259,18 @@ def train_chlu_rhel(h: CHLU, data: np.ndarray, starts: np.ndarray, window: int, 
         trainer.on_epoch.append(writer.on_epoch)
     if sleep is not None:
         trainer.on_step.append(_Sleep(trainer, sleep, dt, sleep_log))
-    previous = None
-    if writer is not None and threading.current_thread() is threading.main_thread():
-        def first_interrupt(signum: int, frame: Any) -> None:
-            trainer.request_stop()
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
-
-        previous = signal.signal(signal.SIGINT, first_interrupt)
     status = "failed"
     try:
-        result = trainer.run()
-        status = "interrupted" if result.interrupted else "completed"
+        if writer is None:
+            result = trainer.run()
+        else:
+            with trainer.stop_on_first_interrupt():
+                result = trainer.run()
+        status = result.status
     except KeyboardInterrupt:
         status = "aborted"
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         if writer is not None:
             writer.close(status)
     if result.interrupted:  # stopped by the first Ctrl-C: no half-trained results

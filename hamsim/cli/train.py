@@ -8,14 +8,12 @@ committed step and reproduces the uninterrupted run exactly on the simulator.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, Optional
 
 import numpy as np
@@ -75,12 +73,9 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
     trainer.on_step.append(writer.on_step)
     trainer.on_epoch.append(writer.on_epoch)
 
-    def first_interrupt(signum: int, frame: FrameType | None) -> None:
+    def notice() -> None:
         typer.echo("\ninterrupt: finishing the current step, then saving (Ctrl-C again to abort)", err=True)
-        trainer.request_stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = signal.signal(signal.SIGINT, first_interrupt)
     status = "failed"
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -105,21 +100,20 @@ def run_training(trainer: Trainer, writer: SessionWriter, *, epochs: int, quiet:
                     flagged.append(est.echo_return)
 
             trainer.on_step.append(note_return)
-            with warnings.catch_warnings():  # one summary line below instead of a Python warning per step
-                warnings.simplefilter("ignore", EchoReturnWarning)
+            with warnings.catch_warnings(), trainer.stop_on_first_interrupt(notice):
+                warnings.simplefilter("ignore", EchoReturnWarning)  # one summary line below, not one per step
                 result = trainer.run(resume=resume)
             if flagged:
                 typer.echo(f"warning: in {len(flagged)} of {len(result.step_loss)} steps the echoes did not return "
                            f"(echo return error up to {max(flagged):.2e}, recorded in steps/echo_return_flagged): "
                            f"those gradients are not trustworthy — a chaotic or too long sequence, dissipation, "
                            f"noise or a timing fault", err=True)
-        status = "interrupted" if result.interrupted else ("early_stopped" if result.stopped_early else "completed")
+        status = result.status
         return result
     except KeyboardInterrupt:
         status = "aborted"
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
         writer.close(status)
         trainer.substrate.close()
 

@@ -247,8 +247,7 @@ class SessionWriter:
                 "training batches of every epoch, in order (epoch, position): indices into /task/train")
         _write_batches(tk.create_group("train"), task.train, info.units)
         _write_batches(tk.create_group("val"), task.val, info.units)
-        momentum = any(b.loss.reads_momenta for b in (*task.train, *task.val))
-        self._declare(f, substrate, config, K, B, d, info.n, momentum=momentum)
+        self._declare(f, substrate, config, K, B, d, info.n, momentum=task.reads_momenta)
         if self._twin is not None:
             from hamsim.storage.twin import GROUP, write_twin
 

@@ -70,6 +70,7 @@ from hamsim.substrate import (
     ForwardResult,
     State,
     SubstrateInfo,
+    refuse_momentum_nudges,
 )
 
 _MAX_BITS = 52
@@ -419,6 +420,7 @@ class NonIdealSubstrate:
         n = self._h.n
         S = len(request.nudges)
         R = S * B
+        refuse_momentum_nudges(request, self.info.name)
         mode, C, c0, y, w, G, G0 = nudge_arrays(request, K, B, n)
         h = self.device()
         decay, kicks = self._decay_and_kicks(h, R, K)

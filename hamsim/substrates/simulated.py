@@ -32,7 +32,6 @@ from hamsim.substrate import (
     ForwardResult,
     State,
     SubstrateInfo,
-    refuse_momentum_nudges,
 )
 
 #: an ideal simulator has no heat bath: no thermal kicks between steps
@@ -43,7 +42,7 @@ _NO_KICKS = np.zeros((0, 0, 0))
 _MODES = {"forward": P.NUDGE_SEQUENCE, "none": P.NUDGE_NONE, "echo": P.NUDGE_ECHO, "midpoint": P.NUDGE_MIDPOINT}
 
 
-def nudge_arrays(request: EchoRequest, K: int, B: int, n: int, *, momenta: bool = False
+def nudge_arrays(request: EchoRequest, K: int, B: int, n: int
                  ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validated kernel arguments for the nudges of ``request``: (mode, C, c0, y, w, G_seq, G0).
 
@@ -52,9 +51,7 @@ def nudge_arrays(request: EchoRequest, K: int, B: int, n: int, *, momenta: bool 
     (``initial_nudge_pi``, ``nudge_sequence_pi``) packs them as [dL/dphi | dL/dpi]: G0 (B, 2n), G_seq (K, B, 2n),
     which the general kernel applies as the forward-state nudge with a position part."""
     loss = request.loss
-    momentum = request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None
-    if momentum and not momenta:  # a caller whose echoes do not apply the position part
-        refuse_momentum_nudges(request, "this substrate")
+    momentum = request.reads_momenta  # a caller whose echoes cannot apply it refuses it first
     if momentum and request.at not in ("forward", "none"):
         raise ValidationError("at", "a loss on momenta is nudged at the recorded forward states (at='forward'): "
                                     f"the loss at the echo's own state (at={request.at!r}) is not even in the momenta")
@@ -171,12 +168,11 @@ class SimulatedSubstrate:
             online = request.at in ("echo", "midpoint") and request.loss is not None
             readout_rows = request.loss.C.shape[0] if online else 0  # type: ignore[union-attr]
         w = request.weights
-        momentum = request.initial_nudge_pi is not None or request.nudge_sequence_pi is not None
         return plan.echo_plan(self._system(), at=request.at, echoes=len(request.nudges),
                               contrast=len(w) == 2 and w[1] == -w[0], readout_rows=readout_rows,
                               damped=self._damped() if damped is None else damped,
                               record_every=request.record_every, input_gradients=request.input_gradients,
-                              cuda=self._cuda is not None, momentum=momentum)
+                              cuda=self._cuda is not None, momentum=request.reads_momenta)
 
     def _cuda_row(self, row: plan.Row, phase: str, rows_summed: bool) -> None:
         """Refuse, with the CPU alternative named, what the CUDA rows do not cover."""
@@ -249,16 +245,14 @@ class SimulatedSubstrate:
         else:
             value = P.forward_with_loss(t, phi, pi, u, dtv, a, c, decay, _NO_KICKS, C, c0, y, w, G, record_every,
                                         rec_phi, rec_pi, gC, gc0, zero_gradients(t))
-        if momentum:
-            return ForwardResult(
-                final=State(phi, pi), loss=float(value), readout_grad_C=np.ascontiguousarray(gC[:, :n]),
-                readout_grad_c0=gc0, nudge_sequence=np.ascontiguousarray(G[..., :n]) if nudge_sequence else None,
-                trajectory=State(rec_phi, rec_pi) if record_every > 0 else None, kernel=row.name,
-                nudge_sequence_pi=np.ascontiguousarray(G[..., n:]) if nudge_sequence else None,
-                readout_grad_Cp=np.ascontiguousarray(gC[:, n:]))
+        seq_pi = gCp = None
+        if momentum:  # split [dL/dphi | dL/dpi] and [dL/dC | dL/dCp]
+            gC, gCp = np.ascontiguousarray(gC[:, :n]), np.ascontiguousarray(gC[:, n:])
+            G, seq_pi = np.ascontiguousarray(G[..., :n]), np.ascontiguousarray(G[..., n:])
         return ForwardResult(
             final=State(phi, pi), loss=float(value), readout_grad_C=gC, readout_grad_c0=gc0,
             nudge_sequence=G if nudge_sequence else None,
+            nudge_sequence_pi=seq_pi if nudge_sequence else None, readout_grad_Cp=gCp,
             trajectory=State(rec_phi, rec_pi) if record_every > 0 else None, kernel=row.name)
 
     def echo(self, request: EchoRequest) -> EchoResult:
@@ -267,7 +261,7 @@ class SimulatedSubstrate:
         n = self._h.n
         t, a, c, dtv, decay = self._common()
         S = len(request.nudges)
-        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n, momenta=True)
+        mode, C, c0, y, w, G, G0 = nudge_arrays(request, Kn, B, n)
         g = zero_gradients(t)
         dhdu = np.zeros((Kn, S * B, d)) if request.input_gradients else np.zeros((0, S * B, d))
         rec = request.record_every

@@ -273,17 +273,16 @@ def forward_with_loss(t, phi, pi, u, dt_vec, drift_c, kick_c, decay, kicks, C, c
             for b in range(B):
                 if full:
                     loss += readout_gradient_state(C, c0, phi[b], pi[b], y[k, b], w[k], res)
-                    for a in range(r):
-                        gc0[a] += res[a]
-                        for i in range(n):
-                            gC[a, i] += res[a] * phi[b, i]
-                            gC[a, n + i] += res[a] * pi[b, i]
                 else:
                     loss += readout_gradient(C, c0, phi[b], y[k, b], w[k], res)
+                for a in range(r):
+                    gc0[a] += res[a]
+                    for i in range(n):
+                        gC[a, i] += res[a] * phi[b, i]
+                if full:  # the momentum half of [C | Cp]
                     for a in range(r):
-                        gc0[a] += res[a]
-                        for i in range(phi.shape[1]):
-                            gC[a, i] += res[a] * phi[b, i]
+                        for i in range(n):
+                            gC[a, n + i] += res[a] * pi[b, i]
                 if G_out.shape[0] > 0:
                     readout_force(C, res, G_out[k, b])
         if rec_every > 0 and (k + 1) % rec_every == 0:
